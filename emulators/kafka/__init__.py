@@ -1,0 +1,3 @@
+"""Embedded Kafka broker built on librdkafka's mock cluster."""
+
+__all__: list[str] = []

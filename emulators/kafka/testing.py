@@ -1,0 +1,1 @@
+"""pytest fixtures for the embedded Kafka broker (filled in by emulators.kafka)."""

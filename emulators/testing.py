@@ -1,0 +1,1 @@
+"""pytest fixtures for the provider emulators (filled in by the emulators package)."""
