@@ -1,8 +1,16 @@
-"""Plumbing shared by every package: structured logging with secret redaction.
+"""Plumbing shared by every package: config-section loading and redacting structured logs.
 
 Kept deliberately tiny: anything provider-, proxy- or Kafka-specific lives in its own package.
 """
 
+from core.config import ConfigError, load_section, read_config_file
 from core.logging import SecretRegistry, configure_logging, redact
 
-__all__ = ["SecretRegistry", "configure_logging", "redact"]
+__all__ = [
+    "ConfigError",
+    "SecretRegistry",
+    "configure_logging",
+    "load_section",
+    "read_config_file",
+    "redact",
+]
