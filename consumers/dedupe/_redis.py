@@ -1,0 +1,186 @@
+"""Dedupe store shared by every consumer process through Redis.
+
+Why Redis: a redelivered event usually lands on a different consumer process after a
+rebalance, so the claim and the published record must live outside the process. All state of
+an event id is one string key (``<namespace>:dedupe:<event_id>``) holding ``c:<token>`` or
+``p:<token>``; transitions are SET NX or small Lua scripts, so each one is atomic on the server.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+import structlog
+from redis.commands.core import AsyncScript
+
+from consumers.dedupe._protocol import CLAIM_TTL_S, PUBLISHED_TTL_S
+from consumers.dedupe.errors import (
+    DedupeStoreBackendError,
+    DedupeStoreNotStarted,
+    DedupeStoreUnavailable,
+)
+
+__all__ = ["RedisDedupeStore"]
+
+_CLAIMED = "c:"
+_PUBLISHED = "p:"
+
+# Returns 1 when the caller still held its claim, 0 when the claim was lost (expired or taken
+# over), 2 when another holder had already published; a first published record is kept.
+_MARK_PUBLISHED = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 2) == 'p:' then
+  return 2
+end
+redis.call('SET', KEYS[1], 'p:' .. ARGV[1], 'PX', ARGV[2])
+if current == 'c:' .. ARGV[1] then
+  return 1
+end
+return 0
+"""
+
+# Compare-and-delete: a holder whose claim expired must not delete a newer holder's claim.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_OUTCOME_LOST = 0
+_OUTCOME_ALREADY_PUBLISHED = 2
+
+
+@contextmanager
+def _translate() -> Iterator[None]:
+    """The one place where Redis client errors become this package's errors."""
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        raise DedupeStoreUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
+    except redis_errors.RedisError as exc:
+        raise DedupeStoreBackendError(f"redis error: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _Connection:
+    client: aioredis.Redis
+    mark_published: AsyncScript
+    release: AsyncScript
+
+
+class RedisDedupeStore:
+    """``DedupeStore`` over one Redis database; safe to share across processes."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = "gateway",
+        claim_ttl_s: float = CLAIM_TTL_S,
+        published_ttl_s: float = PUBLISHED_TTL_S,
+        connect_timeout_s: float = 1.0,
+        op_timeout_s: float = 2.0,
+    ) -> None:
+        self._url = url
+        self._prefix = f"{namespace}:dedupe:"
+        self._claim_ttl_ms = max(1, round(claim_ttl_s * 1000))
+        self._published_ttl_ms = max(1, round(published_ttl_s * 1000))
+        self._connect_timeout_s = connect_timeout_s
+        self._op_timeout_s = op_timeout_s
+        self._conn: _Connection | None = None
+        # Tokens of claims this instance took and has not yet released or marked published.
+        self._held: dict[str, str] = {}
+
+    async def __aenter__(self) -> RedisDedupeStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._conn is not None:
+            return
+        client = aioredis.Redis.from_url(
+            self._url,
+            decode_responses=True,
+            socket_connect_timeout=self._connect_timeout_s,
+            socket_timeout=self._op_timeout_s,
+        )
+        try:
+            with _translate():
+                await client.ping()
+        except BaseException:
+            await client.aclose()
+            raise
+        self._conn = _Connection(
+            client=client,
+            mark_published=client.register_script(_MARK_PUBLISHED),
+            release=client.register_script(_RELEASE),
+        )
+
+    async def stop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.client.aclose()
+
+    def _connection(self) -> _Connection:
+        if self._conn is None:
+            raise DedupeStoreNotStarted("RedisDedupeStore used before start() or after stop()")
+        return self._conn
+
+    async def claim(self, event_id: str) -> bool:
+        conn = self._connection()
+        token = secrets.token_hex(8)
+        with _translate():
+            won = await conn.client.set(
+                self._prefix + event_id, _CLAIMED + token, nx=True, px=self._claim_ttl_ms
+            )
+        if won:
+            self._held[event_id] = token
+        return bool(won)
+
+    async def mark_published(self, event_id: str) -> None:
+        conn = self._connection()
+        token = self._held.get(event_id, "unclaimed")
+        with _translate():
+            outcome = await conn.mark_published(
+                keys=[self._prefix + event_id], args=[token, self._published_ttl_ms]
+            )
+        self._held.pop(event_id, None)
+        if outcome in (_OUTCOME_LOST, _OUTCOME_ALREADY_PUBLISHED):
+            structlog.get_logger(__name__).warning(
+                "dedupe.claim_lost",
+                event_id=event_id,
+                already_published=outcome == _OUTCOME_ALREADY_PUBLISHED,
+            )
+
+    async def release(self, event_id: str) -> None:
+        conn = self._connection()
+        token = self._held.pop(event_id, None)
+        if token is None:
+            return
+        with _translate():
+            await conn.release(keys=[self._prefix + event_id], args=[_CLAIMED + token])
+
+    async def is_published(self, event_id: str) -> bool:
+        return (await self.published_token(event_id)) is not None
+
+    async def published_token(self, event_id: str) -> str | None:
+        """Token of the claim whose publish was recorded first, or None if not published."""
+        conn = self._connection()
+        with _translate():
+            value = await conn.client.get(self._prefix + event_id)
+        if isinstance(value, str) and value.startswith(_PUBLISHED):
+            return value[len(_PUBLISHED) :]
+        return None
+
+    def holder_token(self, event_id: str) -> str | None:
+        """Token of this instance's current claim, e.g. to attach to the published result."""
+        return self._held.get(event_id)
