@@ -1,0 +1,42 @@
+"""Machinery shared by the provider emulators: server thread, faults, deterministic content."""
+
+from emulators.http.content import (
+    Conversation,
+    Reply,
+    ToolCall,
+    ToolSpec,
+    chunk_text,
+    estimate_tokens,
+    plan_reply,
+)
+from emulators.http.control import build_app, runtime_of
+from emulators.http.faults import FAULT_HEADER, FaultSpec, FaultSpecError, parse_fault
+from emulators.http.pipeline import ErrorRenderer, guard, sse, sse_response
+from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
+from emulators.http.schema import generate_instance
+from emulators.http.server import EmulatorServer, EmulatorServerError
+
+__all__ = [
+    "FAULT_HEADER",
+    "Conversation",
+    "EmulatorRuntime",
+    "EmulatorServer",
+    "EmulatorServerError",
+    "EmulatorSettings",
+    "ErrorRenderer",
+    "FaultSpec",
+    "FaultSpecError",
+    "Reply",
+    "ToolCall",
+    "ToolSpec",
+    "build_app",
+    "chunk_text",
+    "estimate_tokens",
+    "generate_instance",
+    "guard",
+    "parse_fault",
+    "plan_reply",
+    "runtime_of",
+    "sse",
+    "sse_response",
+]

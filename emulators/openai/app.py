@@ -1,0 +1,96 @@
+"""The OpenAI Chat Completions emulator app (``POST /v1/chat/completions``, ``GET /v1/models``).
+
+Why it exists: the proxy and its tests need an OpenAI upstream that the official SDK accepts
+unchanged, answers deterministically and fails on demand.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulators.http.content import plan_reply
+from emulators.http.control import build_app, runtime_of
+from emulators.http.pipeline import guard, sse, sse_response
+from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
+from emulators.openai.render import completion, error_response, stream_events
+from emulators.openai.wire import WireError, parse_request
+
+__all__ = ["DEFAULT_MODELS", "create_app"]
+
+# Listed by GET /v1/models; any other model name is still accepted on completions.
+DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini")
+
+
+def create_app(settings: EmulatorSettings | None = None) -> Starlette:
+    runtime = EmulatorRuntime(settings or EmulatorSettings())
+    routes = [
+        Route("/v1/chat/completions", _chat, methods=["POST"]),
+        Route("/v1/models", _models, methods=["GET"]),
+        Route("/v1/models/{model}", _model, methods=["GET"]),
+    ]
+    return build_app(routes, runtime)
+
+
+def _key(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _chat(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        body: Any = json.loads(await request.body())
+    except ValueError:
+        body = None
+    model = body.get("model") if isinstance(body, dict) else None
+    runtime.record(request.url.path, model if isinstance(model, str) else None)
+    if not runtime.key_allowed(_key(request)):
+        return error_response(401, "Incorrect API key provided.")
+    if not isinstance(body, dict):
+        return error_response(400, "We could not parse the JSON body of your request.")
+    try:
+        conv = parse_request(body)
+    except WireError as exc:
+        return error_response(400, str(exc), exc.param)
+    failure = await guard(
+        request,
+        runtime,
+        key=_key(request),
+        conversation_text=conv.all_text,
+        render_error=error_response,
+    )
+    if failure is not None:
+        return failure
+    reply = plan_reply(conv, id_prefix="call_")
+    if not body.get("stream"):
+        return JSONResponse(completion(conv, reply))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    events = [sse(chunk) for chunk in stream_events(conv, reply, include_usage)]
+    events.append(sse("[DONE]"))
+    return sse_response(events)
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 1700000000, "owned_by": "emulator"}
+
+
+async def _models(request: Request) -> Response:
+    runtime = runtime_of(request)
+    runtime.record(request.url.path, None)
+    if not runtime.key_allowed(_key(request)):
+        return error_response(401, "Incorrect API key provided.")
+    return JSONResponse({"object": "list", "data": [_model_entry(m) for m in DEFAULT_MODELS]})
+
+
+async def _model(request: Request) -> Response:
+    runtime = runtime_of(request)
+    runtime.record(request.url.path, None)
+    if not runtime.key_allowed(_key(request)):
+        return error_response(401, "Incorrect API key provided.")
+    return JSONResponse(_model_entry(request.path_params["model"]))
