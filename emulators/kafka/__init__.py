@@ -1,3 +1,24 @@
-"""Embedded Kafka broker built on librdkafka's mock cluster."""
+"""Embedded Kafka broker for development and tests, built on librdkafka's mock cluster.
 
-__all__: list[str] = []
+``EmbeddedKafka`` is the entry point; ``ApiKey`` and ``ErrorCode`` name the protocol numbers
+its fault-injection API takes. ``python -m emulators.kafka`` runs one from the shell.
+"""
+
+from emulators.kafka.broker import EmbeddedKafka
+from emulators.kafka.errors import (
+    BrokerNotRunningError,
+    KafkaEmulatorError,
+    LibrdkafkaNotFoundError,
+    MockClusterError,
+)
+from emulators.kafka.protocol import ApiKey, ErrorCode
+
+__all__ = [
+    "ApiKey",
+    "BrokerNotRunningError",
+    "EmbeddedKafka",
+    "ErrorCode",
+    "KafkaEmulatorError",
+    "LibrdkafkaNotFoundError",
+    "MockClusterError",
+]

@@ -1,0 +1,242 @@
+"""A thin TCP front in front of each mock broker, filling the gaps the product needs.
+
+Why it exists: librdkafka's mock cluster lacks the admin APIs and mishandles one group
+ordering, and clients must reach every broker through the front for those fixes to apply.
+
+- One listener per mock broker. The mock is told (``rd_kafka_mock_broker_set_host_port``) to
+  advertise the front's address, so Metadata and FindCoordinator responses already point
+  clients back at the front for every broker without any response rewriting.
+- CreateTopics (19) and DeleteTopics (20) are answered here by calling the mock's
+  ``topic_create`` / ``topic_delete``; ApiVersions responses are rewritten to advertise them
+  (v0-v3, non-flexible).
+- SyncGroup: with 2+ members, when the leader's SyncGroup reaches the mock before a
+  follower's, the mock rejects the follower with INVALID_REQUEST. The leader's request (the
+  one carrying assignments) is held ``sync_group_leader_delay`` seconds before forwarding.
+  SyncGroup is capped at v3 in the mock so that request stays non-flexible.
+- Everything else is piped byte-for-byte: frames are split on their length prefix and only
+  the request header is read. Responses are written back in request order (Kafka's per
+  connection guarantee) even when some are produced locally.
+
+Limits: a broker that is down still accepts TCP connections at the front and closes them at
+once (clients see a dropped connection rather than a refused one). Admin requests are handled
+by whichever front receives them; there is no controller election. No TLS or SASL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from emulators.kafka import _wire
+
+__all__ = ["Front", "FrontSettings"]
+
+_log = structlog.get_logger()
+_MAX_FRAME = 256 * 1024 * 1024
+_ADMIN_API_RANGES = {
+    _wire.API_CREATE_TOPICS: (0, _wire.CREATE_TOPICS_MAX_VERSION),
+    _wire.API_DELETE_TOPICS: (0, _wire.DELETE_TOPICS_MAX_VERSION),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FrontSettings:
+    host: str
+    sync_group_leader_delay: float
+    # The two admin callbacks run on the front's loop thread and must not block for long.
+    create_topic: Callable[[_wire.TopicSpec], tuple[int, str | None]]
+    delete_topic: Callable[[str], int]
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    try:
+        prefix = await reader.readexactly(4)
+        (size,) = struct.unpack(">i", prefix)
+        if not 0 <= size <= _MAX_FRAME:
+            return None
+        return await reader.readexactly(size)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+def _write_frame(writer: asyncio.StreamWriter, frame: bytes) -> None:
+    writer.write(struct.pack(">i", len(frame)) + frame)
+
+
+class _Connection:
+    """One client connection piped to one upstream mock-broker connection."""
+
+    def __init__(
+        self,
+        settings: FrontSettings,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
+        self._settings = settings
+        self._client_r, self._client_w = client
+        self._up_r, self._up_w = upstream
+        # Responses in request order; each entry is resolved by the mock or locally.
+        self._order: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue()
+        self._waiting: dict[int, tuple[asyncio.Future[bytes], int, int]] = {}
+
+    async def run(self) -> None:
+        tasks = [
+            asyncio.create_task(self._requests()),
+            asyncio.create_task(self._responses()),
+            asyncio.create_task(self._writer()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in (self._client_w, self._up_w):
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+
+    async def _requests(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (frame := await _read_frame(self._client_r)) is not None:
+            api_key, version, correlation_id = _wire.request_header(frame)
+            local = self._answer_locally(api_key, frame)
+            if local is not None:
+                done: asyncio.Future[bytes] = loop.create_future()
+                done.set_result(local)
+                self._order.put_nowait(done)
+                continue
+            if api_key != _wire.API_PRODUCE or _wire.produce_expects_response(frame):
+                future: asyncio.Future[bytes] = loop.create_future()
+                self._waiting[correlation_id] = (future, api_key, version)
+                self._order.put_nowait(future)
+            if api_key == _wire.API_SYNC_GROUP and _wire.sync_group_has_assignments(frame):
+                # Let followers' SyncGroup reach the mock first (see module docstring).
+                await asyncio.sleep(self._settings.sync_group_leader_delay)
+            _write_frame(self._up_w, frame)
+            await self._up_w.drain()
+
+    def _answer_locally(self, api_key: int, frame: bytes) -> bytes | None:
+        if api_key == _wire.API_CREATE_TOPICS:
+            request = _wire.parse_create_topics(frame)
+            results: list[tuple[str, int, str | None]] = []
+            for spec in request.topics:
+                code, message = (
+                    (0, None) if request.validate_only else self._settings.create_topic(spec)
+                )
+                results.append((spec.name, code, message))
+            return _wire.create_topics_response(request.version, request.correlation_id, results)
+        if api_key == _wire.API_DELETE_TOPICS:
+            version, correlation_id, names = _wire.parse_delete_topics(frame)
+            deleted = [(name, self._settings.delete_topic(name)) for name in names]
+            return _wire.delete_topics_response(version, correlation_id, deleted)
+        return None
+
+    async def _responses(self) -> None:
+        while (frame := await _read_frame(self._up_r)) is not None:
+            (correlation_id,) = struct.unpack_from(">i", frame, 0)
+            entry = self._waiting.pop(correlation_id, None)
+            if entry is None:
+                _log.warning("kafka_front_unexpected_response", correlation_id=correlation_id)
+                return
+            future, api_key, version = entry
+            if api_key == _wire.API_API_VERSIONS:
+                frame = _wire.rewrite_api_versions(
+                    frame, version, _wire.ApiVersionsRewrite(_ADMIN_API_RANGES)
+                )
+            future.set_result(frame)
+
+    async def _writer(self) -> None:
+        while True:
+            frame = await (await self._order.get())
+            _write_frame(self._client_w, frame)
+            await self._client_w.drain()
+
+
+class Front:
+    """Listeners for every mock broker, served by one asyncio loop in a background thread."""
+
+    def __init__(self, settings: FrontSettings) -> None:
+        self._settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[asyncio.Task[None]] = set()
+
+    def start(self, listeners: list[tuple[int, tuple[str, int]]]) -> list[int]:
+        """Listen on each (port, upstream) pair (port 0 = any free port); returns bound ports."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="kafka-front", daemon=True)
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._listen(listeners), loop)
+        try:
+            return future.result()
+        except BaseException:
+            self.stop()
+            raise
+
+    async def _listen(self, listeners: list[tuple[int, tuple[str, int]]]) -> list[int]:
+        ports: list[int] = []
+        for port, upstream in listeners:
+            server = await asyncio.start_server(
+                self._handler(upstream), self._settings.host, port, reuse_address=True
+            )
+            self._servers.append(server)
+            ports.append(int(server.sockets[0].getsockname()[1]))
+        return ports
+
+    def _handler(
+        self, upstream: tuple[str, int]
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._connections.add(task)
+            try:
+                try:
+                    up = await asyncio.open_connection(*upstream)
+                except OSError:
+                    # The mock broker is down: drop the client as a dead broker would.
+                    writer.close()
+                    return
+                await _Connection(self._settings, (reader, writer), up).run()
+            except asyncio.CancelledError:
+                # Cancelled by stop(); re-raising would only make asyncio log the task.
+                writer.close()
+            except Exception:  # a malformed frame must not take the listener down
+                _log.exception("kafka_front_connection_failed", upstream=upstream)
+                writer.close()
+            finally:
+                self._connections.discard(task)
+
+        return handle
+
+    async def _shutdown(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    def stop(self) -> None:
+        """Close listeners and every piped connection, then stop and join the loop thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+        self._loop = self._thread = None

@@ -1,0 +1,77 @@
+"""Command line for running the embedded Kafka broker outside tests.
+
+Why it exists: developers run the consumers against a local broker without Docker;
+``python -m emulators.kafka`` (or the project CLI's ``kafka`` subcommand) starts one, prints the
+bootstrap address, and runs until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from core.logging import configure_logging
+from emulators.kafka.broker import EmbeddedKafka
+from emulators.kafka.errors import KafkaEmulatorError
+
+__all__ = ["main", "register"]
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=9092, help="first front port (0 = free)")
+    parser.add_argument("--brokers", type=int, default=1, help="number of mock brokers")
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="partitions of auto-created topics"
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="NAME[:PARTITIONS]",
+        help="create a topic at start-up (repeatable)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``kafka`` subcommand to a parent CLI."""
+    parser = subparsers.add_parser("kafka", help="run an embedded Kafka broker")
+    _add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the broker described by ``args`` and block until SIGINT/SIGTERM."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    kafka = EmbeddedKafka(brokers=args.brokers, port=args.port, default_partitions=args.partitions)
+    try:
+        kafka.start()
+        for spec in args.topic:
+            name, _, partitions = spec.partition(":")
+            kafka.create_topic(name, int(partitions) if partitions else None)
+    except (KafkaEmulatorError, OSError, ValueError) as exc:
+        kafka.stop()
+        print(f"embedded kafka failed to start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}", flush=True)
+        stop.wait()
+    finally:
+        kafka.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulators.kafka", description=__doc__)
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging()
+    return run(args)
