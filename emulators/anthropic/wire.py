@@ -1,0 +1,129 @@
+"""Parse an Anthropic Messages request body into a provider-neutral Conversation.
+
+Why it exists: content blocks (text, base64 images, tool_use, tool_result), the separate
+``system`` field and Anthropic's own validation rules (``max_tokens`` required, at most
+``MAX_IMAGES`` images) are absorbed by one pure function with no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from emulators.http.content import Conversation, ToolSpec
+
+__all__ = ["MAX_IMAGES", "WireError", "parse_request"]
+
+# The product's contract with this provider: more images per request are refused with 400.
+MAX_IMAGES = 20
+
+
+class WireError(ValueError):
+    """The body is not a valid Messages request (answered with 400 invalid_request_error)."""
+
+    retriable = False
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(b.get("text", "")) for b in content if isinstance(b, Mapping) and "text" in b
+        )
+    return ""
+
+
+def _blocks(content: Any, index: int) -> tuple[list[str], int, list[str], bool]:
+    """(texts, images, tool_result_texts, has_tool_result) of one message's content."""
+    if isinstance(content, str):
+        return [content], 0, [], False
+    if not isinstance(content, list):
+        raise WireError(f"messages.{index}.content: expected a string or an array of blocks")
+    texts: list[str] = []
+    results: list[str] = []
+    images = 0
+    for block in content:
+        kind = block.get("type") if isinstance(block, Mapping) else None
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "image":
+            source = block.get("source") or {}
+            if source.get("type") == "base64" and not source.get("data"):
+                raise WireError(f"messages.{index}.content: image source has no data")
+            images += 1
+        elif kind == "tool_result":
+            results.append(_text_of(block.get("content", "")))
+        elif kind == "tool_use":
+            texts.append(str(block.get("input", "")))
+        elif kind not in ("document", "thinking", "redacted_thinking"):
+            raise WireError(f"messages.{index}.content: unknown block type {kind!r}")
+    return texts, images, results, bool(results)
+
+
+def _tools(body: Mapping[str, Any]) -> tuple[ToolSpec, ...]:
+    specs = []
+    for i, tool in enumerate(body.get("tools") or []):
+        if not tool.get("name"):
+            raise WireError(f"tools.{i}.name: Field required")
+        schema = tool.get("input_schema") or {"type": "object", "properties": {}}
+        specs.append(ToolSpec(tool["name"], tool.get("description", ""), schema))
+    return tuple(specs)
+
+
+def _tool_choice(value: Any) -> str:
+    if not value:
+        return "auto"
+    kind = value.get("type")
+    if kind == "tool":
+        return str(value.get("name", ""))
+    return {"auto": "auto", "any": "required", "none": "none"}.get(kind, "auto")
+
+
+def parse_request(body: Mapping[str, Any]) -> Conversation:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise WireError("model: Field required")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise WireError("max_tokens: Field required (a positive integer)")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise WireError("messages: at least one message is required")
+    system = _text_of(body.get("system", ""))
+    texts = [system] if system else []
+    images = 0
+    last_user = ""
+    last_results: list[str] = []
+    after_tool = False
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
+            raise WireError(f"messages.{index}.role: must be 'user' or 'assistant'")
+        parts, count, results, has_result = _blocks(message.get("content"), index)
+        texts.extend(parts)
+        texts.extend(results)
+        images += count
+        if message["role"] == "user":
+            after_tool = has_result
+            last_results = results or last_results
+            if parts:
+                last_user = "\n".join(parts)
+    if images > MAX_IMAGES:
+        raise WireError(
+            f"messages: too many images in request: {images} provided, "
+            f"at most {MAX_IMAGES} are allowed"
+        )
+    stops = body.get("stop_sequences") or []
+    return Conversation(
+        provider="anthropic",
+        model=model,
+        texts=tuple(texts),
+        last_user_text=last_user,
+        image_count=images,
+        tools=_tools(body),
+        tool_choice=_tool_choice(body.get("tool_choice")),
+        after_tool_result=after_tool,
+        tool_result_text="\n".join(last_results),
+        max_tokens=max_tokens,
+        stop=tuple(str(s) for s in stops),
+    )

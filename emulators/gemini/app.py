@@ -1,0 +1,83 @@
+"""The Gemini emulator app: Google AI and Vertex AI generateContent / streamGenerateContent.
+
+Why it exists: the proxy and its tests need a Gemini upstream that google-genai accepts
+unchanged, answers deterministically and fails on demand. Routes:
+
+- ``POST /{v1beta|v1|v1alpha}/models/{model}:generateContent`` (Google AI, ``x-goog-api-key``
+  or ``?key=``) and ``:streamGenerateContent`` (``?alt=sse`` for SSE, else a JSON array);
+- ``POST /{v1|v1beta1}/projects/{p}/locations/{loc}/publishers/google/models/{model}:...``
+  (Vertex AI, ``Authorization: Bearer``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulators.gemini.render import error_response, response, stream_chunks
+from emulators.gemini.wire import WireError, parse_request
+from emulators.http.content import plan_reply
+from emulators.http.control import build_app, runtime_of
+from emulators.http.pipeline import guard, sse, sse_response
+from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
+
+__all__ = ["create_app"]
+
+_ACTIONS = ("generateContent", "streamGenerateContent")
+
+
+def create_app(settings: EmulatorSettings | None = None) -> Starlette:
+    runtime = EmulatorRuntime(settings or EmulatorSettings())
+    vertex = "/{version}/projects/{project}/locations/{location}/publishers/google/models/{target}"
+    routes = [
+        Route("/{version}/models/{target}", _generate, methods=["POST"]),
+        Route(vertex, _generate, methods=["POST"]),
+    ]
+    return build_app(routes, runtime)
+
+
+def _key(request: Request) -> str | None:
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if key:
+        return key.strip() or None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+# Each early return is one of the API's checks, in the order the real service applies them.
+async def _generate(request: Request) -> Response:  # noqa: PLR0911
+    runtime = runtime_of(request)
+    model, _, action = str(request.path_params["target"]).partition(":")
+    runtime.record(request.url.path, model or None)
+    if action not in _ACTIONS or not model:
+        return error_response(404, f"Method not found: {action or 'missing action'}")
+    if not runtime.key_allowed(_key(request)):
+        return error_response(401, "Request is missing a valid API key or credentials.")
+    try:
+        body: Any = json.loads(await request.body())
+        if not isinstance(body, dict):
+            raise WireError("request body must be a JSON object")
+        conv = parse_request(model, body)
+    except ValueError as exc:  # WireError and JSON errors alike
+        return error_response(400, str(exc))
+    failure = await guard(
+        request,
+        runtime,
+        key=_key(request),
+        conversation_text=conv.all_text,
+        render_error=error_response,
+    )
+    if failure is not None:
+        return failure
+    reply = plan_reply(conv, id_prefix="fc_")
+    if action == "generateContent":
+        return JSONResponse(response(conv, reply))
+    chunks = stream_chunks(conv, reply)
+    if request.query_params.get("alt") == "sse":
+        return sse_response(sse(chunk).replace("\n\n", "\r\n\r\n") for chunk in chunks)
+    return JSONResponse(chunks)
