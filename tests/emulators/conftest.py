@@ -1,0 +1,52 @@
+"""Shared inputs for the emulator fidelity tests.
+
+The directory has no ``__init__.py`` on purpose: as a package it would be named ``emulators``
+and shadow the package under test.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+
+from emulators.testing import EmulatorHandle
+
+# A valid 1x1 PNG: emulators never decode images, but the bytes should still be plausible.
+PNG_BYTES = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture
+def png_b64() -> str:
+    """Base64 text of a tiny PNG."""
+    return base64.b64encode(PNG_BYTES).decode()
+
+
+@pytest.fixture
+def png_bytes() -> bytes:
+    """Raw bytes of a tiny PNG."""
+    return PNG_BYTES
+
+
+@pytest.fixture
+def openai_em(openai_emulator: EmulatorHandle) -> Iterator[EmulatorHandle]:
+    """The OpenAI emulator, reset after the test."""
+    yield openai_emulator
+    openai_emulator.reset()
+
+
+@pytest.fixture
+def anthropic_em(anthropic_emulator: EmulatorHandle) -> Iterator[EmulatorHandle]:
+    """The Anthropic emulator, reset after the test."""
+    yield anthropic_emulator
+    anthropic_emulator.reset()
+
+
+@pytest.fixture
+def gemini_em(gemini_emulator: EmulatorHandle) -> Iterator[EmulatorHandle]:
+    """The Gemini emulator, reset after the test."""
+    yield gemini_emulator
+    gemini_emulator.reset()
