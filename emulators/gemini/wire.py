@@ -9,6 +9,7 @@ Vertex AI routes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,21 @@ class WireError(ValueError):
     retriable = False
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _f(mapping: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """Field ``name`` in lowerCamel or snake_case: the API's JSON parser accepts both."""
+    if name in mapping:
+        return mapping[name]
+    return mapping.get(_snake(name), default)
+
+
+def _has(mapping: Mapping[str, Any], name: str) -> bool:
+    return name in mapping or _snake(name) in mapping
+
+
 def _parts(content: Any, index: int) -> tuple[list[str], int, list[str]]:
     """(texts, images, function-response texts) of one Content."""
     if not isinstance(content, Mapping) or not isinstance(content.get("parts"), list):
@@ -56,43 +72,43 @@ def _parts(content: Any, index: int) -> tuple[list[str], int, list[str]]:
             raise WireError(f"contents[{index}].parts: each part must be an object")
         if "text" in part:
             texts.append(str(part["text"]))
-        elif "inlineData" in part:
-            if not (part["inlineData"] or {}).get("data"):
+        elif _has(part, "inlineData"):
+            if not (_f(part, "inlineData") or {}).get("data"):
                 raise WireError(f"contents[{index}].parts.inlineData: data is required")
             images += 1
-        elif "fileData" in part:
+        elif _has(part, "fileData"):
             images += 1
-        elif "functionCall" in part:
-            texts.append(json.dumps(part["functionCall"].get("args", {})))
-        elif "functionResponse" in part:
-            results.append(json.dumps(part["functionResponse"].get("response", {})))
+        elif _has(part, "functionCall"):
+            texts.append(json.dumps(_f(part, "functionCall").get("args", {})))
+        elif _has(part, "functionResponse"):
+            results.append(json.dumps(_f(part, "functionResponse").get("response", {})))
     return texts, images, results
 
 
 def _tools(body: Mapping[str, Any]) -> tuple[ToolSpec, ...]:
     specs = []
     for tool in body.get("tools") or []:
-        for fn in tool.get("functionDeclarations") or []:
+        for fn in _f(tool, "functionDeclarations") or []:
             if not fn.get("name"):
                 raise WireError("tools.functionDeclarations.name: is required")
-            schema = fn.get("parameters") or fn.get("parametersJsonSchema") or {}
+            schema = fn.get("parameters") or _f(fn, "parametersJsonSchema") or {}
             specs.append(ToolSpec(fn["name"], fn.get("description", ""), schema))
     return tuple(specs)
 
 
 def _tool_choice(body: Mapping[str, Any]) -> str:
-    config = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    config = _f(_f(body, "toolConfig") or {}, "functionCallingConfig") or {}
     mode = str(config.get("mode", "AUTO")).upper()
     if mode == "NONE":
         return "none"
-    allowed = config.get("allowedFunctionNames") or []
+    allowed = _f(config, "allowedFunctionNames") or []
     if mode == "ANY":
         return str(allowed[0]) if allowed else "required"
     return "auto"
 
 
 def _check_safety(body: Mapping[str, Any]) -> None:
-    for setting in body.get("safetySettings") or []:
+    for setting in _f(body, "safetySettings") or []:
         if setting.get("category") not in SAFETY_CATEGORIES:
             raise WireError(f"safetySettings: invalid category {setting.get('category')!r}")
         if setting.get("threshold") not in SAFETY_THRESHOLDS:
@@ -104,7 +120,7 @@ def parse_request(model: str, body: Mapping[str, Any]) -> Conversation:
     if not isinstance(contents, list) or not contents:
         raise WireError("contents is not specified")
     _check_safety(body)
-    system_parts = (body.get("systemInstruction") or {}).get("parts") or []
+    system_parts = (_f(body, "systemInstruction") or {}).get("parts") or []
     texts = [str(p.get("text", "")) for p in system_parts if "text" in p]
     images = 0
     last_user = ""
@@ -118,10 +134,10 @@ def parse_request(model: str, body: Mapping[str, Any]) -> Conversation:
             last_user = "\n".join(parts)
         last_results = results or last_results
     _, _, final_results = _parts(contents[-1], len(contents) - 1)
-    config = body.get("generationConfig") or {}
-    schema = config.get("responseSchema") or config.get("responseJsonSchema")
-    is_json = config.get("responseMimeType") == "application/json"
-    max_tokens = config.get("maxOutputTokens")
+    config = _f(body, "generationConfig") or {}
+    schema = _f(config, "responseSchema") or _f(config, "responseJsonSchema")
+    is_json = _f(config, "responseMimeType") == "application/json"
+    max_tokens = _f(config, "maxOutputTokens")
     return Conversation(
         provider="gemini",
         model=model,
@@ -135,5 +151,5 @@ def parse_request(model: str, body: Mapping[str, Any]) -> Conversation:
         json_schema=schema if is_json and schema else None,
         json_mode=is_json and not schema,
         max_tokens=int(max_tokens) if max_tokens else None,
-        stop=tuple(str(s) for s in config.get("stopSequences") or ()),
+        stop=tuple(str(s) for s in _f(config, "stopSequences") or ()),
     )
