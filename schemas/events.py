@@ -1,0 +1,159 @@
+"""The event types that travel over Kafka, one tagged union per topic family.
+
+Why tagged unions: a topic carries several event types over time; the `type` tag names each one
+so a single msgspec Decoder per topic validates and dispatches in one pass, and a new event type
+joins a family by adding a Struct to its union (see `RequestEvent`). Events are frozen and
+TOLERATE unknown fields: producers may roll out a newer schema before consumers do. A breaking
+change bumps `schema_version`.
+
+Families and their topics (names and partition counts come from `gateway_settings.kafka`):
+- requests:     work to do, keyed by `subject` so one product's / job's events stay ordered;
+- results:      one result per request (success OR final failure), keyed by the request id so
+                a redelivered request can be recognised downstream;
+- status:       progress of long jobs, keyed by `subject`;
+- dead letters: events the runtime could not decode or handle, with the raw bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from schemas.messages import ChatMessage, ToolCall, Usage
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CompletionFailed",
+    "CompletionRequested",
+    "CompletionSucceeded",
+    "DeadLetter",
+    "DeadLetterEvent",
+    "ErrorInfo",
+    "Event",
+    "JobProgress",
+    "RawHeader",
+    "RequestEvent",
+    "ResultEvent",
+    "StatusEvent",
+    "utc_now",
+]
+
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Fields every event carries. `event_id` is unique per event (a UUID in practice)."""
+
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    occurred_at: datetime = msgspec.field(default_factory=utc_now)
+    schema_version: int = SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------- requests
+
+
+class CompletionRequested(Event, frozen=True, kw_only=True, tag="completion.requested"):
+    """Ask for a chat completion of `task` (the proxy's model name, e.g. "captioning")."""
+
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    task: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
+    response_format: dict[str, Any] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+# New request kinds (image generation, video summary) are added here as Structs with their own
+# tag and joined to this union; the decoder of the requests topic picks them up unchanged.
+RequestEvent = CompletionRequested
+
+
+# ---------------------------------------------------------------- results
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One error of a chain: its type name, a message without secrets, and retriability."""
+
+    type: str
+    message: str
+    retriable: bool = False
+
+
+class CompletionSucceeded(Event, frozen=True, kw_only=True, tag="completion.succeeded"):
+    """The completion a request asked for."""
+
+    request_id: str
+    subject: str
+    task: str
+    provider: str
+    model: str
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    usage: Usage | None = None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+class CompletionFailed(Event, frozen=True, kw_only=True, tag="completion.failed"):
+    """A request that failed for good; still a result, so its producer learns of the failure."""
+
+    request_id: str
+    subject: str
+    task: str
+    error: ErrorInfo
+    attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+ResultEvent = CompletionSucceeded | CompletionFailed
+
+
+# ---------------------------------------------------------------- status
+
+
+class JobProgress(Event, frozen=True, kw_only=True, tag="job.progress"):
+    """Progress of a long job (e.g. a video summary), 0..1, with a human-readable stage."""
+
+    request_id: str
+    subject: str
+    task: str
+    stage: str
+    progress: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    message: str = ""
+
+
+StatusEvent = JobProgress
+
+
+# ---------------------------------------------------------------- dead letters
+
+
+class RawHeader(msgspec.Struct, frozen=True, kw_only=True):
+    """A Kafka header exactly as received; `value` is base64 in JSON."""
+
+    key: str
+    value: bytes | None = None
+
+
+class DeadLetter(Event, frozen=True, kw_only=True, tag="dead_letter"):
+    """An event the runtime gave up on, with everything needed to inspect or replay it."""
+
+    original_topic: str
+    partition: Annotated[int, msgspec.Meta(ge=0)]
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: list[RawHeader] = msgspec.field(default_factory=list)
+    reason: str
+    error_chain: list[ErrorInfo] = msgspec.field(default_factory=list)
+    first_seen: datetime
+    attempts: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+DeadLetterEvent = DeadLetter
