@@ -9,10 +9,14 @@ ordering, and clients must reach every broker through the front for those fixes 
 - CreateTopics (19) and DeleteTopics (20) are answered here by calling the mock's
   ``topic_create`` / ``topic_delete``; ApiVersions responses are rewritten to advertise them
   (v0-v3, non-flexible).
-- SyncGroup: with 2+ members, when the leader's SyncGroup reaches the mock before a
-  follower's, the mock rejects the follower with INVALID_REQUEST. The leader's request (the
-  one carrying assignments) is held ``sync_group_leader_delay`` seconds before forwarding.
-  SyncGroup is capped at v3 in the mock so that request stays non-flexible.
+- SyncGroup: the mock completes a generation as soon as the leader's SyncGroup (the one that
+  carries every member's assignment) arrives, so a follower whose SyncGroup comes later is
+  rejected with INVALID_REQUEST (aiokafka's leader usually wins that race). The front holds the
+  leader's request until every follower of that generation has sent its own SyncGroup through
+  the front (followers = assignments - 1), plus a short settle, and at most
+  ``sync_group_max_hold`` seconds. SyncGroup is capped at v3 in the mock so the request stays
+  non-flexible and cheap to decode. All members of a group talk to the same coordinator
+  broker, hence to the same front, so one barrier per front sees every member.
 - Everything else is piped byte-for-byte: frames are split on their length prefix and only
   the request header is read. Responses are written back in request order (Kafka's per
   connection guarantee) even when some are produced locally.
@@ -49,7 +53,8 @@ _ADMIN_API_RANGES = {
 @dataclass(frozen=True, slots=True)
 class FrontSettings:
     host: str
-    sync_group_leader_delay: float
+    sync_group_max_hold: float
+    sync_group_settle: float
     # The two admin callbacks run on the front's loop thread and must not block for long.
     create_topic: Callable[[_wire.TopicSpec], tuple[int, str | None]]
     delete_topic: Callable[[str], int]
@@ -70,16 +75,50 @@ def _write_frame(writer: asyncio.StreamWriter, frame: bytes) -> None:
     writer.write(struct.pack(">i", len(frame)) + frame)
 
 
+class _SyncBarrier:
+    """Counts followers' SyncGroup requests per (group, generation) so the leader can wait."""
+
+    def __init__(self) -> None:
+        self._followers: dict[tuple[str, int], int] = {}
+        self._changed = asyncio.Condition()
+
+    async def follower_sent(self, request: _wire.SyncGroupRequest) -> None:
+        key = (request.group_id, request.generation_id)
+        async with self._changed:
+            self._followers[key] = self._followers.get(key, 0) + 1
+            self._changed.notify_all()
+
+    async def leader_ready(self, request: _wire.SyncGroupRequest, max_hold: float) -> bool:
+        """Wait until all followers synced (True) or ``max_hold`` passed (False)."""
+        key = (request.group_id, request.generation_id)
+        wanted = request.assignments - 1
+        try:
+            async with self._changed:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._followers.get(key, 0) >= wanted),
+                    max_hold,
+                )
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            # Generations only move forward: forget this one and any older of the group.
+            for stale in [k for k in self._followers if k[0] == key[0] and k[1] <= key[1]]:
+                del self._followers[stale]
+
+
 class _Connection:
     """One client connection piped to one upstream mock-broker connection."""
 
     def __init__(
         self,
         settings: FrontSettings,
+        barrier: _SyncBarrier,
         client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     ) -> None:
         self._settings = settings
+        self._barrier = barrier
         self._client_r, self._client_w = client
         self._up_r, self._up_w = upstream
         # Responses in request order; each entry is resolved by the mock or locally.
@@ -117,11 +156,28 @@ class _Connection:
                 future: asyncio.Future[bytes] = loop.create_future()
                 self._waiting[correlation_id] = (future, api_key, version)
                 self._order.put_nowait(future)
-            if api_key == _wire.API_SYNC_GROUP and _wire.sync_group_has_assignments(frame):
-                # Let followers' SyncGroup reach the mock first (see module docstring).
-                await asyncio.sleep(self._settings.sync_group_leader_delay)
+            sync = _wire.parse_sync_group(frame) if api_key == _wire.API_SYNC_GROUP else None
+            if sync is not None and sync.assignments > 0:
+                await self._hold_leader(sync)
             _write_frame(self._up_w, frame)
             await self._up_w.drain()
+            if sync is not None and sync.assignments == 0:
+                await self._barrier.follower_sent(sync)
+
+    async def _hold_leader(self, sync: _wire.SyncGroupRequest) -> None:
+        """Let every follower's SyncGroup reach the mock first (see module docstring)."""
+        if sync.assignments <= 1:
+            return
+        settings = self._settings
+        if await self._barrier.leader_ready(sync, settings.sync_group_max_hold):
+            # The followers' frames are written; give the mock's poll loop time to read them.
+            await asyncio.sleep(settings.sync_group_settle)
+        else:
+            _log.warning(
+                "kafka_front_sync_group_hold_expired",
+                group_id=sync.group_id,
+                generation_id=sync.generation_id,
+            )
 
     def _answer_locally(self, api_key: int, frame: bytes) -> bytes | None:
         if api_key == _wire.API_CREATE_TOPICS:
@@ -169,6 +225,7 @@ class Front:
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
+        self._barrier: _SyncBarrier | None = None
 
     def start(self, listeners: list[tuple[int, tuple[str, int]]]) -> list[int]:
         """Listen on each (port, upstream) pair (port 0 = any free port); returns bound ports."""
@@ -184,6 +241,7 @@ class Front:
             raise
 
     async def _listen(self, listeners: list[tuple[int, tuple[str, int]]]) -> list[int]:
+        self._barrier = _SyncBarrier()
         ports: list[int] = []
         for port, upstream in listeners:
             server = await asyncio.start_server(
@@ -207,7 +265,8 @@ class Front:
                     # The mock broker is down: drop the client as a dead broker would.
                     writer.close()
                     return
-                await _Connection(self._settings, (reader, writer), up).run()
+                assert self._barrier is not None
+                await _Connection(self._settings, self._barrier, (reader, writer), up).run()
             except asyncio.CancelledError:
                 # Cancelled by stop(); re-raising would only make asyncio log the task.
                 writer.close()

@@ -21,16 +21,17 @@ __all__ = [
     "SYNC_GROUP_MAX_VERSION",
     "ApiVersionsRewrite",
     "CreateTopicsRequest",
+    "SyncGroupRequest",
     "TopicSpec",
     "WireError",
     "create_topics_response",
     "delete_topics_response",
     "parse_create_topics",
     "parse_delete_topics",
+    "parse_sync_group",
     "produce_expects_response",
     "request_header",
     "rewrite_api_versions",
-    "sync_group_has_assignments",
 ]
 
 API_PRODUCE, API_SYNC_GROUP, API_API_VERSIONS = 0, 14, 18
@@ -144,18 +145,27 @@ def produce_expects_response(frame: bytes) -> bool:
     return reader.int16() != 0
 
 
-def sync_group_has_assignments(frame: bytes) -> bool:
-    """True when a SyncGroup request carries assignments, i.e. it comes from the leader."""
+@dataclass(frozen=True, slots=True)
+class SyncGroupRequest:
+    """The routing facts of a SyncGroup request; ``assignments`` > 0 only from the leader."""
+
+    group_id: str
+    generation_id: int
+    member_id: str
+    assignments: int
+
+
+def parse_sync_group(frame: bytes) -> SyncGroupRequest:
     _, version, _ = request_header(frame)
     if version > SYNC_GROUP_MAX_VERSION:
         raise WireError(f"SyncGroup v{version} is not decoded")
     reader = _body(frame, flexible=False)
-    reader.string()  # group_id
-    reader.int32()  # generation_id
-    reader.string()  # member_id
+    group_id = reader.string() or ""
+    generation_id = reader.int32()
+    member_id = reader.string() or ""
     if version >= 3:
         reader.string()  # group_instance_id
-    return reader.int32() > 0
+    return SyncGroupRequest(group_id, generation_id, member_id, max(reader.int32(), 0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ lives in memory only; each partition keeps roughly the last 5 MiB.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 from types import TracebackType
 
@@ -29,10 +29,17 @@ __all__ = ["EmbeddedKafka"]
 
 _log = structlog.get_logger()
 _HOST = "127.0.0.1"
+# After the last follower's SyncGroup is written, how long the leader's waits so the mock's
+# poll loop reads the followers first; 20 ms is ample on a loaded 2-core machine.
+_SYNC_GROUP_SETTLE_S = 0.02
 
 
 class EmbeddedKafka:
     """An in-process Kafka cluster reachable at ``bootstrap_servers`` once started.
+
+    ``group_initial_rebalance_delay_ms`` (300 by default, Kafka's is 3000) lets members that
+    start together join one generation; ``sync_group_max_hold_ms`` bounds the SyncGroup hold
+    described in ``_front``.
 
     ``port`` is the first front port (broker ``n`` listens on ``port + n - 1``); 0 picks free
     ports. ``default_partitions`` applies to auto-created topics and to CreateTopics requests
@@ -45,8 +52,8 @@ class EmbeddedKafka:
         port: int = 0,
         default_partitions: int = 4,
         *,
-        group_initial_rebalance_delay_ms: int = 0,
-        sync_group_leader_delay_ms: int = 200,
+        group_initial_rebalance_delay_ms: int = 300,
+        sync_group_max_hold_ms: int = 3000,
     ) -> None:
         if brokers < 1:
             raise ValueError("brokers must be at least 1")
@@ -54,7 +61,7 @@ class EmbeddedKafka:
         self.port = port
         self.default_partitions = default_partitions
         self._rebalance_delay_ms = group_initial_rebalance_delay_ms
-        self._sync_delay_s = sync_group_leader_delay_ms / 1000
+        self._sync_max_hold_s = sync_group_max_hold_ms / 1000
         self._mock: MockCluster | None = None
         self._front: Front | None = None
         self._ports: list[int] = []
@@ -76,7 +83,8 @@ class EmbeddedKafka:
             front = Front(
                 FrontSettings(
                     host=_HOST,
-                    sync_group_leader_delay=self._sync_delay_s,
+                    sync_group_max_hold=self._sync_max_hold_s,
+                    sync_group_settle=_SYNC_GROUP_SETTLE_S,
                     create_topic=self._create_from_request,
                     delete_topic=self._delete_from_request,
                 )
@@ -208,15 +216,17 @@ class EmbeddedKafka:
         self._require().partition_set_leader(topic, partition, broker_id)
 
     @contextlib.contextmanager
-    def outage(self, broker_id: int, seconds: float | None = None) -> Iterator[None]:
-        """Keep ``broker_id`` down inside the block (and at least ``seconds``), then bring it up."""
-        began = time.monotonic()
+    def outage(self, broker_id: int) -> Iterator[None]:
+        """Keep ``broker_id`` down for the duration of the ``with`` block."""
         self.broker_down(broker_id)
         try:
             yield
-            if seconds is not None:
-                # An outage of a given length is the behaviour under test, not synchronisation.
-                time.sleep(max(0.0, seconds - (time.monotonic() - began)))
         finally:
             if self.running:
                 self.broker_up(broker_id)
+
+    async def outage_for(self, broker_id: int, seconds: float) -> None:
+        """Take ``broker_id`` down for ``seconds`` without blocking the caller's event loop."""
+        with self.outage(broker_id):
+            # The outage's length is the behaviour under test, not a synchronisation wait.
+            await asyncio.sleep(seconds)

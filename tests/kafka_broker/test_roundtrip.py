@@ -2,45 +2,53 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from emulators.kafka import EmbeddedKafka
-
-
-async def _consume(consumer: AIOKafkaConsumer, count: int) -> list[object]:
-    records: list[object] = []
-    while len(records) < count:
-        batch = await consumer.getmany(timeout_ms=1000)
-        for messages in batch.values():
-            records.extend(messages)
-    return records
+from kafka_broker.helpers import consumer, drain, producer
 
 
 async def test_round_trip_keeps_keys_values_and_headers(
     kafka_broker: EmbeddedKafka, unique_topic: str
 ) -> None:
     """A produced record comes back with the same key, value and headers."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
-    await producer.start()
+    client = producer(kafka_broker.bootstrap_servers)
+    await client.start()
     try:
-        await producer.send_and_wait(
+        await client.send_and_wait(
             unique_topic, b"value-1", key=b"key-1", headers=[("event-type", b"created")]
         )
     finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        unique_topic,
-        bootstrap_servers=kafka_broker.bootstrap_servers,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
-    )
-    await consumer.start()
+        await client.stop()
+    reader = consumer(kafka_broker.bootstrap_servers, unique_topic)
+    await reader.start()
     try:
-        (record,) = await _consume(consumer, 1)
+        (record,) = await drain(reader, 1)
     finally:
-        await consumer.stop()
+        await reader.stop()
     assert (record.key, record.value, list(record.headers)) == (
         b"key-1",
         b"value-1",
         [("event-type", b"created")],
     )
+
+
+async def test_idempotent_producer_delivers_each_record_once_in_order(
+    kafka_broker: EmbeddedKafka, kafka_topic: object
+) -> None:
+    """An idempotent producer's records arrive exactly once, in send order, on one partition."""
+    assert callable(kafka_topic)
+    topic = kafka_topic(partitions=1)
+    client = producer(kafka_broker.bootstrap_servers, enable_idempotence=True)
+    await client.start()
+    try:
+        values = [f"event-{i}".encode() for i in range(20)]
+        for value in values:
+            await client.send_and_wait(topic, value)
+    finally:
+        await client.stop()
+    reader = consumer(kafka_broker.bootstrap_servers, topic)
+    await reader.start()
+    try:
+        records = await drain(reader, len(values))
+    finally:
+        await reader.stop()
+    assert [r.value for r in records] == values
