@@ -104,13 +104,16 @@ async def wait_for_token(
     """Call ``take`` (0.0 = token taken, else seconds until one may be) until it succeeds."""
     loop = asyncio.get_running_loop()
     started = loop.time()
+    slept = False
     while True:
         wait = await take()
         now = loop.time()
         if wait <= 0:
-            return now - started
+            # Exactly 0.0 when no sleep was needed, so callers can count "had to wait".
+            return now - started if slept else 0.0
         if timeout_s is not None and now + wait > started + timeout_s:
             raise RateLimitTimeout(key, timeout_s, now - started)
         # Jitter spreads waiters of one key (in every process) that computed the same wait,
         # so they do not all hit Redis in the same millisecond.
         await asyncio.sleep(wait + random.uniform(0, min(0.1 * wait, 0.02)))
+        slept = True

@@ -1,0 +1,1 @@
+"""Tests of consumers.dedupe and consumers.ratelimit against a real local Redis."""

@@ -1,0 +1,75 @@
+"""Fixtures for the shared-state building blocks of the consumers: a reachable local Redis, a
+unique key namespace per test (removed afterwards), a controllable clock for the in-memory
+backends, and a sliding-window counter for checking rate limits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class FakeClock:
+    """A monotonic clock that only moves when a test advances it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """URL of the local Redis; a test needing it fails loudly when it is not running."""
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1.0)
+    try:
+        await client.ping()
+    except redis_errors.ConnectionError as exc:
+        pytest.fail(f"these tests need Redis on 127.0.0.1:6379: {exc}")
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
+async def namespace(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix no other test uses; every key under it is deleted after the test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{name}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+def _max_in_window(times: Sequence[float], window_s: float) -> int:
+    ordered = sorted(times)
+    best, first = 0, 0
+    for last, t in enumerate(ordered):
+        while t - ordered[first] >= window_s:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+@pytest.fixture
+def max_in_window() -> Callable[[Sequence[float], float], int]:
+    """Largest number of timestamps inside any half-open window of the given length."""
+    return _max_in_window
