@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import google.oauth2.credentials
 import httpx
 import jsonschema
 import pydantic
@@ -219,3 +220,19 @@ def test_vertex_path_with_bearer_token(gemini_em: EmulatorHandle) -> None:
     response = httpx.post(url, headers={"authorization": "Bearer ya29.token"}, json=body)
     assert response.status_code == 200
     assert "re: vertex hi" in response.json()["candidates"][0]["content"]["parts"][0]["text"]
+
+
+def test_vertex_mode_sdk_with_credentials(gemini_em: EmulatorHandle) -> None:
+    """google-genai in Vertex AI mode, with an OAuth token, reaches the publisher-model path."""
+    credentials = google.oauth2.credentials.Credentials(token="ya29.test-token")
+    client = genai.Client(
+        vertexai=True,
+        project="p1",
+        location="us-central1",
+        credentials=credentials,
+        http_options={"base_url": gemini_em.url},
+    )
+    result = client.models.generate_content(model=MODEL, contents="vertex sdk hello")
+    assert "re: vertex sdk hello" in (result.text or "")
+    paths = gemini_em.stats()["by_path"]
+    assert any("/projects/p1/locations/us-central1/publishers/google/" in p for p in paths)
