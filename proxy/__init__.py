@@ -1,1 +1,58 @@
-"""placeholder"""
+"""The OpenAI-compatible proxy: LiteLLM's proxy app behind the gateway's fast path.
+
+Modules: `routing` (task -> ordered providers, from litellm_config.yaml), `settings` (typed
+settings built once), `errors` (the one error tree), `upstream` (translation of upstream errors),
+`resilience` (the only retry/fallback loop), `keys` (user > system > env key resolution),
+`auth` (master-key check, also LiteLLM's custom_auth hook), `fastpath` (the ASGI wrapper),
+`server` (uvicorn lifecycle), `components` and `cli` (`gateway up`).
+
+Only the light modules are re-exported here: importing LiteLLM takes seconds, so modules that
+need it are imported by whoever starts a server.
+"""
+
+from proxy.errors import (
+    AllProvidersFailedError,
+    AttemptFailure,
+    AuthenticationError,
+    BadRequestError,
+    ContentPolicyError,
+    ExternalServiceError,
+    InvalidApiKeyError,
+    InvalidRequestError,
+    MissingProviderKeyError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderServerError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnexpectedProviderError,
+)
+from proxy.routing import Deployment, RoutingTable, TaskRoute
+from proxy.settings import KeysSettings, ProxySettings, ResilienceSettings, build_settings
+
+__all__ = [
+    "AllProvidersFailedError",
+    "AttemptFailure",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContentPolicyError",
+    "Deployment",
+    "ExternalServiceError",
+    "InvalidApiKeyError",
+    "InvalidRequestError",
+    "KeysSettings",
+    "MissingProviderKeyError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderServerError",
+    "ProviderTimeoutError",
+    "ProxySettings",
+    "RateLimitError",
+    "ResilienceSettings",
+    "RoutingTable",
+    "ServiceUnavailableError",
+    "TaskRoute",
+    "UnexpectedProviderError",
+    "build_settings",
+]

@@ -1,0 +1,232 @@
+"""The proxy's one error tree, and how each error reaches a client as an OpenAI-format body.
+
+Why it exists: the retry/fallback policy branches on two class attributes (`retriable`,
+`fallback_allowed`) instead of on lists of upstream types, and clients always get the HTTP
+status and body shape the OpenAI SDK understands. Upstream exceptions (litellm, httpx,
+asyncio) are translated into this tree in exactly one place: `proxy.upstream`.
+
+    ExternalServiceError                 502  root; carries provider, status_code, type, code
+    ├── RateLimitError                   429  retriable
+    ├── AuthenticationError              401  provider rejected our key: fall back
+    │   ├── MissingProviderKeyError      401  no key configured at any level: fall back
+    │   └── InvalidApiKeyError           401  the client's gateway key is missing or wrong
+    ├── PermissionDeniedError            403  fall back
+    ├── NotFoundError                    404  fall back
+    ├── BadRequestError                  400  the client's request: returned, never retried
+    │   ├── ContentPolicyError           400  content policy refusal: returned as is
+    │   └── InvalidRequestError          400  the gateway could not parse the request
+    ├── ProviderTimeoutError             504  retriable
+    ├── ProviderServerError              500/502/503/529  retriable
+    │   └── ServiceUnavailableError      503  unreachable or overloaded; retriable
+    ├── UnexpectedProviderError          502  an upstream failure we cannot classify
+    └── AllProvidersFailedError          every provider of a task failed; carries each attempt
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "AllProvidersFailedError",
+    "AttemptFailure",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContentPolicyError",
+    "ExternalServiceError",
+    "InvalidApiKeyError",
+    "InvalidRequestError",
+    "MissingProviderKeyError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderServerError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "UnexpectedProviderError",
+]
+
+
+class ExternalServiceError(Exception):
+    """A provider (or the gateway in front of it) could not serve a request."""
+
+    retriable: ClassVar[bool] = False
+    # Whether another provider may serve the same request after this error.
+    fallback_allowed: ClassVar[bool] = True
+    default_status: ClassVar[int] = 502
+    error_type: ClassVar[str] = "api_error"
+    error_code: ClassVar[str] = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.status_code = status_code or self.default_status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def type(self) -> str:
+        return self.error_type
+
+    @property
+    def code(self) -> str:
+        return self.error_code
+
+    def to_openai_body(self) -> dict[str, Any]:
+        """The body clients receive: OpenAI's `{"error": {...}}` shape."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": None,
+                "code": self.error_code,
+                "provider": self.provider,
+            }
+        }
+
+    def response_headers(self) -> dict[str, str]:
+        if self.retry_after_s is not None and self.status_code == 429:
+            return {"retry-after": str(max(1, round(self.retry_after_s)))}
+        return {}
+
+
+class RateLimitError(ExternalServiceError):
+    retriable = True
+    default_status = 429
+    error_type = "rate_limit_error"
+    error_code = "rate_limit_exceeded"
+
+
+class AuthenticationError(ExternalServiceError):
+    default_status = 401
+    error_type = "authentication_error"
+    error_code = "provider_authentication_failed"
+
+
+class MissingProviderKeyError(AuthenticationError):
+    error_code = "provider_key_missing"
+
+
+class InvalidApiKeyError(AuthenticationError):
+    fallback_allowed = False
+    error_type = "invalid_request_error"
+    error_code = "invalid_api_key"
+
+
+class PermissionDeniedError(ExternalServiceError):
+    default_status = 403
+    error_type = "permission_error"
+    error_code = "provider_permission_denied"
+
+
+class NotFoundError(ExternalServiceError):
+    default_status = 404
+    error_type = "not_found_error"
+    error_code = "model_not_found"
+
+
+class BadRequestError(ExternalServiceError):
+    fallback_allowed = False
+    default_status = 400
+    error_type = "invalid_request_error"
+    error_code = "bad_request"
+
+
+class ContentPolicyError(BadRequestError):
+    error_code = "content_policy_violation"
+
+
+class InvalidRequestError(BadRequestError):
+    error_code = "invalid_request"
+
+
+class ProviderTimeoutError(ExternalServiceError):
+    retriable = True
+    default_status = 504
+    error_type = "timeout_error"
+    error_code = "provider_timeout"
+
+
+class ProviderServerError(ExternalServiceError):
+    retriable = True
+    default_status = 502
+    error_type = "api_error"
+    error_code = "provider_server_error"
+
+
+class ServiceUnavailableError(ProviderServerError):
+    default_status = 503
+    error_code = "provider_unavailable"
+
+
+class UnexpectedProviderError(ExternalServiceError):
+    default_status = 502
+    error_code = "unexpected_provider_error"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailure:
+    """The last error one provider gave after all its attempts."""
+
+    provider: str
+    model: str
+    attempts: int
+    error: ExternalServiceError
+
+
+def _combined_status(failures: Sequence[AttemptFailure]) -> int:
+    statuses = {f.error.status_code for f in failures}
+    if len(statuses) == 1:
+        return statuses.pop()
+    # Mixed failures: 503 says "try again later" when every cause was transient.
+    return 503 if all(f.error.retriable for f in failures) else 502
+
+
+class AllProvidersFailedError(ExternalServiceError):
+    """Every provider in a task's ordered list failed; the message names each of them."""
+
+    error_code = "all_providers_failed"
+
+    def __init__(self, task: str, failures: Sequence[AttemptFailure]) -> None:
+        self.failures = tuple(failures)
+        parts = "; ".join(
+            f"{f.provider} ({f.model}): {f.attempts} attempt(s), "
+            f"{f.error.status_code} {f.error.message}"
+            for f in self.failures
+        )
+        status = _combined_status(self.failures) if self.failures else 502
+        retry_after = self.failures[-1].error.retry_after_s if self.failures else None
+        super().__init__(
+            f"all providers failed for task '{task}': {parts}",
+            status_code=status,
+            retry_after_s=retry_after,
+        )
+
+    @property
+    def type(self) -> str:
+        kinds = {f.error.error_type for f in self.failures}
+        return kinds.pop() if len(kinds) == 1 else self.error_type
+
+    def to_openai_body(self) -> dict[str, Any]:
+        body = super().to_openai_body()
+        body["error"]["type"] = self.type
+        body["error"]["attempts"] = [
+            {
+                "provider": f.provider,
+                "model": f.model,
+                "attempts": f.attempts,
+                "status": f.error.status_code,
+                "type": f.error.error_type,
+                "message": f.error.message,
+            }
+            for f in self.failures
+        ]
+        return body

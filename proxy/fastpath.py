@@ -1,0 +1,225 @@
+"""The fast path: chat completions for the configured tasks, in front of LiteLLM's proxy app.
+
+Why it exists: LiteLLM's proxy pipeline costs ~10 ms of CPU per request and its router's retry
+semantics differ from the gateway's policy. This ASGI wrapper serves POST /v1/chat/completions
+(and /chat/completions) for the task groups itself: authenticate, parse, look the task up in
+the routing table, and run `litellm.acompletion` per attempt under `proxy.resilience`
+(LiteLLM's provider adapters still do the wire translation). Any other route, and any model
+name that is not a task, falls through to LiteLLM's app untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import litellm
+import orjson
+import structlog
+
+from proxy.auth import STATE_KEY, Authenticator
+from proxy.errors import ExternalServiceError, InvalidRequestError
+from proxy.resilience import Outcome, Resilience
+from proxy.routing import Deployment, RoutingTable
+from proxy.upstream import translate
+
+__all__ = ["GatewayApp"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+# Never forwarded to a provider: the gateway owns model choice, retries and deadlines.
+_DROPPED = frozenset({"model", "num_retries", "max_retries", "timeout", "api_key", "api_base"})
+_JSON = (b"content-type", b"application/json")
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _outcome_headers(outcome: Outcome[Any], task: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-gateway-task", task.encode()),
+        (b"x-gateway-provider", outcome.deployment.provider.encode()),
+        (b"x-gateway-model", outcome.deployment.model.encode()),
+        (b"x-gateway-attempts", str(outcome.total_attempts).encode()),
+        (b"x-gateway-fallback", b"true" if outcome.fallback else b"false"),
+    ]
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, error: ExternalServiceError) -> None:
+    headers = [(k.encode(), v.encode()) for k, v in error.response_headers().items()]
+    await _send_json(send, error.status_code, orjson.dumps(error.to_openai_body()), headers)
+
+
+class GatewayApp:
+    """ASGI app: the fast path around LiteLLM's proxy app."""
+
+    def __init__(
+        self,
+        inner: ASGIApp,
+        *,
+        routing: RoutingTable,
+        authenticator: Authenticator,
+        resilience: Resilience,
+        request_timeout_s: float,
+    ) -> None:
+        self._inner = inner
+        self._routing = routing
+        self._auth = authenticator
+        self._resilience = resilience
+        self._timeout = request_timeout_s
+        self._log = structlog.get_logger("proxy.fastpath")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._inner(scope, receive, send)
+            return
+        # LiteLLM's custom_auth hook finds the same Authenticator through request.state.
+        scope.setdefault("state", {})[STATE_KEY] = self._auth
+        if scope["method"] != "POST" or scope["path"] not in _CHAT_PATHS:
+            await self._inner(scope, receive, send)
+            return
+        try:
+            self._auth.check_headers(scope.get("headers", ()))
+        except ExternalServiceError as error:
+            await _send_error(send, error)
+            return
+        body = await _read_body(receive)
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await _send_error(send, InvalidRequestError("request body is not valid JSON"))
+            return
+        model = request.get("model") if isinstance(request, dict) else None
+        route = self._routing.get(model) if isinstance(model, str) else None
+        if route is None:
+            await self._inner(scope, _replay(body, receive), send)
+            return
+        if not isinstance(request.get("messages"), list):
+            await _send_error(send, InvalidRequestError("'messages' must be a list"))
+            return
+        user = request.get("user")
+        user_id = user if isinstance(user, str) and user else _header(scope, b"x-gateway-user")
+        params = {k: v for k, v in request.items() if k not in _DROPPED}
+        with structlog.contextvars.bound_contextvars(task=route.task):
+            if params.get("stream"):
+                await self._stream(route.task, route, user_id, params, send)
+            else:
+                await self._complete(route.task, route, user_id, params, send)
+
+    def _kwargs(self, deployment: Deployment, key: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **params,
+            **deployment.params,
+            "api_key": key,
+            "num_retries": 0,
+            "timeout": self._timeout,
+            "drop_params": True,
+        }
+
+    async def _complete(
+        self, task: str, route: Any, user_id: str | None, params: dict[str, Any], send: Send
+    ) -> None:
+        async def call(deployment: Deployment, key: str) -> Any:
+            return await litellm.acompletion(**self._kwargs(deployment, key, params))
+
+        try:
+            outcome = await self._resilience.run(route, user_id, call)
+        except ExternalServiceError as error:
+            await _send_error(send, error)
+            return
+        body = orjson.dumps(outcome.value.model_dump())
+        await _send_json(send, 200, body, _outcome_headers(outcome, task))
+
+    async def _stream(
+        self, task: str, route: Any, user_id: str | None, params: dict[str, Any], send: Send
+    ) -> None:
+        async def call(deployment: Deployment, key: str) -> tuple[Any, AsyncIterator[Any]]:
+            stream = await litellm.acompletion(**self._kwargs(deployment, key, params))
+            iterator = stream.__aiter__()
+            # Pull the first chunk inside the attempt: until it has arrived nothing has been
+            # sent to the client, so failures are still retried or moved to a fallback.
+            first = await iterator.__anext__()
+            return first, iterator
+
+        try:
+            outcome = await self._resilience.run(route, user_id, call)
+        except ExternalServiceError as error:
+            await _send_error(send, error)
+            return
+        first, iterator = outcome.value
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    *_outcome_headers(outcome, task),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _sse(first), "more_body": True})
+        try:
+            async for chunk in iterator:
+                await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+        except Exception as exc:
+            # After the first chunk nothing can be retried: end the stream with an error event.
+            failure = translate(exc, outcome.deployment.provider)
+            self._log.warning(
+                "stream_failed_midway", provider=failure.provider, error=failure.message
+            )
+            payload = b"data: " + orjson.dumps(failure.to_openai_body()) + b"\n\n"
+            await send({"type": "http.response.body", "body": payload, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def _sse(chunk: Any) -> bytes:
+    text: str = chunk.model_dump_json(exclude_none=True)
+    return b"data: " + text.encode() + b"\n\n"

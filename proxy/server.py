@@ -1,0 +1,130 @@
+"""The proxy server component: LiteLLM's proxy app behind the fast path, served in-process.
+
+Why it exists: `gateway up` and the tests need one object with an explicit lifecycle
+(`start()` / `stop()`) that loads LiteLLM's app with our config, wraps it, and serves it with
+uvicorn in the caller's event loop, leaving signal handling to whoever owns the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Generator
+
+import structlog
+import uvicorn
+
+from core.logging import SecretRegistry, default_registry
+from proxy.auth import Authenticator
+from proxy.keys import KeyResolver, KeyStore, PostgresKeyStore
+from proxy.resilience import Resilience
+from proxy.settings import ProxySettings
+
+__all__ = ["ProxyServer"]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The process owner (the CLI) handles signals and calls stop(); uvicorn must not
+        # re-raise them after shutting down.
+        yield
+
+
+class ProxyServer:
+    """LiteLLM's proxy app wrapped by `GatewayApp`, served by uvicorn on host:port."""
+
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 4000,
+        registry: SecretRegistry | None = None,
+        key_store: KeyStore | None = None,
+    ) -> None:
+        self._settings = settings
+        self._host = host
+        self._port = port
+        self._registry = registry or default_registry()
+        self._key_store = key_store
+        self._pg: PostgresKeyStore | None = None
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._log = structlog.get_logger("proxy.server")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def start(self) -> None:
+        # LiteLLM reads these while importing and during its start-up event.
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        os.environ["CONFIG_FILE_PATH"] = self._settings.config_path
+        os.environ["LITELLM_MASTER_KEY"] = self._settings.master_key
+        import litellm  # noqa: PLC0415 - heavy import, start-up only
+        from litellm.proxy import proxy_server  # noqa: PLC0415
+
+        # Otherwise LiteLLM prints a feedback banner to stdout on every provider error.
+        litellm.suppress_debug_info = True
+
+        from proxy.fastpath import GatewayApp  # noqa: PLC0415 - imports litellm
+
+        store = self._key_store
+        if store is None and self._settings.keys.database_url:
+            self._pg = PostgresKeyStore(self._settings.keys.database_url, self._settings.keys.table)
+            await self._pg.start()
+            store = self._pg
+        keys = KeyResolver(
+            self._settings.env_keys,
+            store,
+            cache_ttl_s=self._settings.keys.cache_ttl_s,
+            registry=self._registry,
+        )
+        resilience = Resilience(self._settings.resilience, keys, registry=self._registry)
+        app = GatewayApp(
+            proxy_server.app,
+            routing=self._settings.routing,
+            authenticator=Authenticator(self._settings.master_key),
+            resilience=resilience,
+            request_timeout_s=self._settings.resilience.request_timeout_s,
+        )
+        config = uvicorn.Config(
+            app,
+            host=self._host,
+            port=self._port,
+            loop="none",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError("proxy server exited during start-up")
+            await asyncio.sleep(0.05)
+        if self._port == 0:
+            sockets = self._server.servers[0].sockets
+            self._port = int(sockets[0].getsockname()[1])
+        self._log.info("proxy_started", url=self.url, tasks=self._settings.routing.tasks())
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._server = None
+            self._task = None
+        if self._pg is not None:
+            await self._pg.stop()
+            self._pg = None
+        self._log.info("proxy_stopped")

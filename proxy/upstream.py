@@ -1,0 +1,155 @@
+"""The one place where upstream exceptions become `proxy.errors` exceptions.
+
+Why it exists: LiteLLM raises its own exception classes (mostly subclasses of the openai SDK's),
+httpx raises transport errors and asyncio raises timeouts. The retry policy must see one
+vocabulary, and provider error messages (which sometimes echo request details) must be scrubbed
+of secrets before they can reach a log line or a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import httpx
+import litellm.exceptions as llm_exc
+import openai
+
+from core.logging import SecretRegistry, default_registry
+from proxy.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentPolicyError,
+    ExternalServiceError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderServerError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnexpectedProviderError,
+)
+
+__all__ = ["retry_after_seconds", "translate", "upstream_errors"]
+
+_MAX_MESSAGE = 500
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Parse a Retry-After (or retry-after-ms) header: delta seconds or an HTTP date."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if (ms := lowered.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+def _headers_of(exc: BaseException) -> Mapping[str, str] | None:
+    # LiteLLM keeps the provider's headers on `litellm_response_headers`; its `response` is
+    # often a synthetic one without them.
+    response = getattr(exc, "response", None)
+    candidates = (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(exc, "headers", None),
+        response.headers if isinstance(response, httpx.Response) else None,
+    )
+    for value in candidates:
+        if isinstance(value, Mapping | httpx.Headers) and value:
+            return value
+    return None
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    response = getattr(exc, "response", None)
+    if isinstance(response, httpx.Response):
+        return response.status_code
+    return None
+
+
+_BY_STATUS: dict[int, type[ExternalServiceError]] = {
+    429: RateLimitError,
+    401: AuthenticationError,
+    402: PermissionDeniedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: ProviderTimeoutError,
+    503: ServiceUnavailableError,
+}
+
+
+def _by_status(status: int) -> type[ExternalServiceError]:
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return ProviderServerError
+    return BadRequestError if 400 <= status < 500 else UnexpectedProviderError
+
+
+def translate(
+    exc: BaseException, provider: str, registry: SecretRegistry | None = None
+) -> ExternalServiceError:
+    """Map any upstream exception to the error tree, with its message scrubbed of secrets."""
+    if isinstance(exc, ExternalServiceError):
+        return exc
+    reg = registry or default_registry()
+    message = reg.scrub(str(getattr(exc, "message", None) or exc or type(exc).__name__))
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "..."
+    status = _status_of(exc)
+    kind: type[ExternalServiceError]
+    # Order matters: timeouts and content-policy errors are subclasses of broader classes.
+    if isinstance(
+        exc,
+        asyncio.TimeoutError
+        | TimeoutError
+        | httpx.TimeoutException
+        | llm_exc.Timeout
+        | openai.APITimeoutError,
+    ):
+        kind, status = ProviderTimeoutError, None
+    elif isinstance(exc, llm_exc.ContentPolicyViolationError):
+        kind = ContentPolicyError
+    elif isinstance(exc, llm_exc.APIConnectionError | openai.APIConnectionError | httpx.HTTPError):
+        # The provider could not be reached or its connection broke: transient.
+        kind, status = ServiceUnavailableError, None
+    elif status is not None:
+        kind = _by_status(status)
+    elif isinstance(exc, ValueError | TypeError):
+        # LiteLLM raises these for requests it cannot translate for the provider.
+        kind = BadRequestError
+    else:
+        kind = UnexpectedProviderError
+    return kind(
+        f"{provider}: {message}",
+        provider=provider,
+        status_code=status if status and kind is not UnexpectedProviderError else None,
+        retry_after_s=retry_after_seconds(_headers_of(exc)),
+    )
+
+
+@contextmanager
+def upstream_errors(provider: str, registry: SecretRegistry | None = None) -> Iterator[None]:
+    """Re-raise anything escaping the block as an `ExternalServiceError` for `provider`."""
+    try:
+        yield
+    except ExternalServiceError:
+        raise
+    except Exception as exc:
+        raise translate(exc, provider, registry) from exc
