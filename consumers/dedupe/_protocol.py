@@ -28,6 +28,11 @@ Each claim carries a random token known only to the store instance that took it.
   logs ``dedupe.claim_lost`` (a duplicate publish may have happened), and a published record
   written first is never replaced, so it names the claim whose result counts.
 
+Tokens identify the latest claim a store INSTANCE took: two tasks of one process that both
+hold the same id (possible only after the first claim expired) are not told apart, and a call
+to mark_published() without a live claim of this instance is recorded with the token
+``unclaimed`` and logged as a lost claim.
+
 Guarantee, precisely: a result for an event id is published at most once while its
 published record lives (published_ttl_s), PROVIDED every holder (1) finishes publish and
 mark_published() within claim_ttl_s of its claim, and (2) does not stop between the broker

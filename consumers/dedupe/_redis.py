@@ -9,6 +9,8 @@ an event id is one string key (``<namespace>:dedupe:<event_id>``) holding ``c:<t
 from __future__ import annotations
 
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,13 +91,16 @@ class RedisDedupeStore:
     ) -> None:
         self._url = url
         self._prefix = f"{namespace}:dedupe:"
+        self._claim_ttl_s = claim_ttl_s
         self._claim_ttl_ms = max(1, round(claim_ttl_s * 1000))
         self._published_ttl_ms = max(1, round(published_ttl_s * 1000))
         self._connect_timeout_s = connect_timeout_s
         self._op_timeout_s = op_timeout_s
         self._conn: _Connection | None = None
-        # Tokens of claims this instance took and has not yet released or marked published.
-        self._held: dict[str, str] = {}
+        # Token and local claim time of each claim this instance took and has not yet released
+        # or marked published, oldest first. A claim older than claim_ttl_s has expired in
+        # Redis, so its entry is dropped: this bounds the map even if a caller never settles.
+        self._held: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     async def __aenter__(self) -> RedisDedupeStore:
         await self.start()
@@ -143,12 +148,16 @@ class RedisDedupeStore:
                 self._prefix + event_id, _CLAIMED + token, nx=True, px=self._claim_ttl_ms
             )
         if won:
-            self._held[event_id] = token
+            now = time.monotonic()
+            self._held[event_id] = (token, now)
+            self._held.move_to_end(event_id)
+            while self._held and now - next(iter(self._held.values()))[1] > self._claim_ttl_s:
+                self._held.popitem(last=False)
         return bool(won)
 
     async def mark_published(self, event_id: str) -> None:
         conn = self._connection()
-        token = self._held.get(event_id, "unclaimed")
+        token = self.holder_token(event_id) or "unclaimed"
         with _translate():
             outcome = await conn.mark_published(
                 keys=[self._prefix + event_id], args=[token, self._published_ttl_ms]
@@ -163,11 +172,11 @@ class RedisDedupeStore:
 
     async def release(self, event_id: str) -> None:
         conn = self._connection()
-        token = self._held.pop(event_id, None)
-        if token is None:
+        held = self._held.pop(event_id, None)
+        if held is None:
             return
         with _translate():
-            await conn.release(keys=[self._prefix + event_id], args=[_CLAIMED + token])
+            await conn.release(keys=[self._prefix + event_id], args=[_CLAIMED + held[0]])
 
     async def is_published(self, event_id: str) -> bool:
         return (await self.published_token(event_id)) is not None
@@ -183,4 +192,5 @@ class RedisDedupeStore:
 
     def holder_token(self, event_id: str) -> str | None:
         """Token of this instance's current claim, e.g. to attach to the published result."""
-        return self._held.get(event_id)
+        held = self._held.get(event_id)
+        return held[0] if held is not None else None

@@ -4,7 +4,8 @@ Why a Lua script: refill, take and penalize must read and write the bucket atomi
 many processes race on it, and they must use ONE clock. The script reads Redis server TIME;
 client clocks of different processes (and hosts) disagree, so they are never used. Each
 key's state is one hash (``<namespace>:ratelimit:<key>``) that expires once an idle bucket
-would have refilled and recovered anyway, so expiry never changes behaviour.
+would have refilled and recovered anyway, so expiry never changes behaviour. Needs Redis 5 or
+newer (scripts replicated by effects, so a script may write after reading TIME).
 """
 
 from __future__ import annotations

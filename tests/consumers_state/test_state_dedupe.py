@@ -88,6 +88,18 @@ async def test_release_never_removes_a_published_record(make_store: StoreFactory
     assert await store.is_published("evt-1") is True
 
 
+async def test_publishing_without_a_live_claim_is_recorded_and_logged(
+    make_store: StoreFactory,
+) -> None:
+    """mark_published without holding a claim still records the publish and logs claim_lost."""
+    store = await make_store()
+    with capture_logs() as logs:
+        await store.mark_published("evt-1")
+    assert [e["event"] for e in logs] == ["dedupe.claim_lost"]
+    assert logs[0]["already_published"] is False
+    assert await store.is_published("evt-1") is True
+
+
 async def test_concurrent_claims_have_exactly_one_winner(make_store: StoreFactory) -> None:
     """Fifty simultaneous claims from two stores grant exactly one."""
     first, second = await make_store(), await make_store()
