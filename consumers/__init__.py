@@ -1,1 +1,68 @@
-"""placeholder"""
+"""Kafka consumers: request events in, results / status / dead letters out.
+
+- `service.ConsumerService`: the runtime (fetch, schedule per partition, commit prefixes);
+- `processor`: one record's life (decode, rate-limit, handle with retries, publish once);
+- `handlers`: the Handler protocol and registry; `proxy_handler.ProxyCompletionHandler`;
+- `offsets`, `keyed`, `partitions`: commit tracking, per-key order, backpressure;
+- `retry`: the one retry policy; `errors`: the error tree; `settings`: gateway_settings.kafka;
+- `dedupe`, `ratelimit`: cross-process dedupe of results and rate limits (Redis or memory);
+- `cli`: `gateway consume`, `gateway topics ensure`, `gateway send`.
+"""
+
+from consumers.cli import main, register
+from consumers.errors import (
+    ConsumerError,
+    EventRejected,
+    HandlerError,
+    NoHandler,
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry
+from consumers.offsets import PartitionOffsets
+from consumers.proxy_handler import ProxyCompletionHandler
+from consumers.retry import RetryPolicy
+from consumers.service import ConsumerService
+from consumers.settings import (
+    KafkaSettings,
+    ProxySettings,
+    RateLimitRule,
+    RetrySettings,
+    TopicSettings,
+    TopicsSettings,
+    load_kafka_settings,
+)
+
+__all__ = [
+    "Completion",
+    "ConsumerError",
+    "ConsumerService",
+    "EventRejected",
+    "Handler",
+    "HandlerContext",
+    "HandlerError",
+    "HandlerRegistry",
+    "KafkaSettings",
+    "NoHandler",
+    "PartitionOffsets",
+    "ProviderAuthError",
+    "ProviderBadRequest",
+    "ProviderNotFound",
+    "ProviderRateLimited",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "ProxyCompletionHandler",
+    "ProxySettings",
+    "RateLimitRule",
+    "RetryPolicy",
+    "RetrySettings",
+    "TopicSettings",
+    "TopicsSettings",
+    "load_kafka_settings",
+    "main",
+    "register",
+]

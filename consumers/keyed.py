@@ -1,0 +1,44 @@
+"""Per-key ordering for concurrently processed events.
+
+Why: events of one partition run concurrently, but events that share a key (a product, a job)
+must take effect in the order they were produced. `KeySequencer.run` chains work per key:
+each call waits for the previous call with the same key to finish; different keys never wait
+for each other. A key of None means "no ordering required".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TypeVar
+
+__all__ = ["KeySequencer"]
+
+T = TypeVar("T")
+
+
+class KeySequencer:
+    """Runs callables one after another per key, concurrently across keys."""
+
+    def __init__(self) -> None:
+        self._tails: dict[Hashable, asyncio.Future[None]] = {}
+
+    def __len__(self) -> int:
+        """Keys with work queued or running."""
+        return len(self._tails)
+
+    async def run(self, key: Hashable | None, work: Callable[[], Awaitable[T]]) -> T:
+        if key is None:
+            return await work()
+        previous = self._tails.get(key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tails[key] = done
+        try:
+            if previous is not None:
+                # asyncio.wait does not cancel `previous` if we are cancelled while waiting.
+                await asyncio.wait([previous])
+            return await work()
+        finally:
+            done.set_result(None)
+            if self._tails.get(key) is done:
+                del self._tails[key]

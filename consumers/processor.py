@@ -1,0 +1,364 @@
+"""The life of ONE request record: decode, handle with retries, publish its result once.
+
+Why a separate module: this is the consume loop's "shape" (parse, decode, handle, publish,
+settle) with every failure decided in one place; the service around it only schedules records
+and commits offsets. `process()` never raises (except cancellation): a bad event must never
+stop the consumer.
+
+Order per event, and what a crash at each point does:
+1. decode; undecodable / oversized / unknown type -> dead-letter topic at once;
+2. `is_published(event_id)`? -> skip (a redelivery whose result already went out);
+3. handle, retrying per `retry.RetryPolicy`; each provider call first takes a rate-limit token;
+4. `claim(event_id)`: refused while another live claim exists; we then wait for it to be
+   published (skip) or to expire (its holder died) before publishing ourselves;
+5. publish the result keyed by the request id and AWAIT the broker's ack;
+6. `mark_published(event_id)`;
+7. the caller marks the offset complete; commits only advance over completed prefixes.
+A crash before 5 redelivers the event and it is handled again (at-least-once handling). A
+crash after 6 redelivers it and step 2 skips it. A crash between the broker's ack in 5 and 6
+is the one window that can duplicate a result (after the claim expires); results are keyed by
+the request id so readers can drop such a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from typing import Any
+
+import msgspec
+import structlog
+
+from consumers.dedupe import DedupeStore, DedupeStoreError
+from consumers.errors import EventRejected, NoHandler, ProviderRateLimited
+from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry
+from consumers.metrics import ConsumerMetrics
+from consumers.publisher import EventPublisher
+from consumers.ratelimit import RateLimit, RateLimiter
+from consumers.retry import RetryPolicy, is_retriable
+from consumers.settings import KafkaSettings
+from schemas import (
+    CompletionFailed,
+    CompletionSucceeded,
+    DeadLetter,
+    ErrorInfo,
+    EventCodec,
+    JobProgress,
+    RawHeader,
+    RequestEvent,
+    child_traceparent,
+    parse_headers,
+    utc_now,
+)
+
+__all__ = ["EventProcessor", "error_chain"]
+
+_log = structlog.get_logger(__name__)
+
+
+def error_chain(error: BaseException) -> list[ErrorInfo]:
+    """The error and its causes, outermost first, as ErrorInfo entries (bounded)."""
+    chain: list[ErrorInfo] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 8:
+        chain.append(
+            ErrorInfo(
+                type=type(current).__name__,
+                message=str(current)[:500],
+                retriable=is_retriable(current),
+            )
+        )
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _classify(exc: msgspec.DecodeError) -> str:
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        return "unknown_type" if "`$.type`" in text else "invalid"
+    return "malformed"
+
+
+class EventProcessor:
+    def __init__(
+        self,
+        *,
+        settings: KafkaSettings,
+        codec: EventCodec,
+        registry: HandlerRegistry,
+        publisher: EventPublisher,
+        dedupe: DedupeStore,
+        limiter: RateLimiter,
+        metrics: ConsumerMetrics,
+        policy: RetryPolicy,
+    ) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._registry = registry
+        self._publisher = publisher
+        self._dedupe = dedupe
+        self._limiter = limiter
+        self._metrics = metrics
+        self._policy = policy
+        self._limits: dict[tuple[str, str], RateLimit | None] = {}
+
+    async def process(self, record: Any) -> None:
+        """Settle one record; returns when its outcome is durably published."""
+        ce = parse_headers(record.headers or ())
+        traceparent = child_traceparent(ce.traceparent if ce else None)
+        with structlog.contextvars.bound_contextvars(
+            topic=record.topic, partition=record.partition, offset=record.offset
+        ):
+            try:
+                event = self._decode(record)
+            except EventRejected as exc:
+                await self._dead_letter(
+                    record,
+                    exc.reason,
+                    [ErrorInfo(type=type(exc).__name__, message=str(exc)[:500], retriable=False)],
+                    attempts=0,
+                    traceparent=traceparent,
+                )
+                return
+            with structlog.contextvars.bound_contextvars(event_id=event.event_id, task=event.task):
+                await self._process_event(record, event, traceparent)
+
+    def _decode(self, record: Any) -> RequestEvent:
+        value: bytes | None = record.value
+        if value is None:
+            raise EventRejected("malformed", "record has no value")
+        if len(value) > self._settings.max_event_bytes:
+            raise EventRejected(
+                "oversized",
+                f"{len(value)} bytes > max_event_bytes {self._settings.max_event_bytes}",
+            )
+        try:
+            return self._codec.decode_request(value)
+        except msgspec.DecodeError as exc:
+            raise EventRejected(_classify(exc), str(exc)[:500]) from exc
+
+    async def _process_event(self, record: Any, event: RequestEvent, traceparent: str) -> None:
+        if await self._already_published(event.event_id):
+            self._metrics.duplicates_skipped.inc()
+            _log.info("consumer.duplicate_skipped")
+            return
+        started = time.monotonic()
+        outcome, attempts, errors = await self._handle_with_retries(event, traceparent)
+        latency_ms = (time.monotonic() - started) * 1000
+        result: CompletionSucceeded | CompletionFailed
+        result_id = f"{event.event_id}.result"
+        if isinstance(outcome, Completion):
+            result = CompletionSucceeded(
+                event_id=result_id,
+                request_id=event.event_id,
+                subject=event.subject,
+                task=event.task,
+                provider=outcome.provider,
+                model=outcome.model,
+                content=outcome.content,
+                tool_calls=outcome.tool_calls,
+                usage=outcome.usage,
+                latency_ms=latency_ms,
+                attempts=attempts,
+            )
+        else:
+            result = CompletionFailed(
+                event_id=result_id,
+                request_id=event.event_id,
+                subject=event.subject,
+                task=event.task,
+                error=errors[0],
+                attempts=max(1, attempts),
+            )
+            reason = "no_handler" if isinstance(outcome, NoHandler) else "handler_failed"
+            await self._dead_letter(
+                record, reason, errors, attempts=attempts, traceparent=traceparent
+            )
+        if await self._publish_once(event, result, traceparent):
+            if isinstance(result, CompletionSucceeded):
+                self._metrics.completed.labels(event.task).inc()
+            else:
+                self._metrics.failed.labels(event.task).inc()
+
+    async def _handle_with_retries(
+        self, event: RequestEvent, traceparent: str
+    ) -> tuple[Completion | BaseException, int, list[ErrorInfo]]:
+        try:
+            handler = self._registry.resolve(event)
+        except NoHandler as exc:
+            return exc, 0, error_chain(exc)
+        attempts = 0
+        rate_limited = 0
+        errors: list[ErrorInfo] = []
+        while True:
+            try:
+                return (
+                    await self._attempt(handler, event, attempts + 1, traceparent),
+                    attempts + 1,
+                    [],
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure: BaseException = exc
+            decision = self._policy.decide(
+                failure, attempts=attempts + 1, rate_limited=rate_limited
+            )
+            if decision.rate_limited:
+                rate_limited += 1
+                await self._penalize(handler, event, failure)
+            else:
+                attempts += 1
+            errors = error_chain(failure) + errors
+            _log.warning(
+                "consumer.handler_failed",
+                error=type(failure).__name__,
+                retriable=is_retriable(failure),
+                attempt=attempts,
+                retry=decision.retry,
+            )
+            if not decision.retry:
+                return failure, max(1, attempts), errors[:16]
+            self._metrics.retries.labels(event.task).inc()
+            await asyncio.sleep(decision.delay_s)
+
+    def _limit_for(self, handler: Handler, task: str) -> RateLimit | None:
+        key = (handler.provider, task)
+        if key not in self._limits:
+            rule = self._settings.rate_limit_for(*key)
+            self._limits[key] = (
+                None
+                if rule is None
+                else RateLimit(
+                    rule.rate_per_s, rule.burst, rule.min_rate_per_s, rule.recovery_per_s
+                )
+            )
+        return self._limits[key]
+
+    async def _attempt(
+        self, handler: Handler, event: RequestEvent, attempt: int, traceparent: str
+    ) -> Completion:
+        limit = self._limit_for(handler, event.task)
+        if limit is not None:
+            key = f"{handler.provider}:{event.task}"
+            waited = await self._limiter.acquire(key, limit)
+            self._metrics.rate_limit_wait.labels(key).observe(waited)
+
+        async def report(stage: str, progress: float, message: str) -> None:
+            status = JobProgress(
+                event_id=f"{event.event_id}.progress.{time.time_ns()}",
+                request_id=event.event_id,
+                subject=event.subject,
+                task=event.task,
+                stage=stage,
+                progress=progress,
+                message=message,
+            )
+            await self._publisher.publish(
+                self._settings.topics.status.name,
+                status,
+                key=event.subject,
+                subject=event.subject,
+                traceparent=child_traceparent(traceparent),
+            )
+
+        ctx = HandlerContext(attempt=attempt, traceparent=traceparent, report=report)
+        started = time.monotonic()
+        try:
+            return await handler.handle(event, ctx)
+        finally:
+            self._metrics.handler_latency.labels(event.task).observe(time.monotonic() - started)
+
+    async def _penalize(self, handler: Handler, event: RequestEvent, error: BaseException) -> None:
+        limit = self._limit_for(handler, event.task)
+        if limit is None or not isinstance(error, ProviderRateLimited):
+            return
+        try:
+            await self._limiter.penalize(
+                f"{handler.provider}:{event.task}", limit, retry_after_s=error.retry_after_s
+            )
+        except Exception as exc:
+            _log.warning("consumer.penalize_failed", error=type(exc).__name__)
+
+    async def _already_published(self, event_id: str) -> bool:
+        try:
+            return await self._dedupe.is_published(event_id)
+        except DedupeStoreError as exc:
+            # Without the store we cannot tell; handling again is the at-least-once default.
+            _log.warning("consumer.dedupe_unavailable", error=type(exc).__name__, detail=str(exc))
+            return False
+
+    async def _publish_once(
+        self, event: RequestEvent, result: CompletionSucceeded | CompletionFailed, traceparent: str
+    ) -> bool:
+        """Publish `result` unless it already was; True when this call published it."""
+        poll_s = min(1.0, max(0.05, self._settings.dedupe_claim_ttl_s / 20))
+        while True:
+            try:
+                if await self._dedupe.claim(event.event_id):
+                    break
+                if await self._dedupe.is_published(event.event_id):
+                    self._metrics.duplicates_skipped.inc()
+                    return False
+            except DedupeStoreError as exc:
+                _log.warning(
+                    "consumer.dedupe_unavailable", error=type(exc).__name__, detail=str(exc)
+                )
+                if not exc.retriable:
+                    break
+            # A live claim elsewhere: its holder is publishing, or died and it will expire.
+            await asyncio.sleep(poll_s)
+        try:
+            await self._publisher.publish(
+                self._settings.topics.results.name,
+                result,
+                key=event.event_id,
+                subject=event.subject,
+                traceparent=traceparent,
+            )
+        except BaseException:
+            with contextlib.suppress(DedupeStoreError):
+                await asyncio.shield(self._dedupe.release(event.event_id))
+            raise
+        try:
+            await self._dedupe.mark_published(event.event_id)
+        except DedupeStoreError as exc:
+            _log.warning("consumer.mark_published_failed", error=type(exc).__name__)
+        return True
+
+    async def _dead_letter(
+        self,
+        record: Any,
+        reason: str,
+        errors: list[ErrorInfo],
+        *,
+        attempts: int,
+        traceparent: str,
+    ) -> None:
+        self._metrics.dead_lettered.labels(reason).inc()
+        _log.warning("consumer.dead_lettered", reason=reason)
+        if not self._settings.dead_letters_enabled:
+            return
+        letter = DeadLetter(
+            event_id=f"dlq.{record.topic}.{record.partition}.{record.offset}",
+            original_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=[RawHeader(key=k, value=v) for k, v in (record.headers or ())],
+            reason=reason,
+            error_chain=errors,
+            first_seen=utc_now(),
+            attempts=attempts,
+        )
+        key = (
+            record.key
+            if record.key is not None
+            else base64.b64encode(f"{record.partition}:{record.offset}".encode())
+        )
+        await self._publisher.publish(
+            self._settings.topics.dead_letters.name, letter, key=key, traceparent=traceparent
+        )

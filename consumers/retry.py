@@ -1,0 +1,61 @@
+"""The one place that decides whether and when a failed handler call is tried again.
+
+Why one module: retry policy (attempt budget, exponential backoff with jitter, honouring a
+429's Retry-After) must be the same for every handler, and nothing else in the runtime may
+loop on failures by itself.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from consumers.errors import ProviderRateLimited
+from consumers.settings import RetrySettings
+
+__all__ = ["RetryDecision", "RetryPolicy", "is_retriable"]
+
+
+def is_retriable(error: BaseException) -> bool:
+    """Errors say whether they are retriable; unknown exceptions are not (a bug stays a bug)."""
+    return bool(getattr(error, "retriable", False))
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    retry: bool
+    delay_s: float = 0.0
+    # True when the failure was a 429: it uses the rate-limit budget, not an attempt.
+    rate_limited: bool = False
+
+
+class RetryPolicy:
+    """Decides retry and delay from the error, the attempts made and the 429s seen."""
+
+    def __init__(self, settings: RetrySettings, *, rng: random.Random | None = None) -> None:
+        self._settings = settings
+        self._rng = rng or random.Random()
+
+    @property
+    def settings(self) -> RetrySettings:
+        return self._settings
+
+    def backoff(self, attempt: int) -> float:
+        """Delay after the `attempt`-th failure (1-based), jittered by +/- `jitter`."""
+        s = self._settings
+        base = min(s.max_backoff_s, s.initial_backoff_s * s.multiplier ** max(0, attempt - 1))
+        spread = base * s.jitter
+        return max(0.0, base + self._rng.uniform(-spread, spread))
+
+    def decide(self, error: BaseException, *, attempts: int, rate_limited: int) -> RetryDecision:
+        """`attempts`: failed attempts so far that counted; `rate_limited`: 429s so far."""
+        s = self._settings
+        if isinstance(error, ProviderRateLimited):
+            if rate_limited >= s.max_rate_limited_retries:
+                return RetryDecision(retry=False, rate_limited=True)
+            after = error.retry_after_s
+            delay = min(after, s.max_retry_after_s) if after is not None else self.backoff(1)
+            return RetryDecision(retry=True, delay_s=delay, rate_limited=True)
+        if not is_retriable(error) or attempts >= s.max_attempts:
+            return RetryDecision(retry=False)
+        return RetryDecision(retry=True, delay_s=self.backoff(attempts))

@@ -1,0 +1,319 @@
+"""ConsumerService: consumes request events and runs them through handlers, many at a time.
+
+Why this shape: one fetch loop hands records to per-partition schedulers (`PartitionState`),
+each record runs as its own task (`EventProcessor.process`), and one commit loop commits, per
+partition, only the contiguous prefix of finished offsets. Auto-commit is off: an offset is
+committed only after the event's result (or dead letter) was acknowledged by the broker.
+
+Guarantees: at-least-once handling; results published at most once per request id through the
+dedupe store (see `consumers.processor` for the one crash window); per-key order when
+`ordering_per_key` is on; at most `max_in_flight_per_partition` events running per partition.
+On revocation and on stop(), in-flight work gets a deadline to finish, then is abandoned
+(its offsets stay uncommitted, so it is redelivered), and completed offsets are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from consumers.bounded import BoundedDedupeStore
+from consumers.dedupe import DedupeStore, open_dedupe_store
+from consumers.handlers import Handler, HandlerRegistry
+from consumers.metrics import ConsumerMetrics
+from consumers.partitions import PartitionState
+from consumers.processor import EventProcessor
+from consumers.publisher import EventPublisher
+from consumers.ratelimit import RateLimiter, open_rate_limiter
+from consumers.retry import RetryPolicy
+from consumers.settings import KafkaSettings
+from schemas import EventCodec
+
+__all__ = ["ConsumerService"]
+
+_log = structlog.get_logger(__name__)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base class
+    def __init__(self, service: ConsumerService) -> None:
+        self._service = service
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._service._revoke(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._service._assign(list(assigned))
+
+
+class ConsumerService:
+    """Lifecycle: `await start()` ... `await stop()`, or `async with ConsumerService(...)`."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        handlers: HandlerRegistry | Handler,
+        *,
+        bootstrap_servers: str | None = None,
+        dedupe: DedupeStore | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        servers = bootstrap_servers or settings.bootstrap_servers
+        if servers is None:
+            raise ValueError("bootstrap_servers is required (settings or argument)")
+        self.settings = settings
+        self.bootstrap_servers = servers
+        self.registry = (
+            handlers if isinstance(handlers, HandlerRegistry) else HandlerRegistry({"*": handlers})
+        )
+        self.metrics = ConsumerMetrics()
+        self.metrics_port: int | None = None
+        self._dedupe = dedupe
+        self._owns_dedupe = dedupe is None
+        self._limiter = limiter
+        self._owns_limiter = limiter is None
+        self._codec = EventCodec()
+        self._publisher = EventPublisher(settings, servers, self._codec)
+        self._consumer: Any = None
+        self._processor: EventProcessor | None = None
+        self._partitions: dict[Any, PartitionState] = {}
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._commit_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._started = False
+        self._commit_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> ConsumerService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        s = self.settings
+        if self._dedupe is None:
+            self._dedupe = await open_dedupe_store(
+                s.dedupe_redis_url, namespace=s.dedupe_namespace, claim_ttl_s=s.dedupe_claim_ttl_s
+            )
+        if self._limiter is None:
+            self._limiter = await open_rate_limiter(
+                s.rate_limit_redis_url, namespace=s.rate_limit_namespace
+            )
+        for handler in self.registry.unique():
+            await handler.start()
+        await self._publisher.start()
+        self._processor = EventProcessor(
+            settings=s,
+            codec=self._codec,
+            registry=self.registry,
+            publisher=self._publisher,
+            dedupe=BoundedDedupeStore(self._dedupe),
+            limiter=self._limiter,
+            metrics=self.metrics,
+            policy=RetryPolicy(s.retry),
+        )
+        c = s.consumer
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=s.client_id,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=c.auto_offset_reset,
+            fetch_max_wait_ms=c.fetch_max_wait_ms,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=c.heartbeat_interval_ms,
+            max_poll_interval_ms=c.max_poll_interval_ms,
+            request_timeout_ms=c.request_timeout_ms,
+            retry_backoff_ms=c.retry_backoff_ms,
+            max_partition_fetch_bytes=max(1_048_576, s.max_event_bytes * 2),
+        )
+        self._consumer.subscribe([s.topics.requests.name], listener=_Rebalance(self))
+        await self._consumer.start()
+        if s.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(s.metrics_port)
+        self._started = True
+        self._fetch_task = asyncio.create_task(self._fetch_loop(), name="consumer-fetch")
+        self._commit_task = asyncio.create_task(self._commit_loop(), name="consumer-commit")
+        _log.info("consumer.started", group_id=s.group_id, topic=s.topics.requests.name)
+
+    async def stop(self) -> None:
+        """Drain in-flight work within `drain_timeout_s`, commit what finished, then leave."""
+        if not self._started:
+            return
+        self._started = False
+        self._stopping.set()
+        for task in (self._fetch_task, self._commit_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._finish(list(self._partitions.values()), self.settings.drain_timeout_s)
+        await self._commit(list(self._partitions.values()))
+        self._partitions.clear()
+        with contextlib.suppress(KafkaError):
+            await self._consumer.stop()
+        await self._publisher.stop()
+        for handler in self.registry.unique():
+            await handler.stop()
+        if self._owns_limiter and self._limiter is not None:
+            await self._limiter.stop()
+        if self._owns_dedupe and self._dedupe is not None:
+            await self._dedupe.stop()
+        self.metrics.close()
+        _log.info("consumer.stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    def assignment(self) -> set[Any]:
+        return set(self._partitions)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(state.in_flight for state in self._partitions.values())
+
+    # ------------------------------------------------------------------ fetching
+
+    async def _fetch_loop(self) -> None:
+        wait_ms = self.settings.consumer.fetch_max_wait_ms
+        while True:
+            try:
+                batches = await self._consumer.getmany(
+                    timeout_ms=wait_ms, max_records=self.settings.consumer.max_poll_records
+                )
+            except KafkaError as exc:
+                _log.warning("consumer.fetch_failed", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in batches.items():
+                state = self._partitions.get(tp)
+                if state is None or state.revoked:
+                    continue  # revoked while the fetch was in progress
+                self.metrics.consumed.labels(tp.topic).inc(len(records))
+                state.backlog.extend(records)
+                state.next_fetch_offset = records[-1].offset + 1
+                self._schedule(state)
+
+    def _schedule(self, state: PartitionState) -> None:
+        while state.backlog and state.has_room() and not state.revoked:
+            record = state.backlog.popleft()
+            state.offsets.add(record.offset)
+            task = asyncio.create_task(self._run(state, record))
+            state.tasks[record.offset] = task
+        if state.should_pause():
+            self._consumer.pause(state.tp)
+            state.paused = True
+            self._update_paused()
+        self.metrics.in_flight.set(self.in_flight)
+
+    async def _run(self, state: PartitionState, record: Any) -> None:
+        assert self._processor is not None
+        processor = self._processor
+        try:
+            await state.sequencer.run(state.key_of(record), lambda: processor.process(record))
+        except asyncio.CancelledError:
+            state.tasks.pop(record.offset, None)
+            raise
+        except Exception:  # a bug in the runtime itself: log, leave the offset unfinished
+            _log.exception("consumer.process_crashed", offset=record.offset)
+            state.tasks.pop(record.offset, None)
+            return
+        state.tasks.pop(record.offset, None)
+        if state.revoked:
+            return
+        state.offsets.complete(record.offset)
+        self._schedule(state)
+        if state.should_resume() and self._started:
+            with contextlib.suppress(KafkaError, KeyError, AssertionError):
+                if state.tp in self._consumer.assignment():
+                    self._consumer.resume(state.tp)
+            state.paused = False
+            self._update_paused()
+
+    def _update_paused(self) -> None:
+        self.metrics.paused.set(sum(1 for st in self._partitions.values() if st.paused))
+
+    # ------------------------------------------------------------------ commits & rebalances
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.commit_interval_s)
+            await self._commit(list(self._partitions.values()))
+            self._update_lag()
+
+    async def _commit(self, states: list[PartitionState]) -> None:
+        offsets = {}
+        for state in states:
+            offset = state.offsets.take_commit()
+            if offset is not None:
+                offsets[state.tp] = offset
+        if not offsets:
+            return
+        async with self._commit_lock:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:
+                # Lost the partitions or the coordinator; the events will be redelivered.
+                _log.warning("consumer.commit_failed", error=type(exc).__name__)
+                return
+        for state in states:
+            if state.tp in offsets:
+                state.offsets.committed(offsets[state.tp])
+
+    def _update_lag(self) -> None:
+        for tp, state in list(self._partitions.items()):
+            highwater = self._consumer.highwater(tp)
+            position = state.next_fetch_offset
+            if highwater is not None and position is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
+
+    async def _finish(self, states: list[PartitionState], deadline_s: float) -> None:
+        """Let in-flight tasks finish within `deadline_s`, then cancel (abandon) the rest."""
+        for state in states:
+            state.backlog.clear()
+        tasks = [task for state in states for task in state.tasks.values()]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                _log.warning("consumer.abandoned_in_flight", count=len(pending))
+                await asyncio.wait(pending)
+
+    async def _revoke(self, revoked: list[Any]) -> None:
+        states = [self._partitions[tp] for tp in revoked if tp in self._partitions]
+        if not states:
+            return
+        await self._finish(states, self.settings.revoke_timeout_s)
+        await self._commit(states)
+        for state in states:
+            state.revoked = True
+            self._partitions.pop(state.tp, None)
+        _log.info("consumer.partitions_revoked", partitions=[tp.partition for tp in revoked])
+
+    def _assign(self, assigned: list[Any]) -> None:
+        for tp in assigned:
+            if tp not in self._partitions:
+                self._partitions[tp] = PartitionState(
+                    tp,
+                    bound=self.settings.max_in_flight_per_partition,
+                    ordered=self.settings.ordering_per_key,
+                )
+        self._update_paused()
+        _log.info(
+            "consumer.partitions_assigned", partitions=sorted(tp.partition for tp in assigned)
+        )

@@ -1,0 +1,156 @@
+"""`gateway_settings.kafka`: topics, consumer tuning, retries, dedupe and rate limits.
+
+Why one typed section: every knob of the event pipeline is validated once at start-up (unknown
+keys are errors that name the field) and passed down as one frozen object; nothing reads the
+environment or the file later.
+
+    gateway_settings:
+      kafka:
+        bootstrap_servers: null          # null: an embedded broker (development only)
+        group_id: ai-gateway-consumers
+        topics:
+          requests: {name: ai.requests, partitions: 12}
+        max_in_flight_per_partition: 64
+        rate_limits:
+          - {provider: proxy, task: captioning, rate_per_s: 10, burst: 2}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from core.config import load_section, read_config_file
+
+__all__ = [
+    "ConsumerTuning",
+    "KafkaSettings",
+    "ProxySettings",
+    "RateLimitRule",
+    "RetrySettings",
+    "TopicSettings",
+    "TopicsSettings",
+    "load_kafka_settings",
+]
+
+_Positive = Annotated[int, msgspec.Meta(gt=0)]
+_PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+_NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Config Structs reject unknown fields: a typo must fail loudly at start-up."""
+
+
+class TopicSettings(_Config, frozen=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=249)]
+    partitions: _Positive = 6
+    replication: _Positive = 1
+
+
+class TopicsSettings(_Config, frozen=True, kw_only=True):
+    requests: TopicSettings = TopicSettings(name="ai.requests")
+    results: TopicSettings = TopicSettings(name="ai.results")
+    status: TopicSettings = TopicSettings(name="ai.status")
+    dead_letters: TopicSettings = TopicSettings(name="ai.dead-letters", partitions=3)
+
+    def all(self) -> list[TopicSettings]:
+        return [self.requests, self.results, self.status, self.dead_letters]
+
+
+class RetrySettings(_Config, frozen=True, kw_only=True):
+    """Handler retries: exponential backoff with jitter; only retriable errors are retried."""
+
+    max_attempts: _Positive = 4
+    initial_backoff_s: _NonNegFloat = 0.5
+    max_backoff_s: _NonNegFloat = 30.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+    # Cap on how long a 429's Retry-After may park one event before it counts as an attempt.
+    max_retry_after_s: _NonNegFloat = 60.0
+    # 429s are expected under load and the limiter slows down for them, so they get their own,
+    # larger budget instead of using up the attempts meant for real failures.
+    max_rate_limited_retries: Annotated[int, msgspec.Meta(ge=0)] = 20
+
+
+class RateLimitRule(_Config, frozen=True, kw_only=True):
+    """Budget of calls per (provider, task); task "*" applies to every task of the provider."""
+
+    provider: str
+    task: str = "*"
+    rate_per_s: _PositiveFloat
+    burst: _Positive = 1
+    min_rate_per_s: _PositiveFloat | None = None
+    recovery_per_s: _PositiveFloat | None = None
+
+
+class ProxySettings(_Config, frozen=True, kw_only=True):
+    """Where ProxyCompletionHandler sends requests; the key itself comes from the environment
+    (LITELLM_MASTER_KEY) read once by the entry point, never from this file."""
+
+    url: str = "http://127.0.0.1:4000"
+    timeout_s: _PositiveFloat = 120.0
+    provider: str = "proxy"
+
+
+class ConsumerTuning(_Config, frozen=True, kw_only=True):
+    """aiokafka consumer timings (defaults suit production; tests shorten them)."""
+
+    fetch_max_wait_ms: _Positive = 500
+    session_timeout_ms: _Positive = 10_000
+    heartbeat_interval_ms: _Positive = 3_000
+    max_poll_interval_ms: _Positive = 300_000
+    max_poll_records: _Positive = 500
+    auto_offset_reset: str = "earliest"
+    request_timeout_ms: _Positive = 40_000
+    retry_backoff_ms: _Positive = 100
+
+
+class KafkaSettings(_Config, frozen=True, kw_only=True):
+    bootstrap_servers: str | None = None
+    client_id: str = "ai-gateway"
+    source: str = "urn:fashion-ai-gateway:consumers"
+    group_id: str = "ai-gateway-consumers"
+    topics: TopicsSettings = TopicsSettings()
+    max_in_flight_per_partition: _Positive = 64
+    ordering_per_key: bool = True
+    max_event_bytes: _Positive = 1_048_576
+    retry: RetrySettings = RetrySettings()
+    dead_letters_enabled: bool = True
+    dedupe_redis_url: str | None = "redis://127.0.0.1:6379/0"
+    dedupe_namespace: str = "ai-gateway:dedupe"
+    # How long a publish claim blocks other consumers; a redelivery of an event whose
+    # publisher died waits this long before publishing itself.
+    dedupe_claim_ttl_s: _PositiveFloat = 30.0
+    rate_limit_redis_url: str | None = "redis://127.0.0.1:6379/0"
+    rate_limit_namespace: str = "ai-gateway:ratelimit"
+    rate_limits: list[RateLimitRule] = msgspec.field(default_factory=list)
+    commit_interval_s: _PositiveFloat = 1.0
+    drain_timeout_s: _NonNegFloat = 25.0
+    revoke_timeout_s: _NonNegFloat = 10.0
+    metrics_port: int | None = None
+    consumer: ConsumerTuning = ConsumerTuning()
+    proxy: ProxySettings = ProxySettings()
+    # "module:Class" of the handler for requests; None serves every task via the proxy.
+    handler: str | None = None
+
+    def rate_limit_for(self, provider: str, task: str) -> RateLimitRule | None:
+        """The most specific rule for (provider, task): exact task first, then "*"."""
+        fallback = None
+        for rule in self.rate_limits:
+            if rule.provider != provider:
+                continue
+            if rule.task == task:
+                return rule
+            if rule.task == "*":
+                fallback = rule
+        return fallback
+
+
+def load_kafka_settings(path: str | Path | None) -> KafkaSettings:
+    """`gateway_settings.kafka` of the config file at `path`; defaults when `path` is None."""
+    if path is None:
+        return KafkaSettings()
+    return load_section(read_config_file(path), "kafka", KafkaSettings)
