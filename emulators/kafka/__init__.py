@@ -4,7 +4,7 @@
 its fault-injection API takes. ``python -m emulators.kafka`` runs one from the shell.
 """
 
-from emulators.kafka.broker import EmbeddedKafka
+from emulators.kafka.broker import EmbeddedKafka, RequestLog
 from emulators.kafka.errors import (
     BrokerNotRunningError,
     KafkaEmulatorError,
@@ -21,4 +21,5 @@ __all__ = [
     "KafkaEmulatorError",
     "LibrdkafkaNotFoundError",
     "MockClusterError",
+    "RequestLog",
 ]

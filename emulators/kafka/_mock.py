@@ -60,6 +60,12 @@ def _bind(lib: ctypes.CDLL) -> None:
         "rd_kafka_mock_set_apiversion": ([p, i16, i16, i16], c_int),
         "rd_kafka_mock_group_initial_rebalance_delay_ms": ([p, i32], None),
         "rd_kafka_mock_set_controller_id": ([p, i32], None),
+        "rd_kafka_mock_start_request_tracking": ([p], None),
+        "rd_kafka_mock_stop_request_tracking": ([p], None),
+        "rd_kafka_mock_clear_requests": ([p], None),
+        "rd_kafka_mock_get_requests": ([p, ctypes.POINTER(sz)], ctypes.POINTER(p)),
+        "rd_kafka_mock_request_api_key": ([p], i16),
+        "rd_kafka_mock_request_destroy_array": ([ctypes.POINTER(p), sz], None),
     }
     for name, (argtypes, restype) in signatures.items():
         try:
@@ -167,6 +173,28 @@ class MockCluster:
     def set_controller(self, broker_id: int) -> None:
         """Broker reported as controller in Metadata; admin clients send CreateTopics there."""
         self._lib.rd_kafka_mock_set_controller_id(self._mc, broker_id)
+
+    def track_requests(self, enabled: bool) -> None:
+        """Start (after forgetting earlier ones) or stop recording requests the brokers get."""
+        if enabled:
+            self._lib.rd_kafka_mock_clear_requests(self._mc)
+            self._lib.rd_kafka_mock_start_request_tracking(self._mc)
+        else:
+            self._lib.rd_kafka_mock_stop_request_tracking(self._mc)
+
+    def tracked_api_keys(self) -> list[int]:
+        """ApiKeys of the requests recorded since tracking started, in arrival order."""
+        count = ctypes.c_size_t(0)
+        requests = self._lib.rd_kafka_mock_get_requests(self._mc, ctypes.byref(count))
+        if not requests:
+            return []
+        try:
+            return [
+                int(self._lib.rd_kafka_mock_request_api_key(requests[i]))
+                for i in range(count.value)
+            ]
+        finally:
+            self._lib.rd_kafka_mock_request_destroy_array(requests, count.value)
 
     def destroy(self) -> None:
         """Close every mock listener and connection, then free the owning handle."""

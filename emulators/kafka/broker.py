@@ -25,13 +25,24 @@ from emulators.kafka._mock import MockCluster
 from emulators.kafka.errors import BrokerNotRunningError, MockClusterError
 from emulators.kafka.protocol import ApiKey, ErrorCode
 
-__all__ = ["EmbeddedKafka"]
+__all__ = ["EmbeddedKafka", "RequestLog"]
 
 _log = structlog.get_logger()
 _HOST = "127.0.0.1"
 # After the last follower's SyncGroup is written, how long the leader's waits so the mock's
 # poll loop reads the followers first; 20 ms is ample on a loaded 2-core machine.
 _SYNC_GROUP_SETTLE_S = 0.02
+
+
+class RequestLog:
+    """Requests recorded by ``EmbeddedKafka.track_requests()``, read while the block runs."""
+
+    def __init__(self, mock: MockCluster) -> None:
+        self._mock = mock
+
+    def count(self, api_key: int) -> int:
+        """How many requests of ``api_key`` reached a mock broker so far."""
+        return self._mock.tracked_api_keys().count(api_key)
 
 
 class EmbeddedKafka:
@@ -214,6 +225,21 @@ class EmbeddedKafka:
     def set_partition_leader(self, topic: str, partition: int, broker_id: int) -> None:
         """Move a partition's leadership (-1 leaves it leaderless)."""
         self._require().partition_set_leader(topic, partition, broker_id)
+
+    @contextlib.contextmanager
+    def track_requests(self) -> Iterator[RequestLog]:
+        """Record the requests the mock brokers receive inside the block.
+
+        Recording is off outside the block so a long-running broker does not grow without
+        bound. Requests the front answers itself (CreateTopics, DeleteTopics) are not seen.
+        """
+        mock = self._require()
+        mock.track_requests(enabled=True)
+        try:
+            yield RequestLog(mock)
+        finally:
+            if self._mock is mock:
+                mock.track_requests(enabled=False)
 
     @contextlib.contextmanager
     def outage(self, broker_id: int) -> Iterator[None]:
