@@ -47,7 +47,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Fields every event carries. `event_id` is unique per event (a UUID in practice)."""
 
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
