@@ -7,13 +7,15 @@ place for both.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from starlette.responses import JSONResponse
 
 from emulators.http.content import Conversation, Reply, chunk_text
+from emulators.http.images import solid_png
 
-__all__ = ["error_response", "response", "stream_chunks"]
+__all__ = ["IMAGE_OUTPUT_TOKENS", "error_response", "response", "stream_chunks"]
 
 _FINISH = {"stop": "STOP", "stop_sequence": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
 _STATUS = {
@@ -26,6 +28,8 @@ _STATUS = {
     502: "UNAVAILABLE",
     503: "UNAVAILABLE",
 }
+# What Gemini bills for one generated 1K image.
+IMAGE_OUTPUT_TOKENS = 1290
 _SAFETY = [
     {"category": c, "probability": "NEGLIGIBLE"}
     for c in (
@@ -43,8 +47,19 @@ def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def _usage(reply: Reply, output_tokens: int | None = None) -> dict[str, int]:
+def _with_image(conv: Conversation, reply: Reply) -> bool:
+    return conv.wants_image and not reply.tool_calls
+
+
+def _image_part(conv: Conversation) -> dict[str, Any]:
+    data = base64.b64encode(solid_png(conv.digest())).decode()
+    return {"inlineData": {"mimeType": "image/png", "data": data}}
+
+
+def _usage(conv: Conversation, reply: Reply, output_tokens: int | None = None) -> dict[str, int]:
     out = reply.output_tokens if output_tokens is None else output_tokens
+    if output_tokens is None and _with_image(conv, reply):
+        out += IMAGE_OUTPUT_TOKENS
     return {
         "promptTokenCount": reply.input_tokens,
         "candidatesTokenCount": out,
@@ -67,16 +82,17 @@ def _envelope(
     }
 
 
-def _parts(reply: Reply) -> list[dict[str, Any]]:
+def _parts(conv: Conversation, reply: Reply) -> list[dict[str, Any]]:
     if reply.tool_calls:
         return [
             {"functionCall": {"name": c.name, "args": dict(c.arguments)}} for c in reply.tool_calls
         ]
-    return [{"text": reply.text}]
+    text = [{"text": reply.text}]
+    return [*text, _image_part(conv)] if _with_image(conv, reply) else text
 
 
 def response(conv: Conversation, reply: Reply) -> dict[str, Any]:
-    return _envelope(conv, _parts(reply), _FINISH[reply.finish], _usage(reply))
+    return _envelope(conv, _parts(conv, reply), _FINISH[reply.finish], _usage(conv, reply))
 
 
 def stream_chunks(conv: Conversation, reply: Reply) -> list[dict[str, Any]]:
@@ -84,6 +100,11 @@ def stream_chunks(conv: Conversation, reply: Reply) -> list[dict[str, Any]]:
     if reply.tool_calls:
         return [response(conv, reply)]
     pieces = chunk_text(reply.text)
-    chunks = [_envelope(conv, [{"text": piece}], None, _usage(reply, 0)) for piece in pieces[:-1]]
-    chunks.append(_envelope(conv, [{"text": pieces[-1]}], _FINISH[reply.finish], _usage(reply)))
+    chunks = [
+        _envelope(conv, [{"text": piece}], None, _usage(conv, reply, 0)) for piece in pieces[:-1]
+    ]
+    last: list[dict[str, Any]] = [{"text": pieces[-1]}]
+    if _with_image(conv, reply):
+        last.append(_image_part(conv))
+    chunks.append(_envelope(conv, last, _FINISH[reply.finish], _usage(conv, reply)))
     return chunks

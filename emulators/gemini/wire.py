@@ -138,6 +138,7 @@ def parse_request(model: str, body: Mapping[str, Any]) -> Conversation:
     schema = _f(config, "responseSchema") or _f(config, "responseJsonSchema")
     is_json = _f(config, "responseMimeType") == "application/json"
     max_tokens = _f(config, "maxOutputTokens")
+    modalities = [str(m).upper() for m in _f(config, "responseModalities") or ()]
     return Conversation(
         provider="gemini",
         model=model,
@@ -152,4 +153,5 @@ def parse_request(model: str, body: Mapping[str, Any]) -> Conversation:
         json_mode=is_json and not schema,
         max_tokens=int(max_tokens) if max_tokens else None,
         stop=tuple(str(s) for s in _f(config, "stopSequences") or ()),
+        wants_image="IMAGE" in modalities,
     )

@@ -64,6 +64,8 @@ class Conversation:
     json_mode: bool = False
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
+    # The client asked for image output (Gemini responseModalities containing IMAGE).
+    wants_image: bool = False
 
     @property
     def all_text(self) -> str:

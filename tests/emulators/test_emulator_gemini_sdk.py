@@ -236,3 +236,19 @@ def test_vertex_mode_sdk_with_credentials(gemini_em: EmulatorHandle) -> None:
     assert "re: vertex sdk hello" in (result.text or "")
     paths = gemini_em.stats()["by_path"]
     assert any("/projects/p1/locations/us-central1/publishers/google/" in p for p in paths)
+
+
+def test_image_modality_returns_png_part(client: genai.Client) -> None:
+    """response_modalities with IMAGE adds a valid, prompt-dependent inline PNG."""
+    config = types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"])
+    first = client.models.generate_content(model=MODEL, contents="a red gown", config=config)
+    other = client.models.generate_content(model=MODEL, contents="a blue coat", config=config)
+
+    def png(result: types.GenerateContentResponse) -> bytes:
+        parts = result.candidates[0].content.parts if result.candidates else None
+        blobs = [p.inline_data.data for p in parts or [] if p.inline_data and p.inline_data.data]
+        assert len(blobs) == 1
+        return blobs[0]
+
+    assert png(first).startswith(b"\x89PNG\r\n\x1a\n")
+    assert png(first) != png(other)
