@@ -45,12 +45,16 @@ class SlowEcho:
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
         try:
+            await self.before(event, ctx)
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             self.order.append((event.subject, first_text(event)))
             return Completion(provider=self._provider, model="echo", content=first_text(event))
         finally:
             self.concurrent -= 1
+
+    async def before(self, event: RequestEvent, ctx: HandlerContext) -> None:
+        """Hook for subclasses: runs inside the counted section, before the echo."""
 
 
 class Scripted(SlowEcho):
@@ -63,7 +67,7 @@ class Scripted(SlowEcho):
         self.gate = asyncio.Event()
         self.on_call: Callable[[RequestEvent], None] | None = None
 
-    async def handle(self, event: RequestEvent, ctx: HandlerContext) -> Completion:
+    async def before(self, event: RequestEvent, ctx: HandlerContext) -> None:
         text = first_text(event)
         if self.on_call is not None:
             self.on_call(event)
@@ -79,4 +83,3 @@ class Scripted(SlowEcho):
             await ctx.report_progress("halfway", 0.5, "working")
         if text == "gate":
             await self.gate.wait()
-        return await super().handle(event, ctx)
