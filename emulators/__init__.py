@@ -14,11 +14,13 @@ from typing import Literal, get_args
 
 from starlette.applications import Starlette
 
+from emulators.http.errors import EmulatorError, EmulatorServerError
 from emulators.http.runtime import EmulatorSettings
-from emulators.http.server import EmulatorServer, EmulatorServerError
+from emulators.http.server import EmulatorServer
 
 __all__ = [
     "PROVIDERS",
+    "EmulatorError",
     "EmulatorServer",
     "EmulatorServerError",
     "EmulatorSettings",

@@ -11,17 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulators.http.content import Conversation, ToolSpec
+from emulators.http.errors import WireError
 
 __all__ = ["MAX_IMAGES", "WireError", "parse_request"]
 
 # The product's contract with this provider: more images per request are refused with 400.
 MAX_IMAGES = 20
-
-
-class WireError(ValueError):
-    """The body is not a valid Messages request (answered with 400 invalid_request_error)."""
-
-    retriable = False
 
 
 def _text_of(content: Any) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulators.http.content import Conversation, ToolSpec
+from emulators.http.errors import WireError
 
 __all__ = ["SAFETY_CATEGORIES", "SAFETY_THRESHOLDS", "WireError", "parse_request"]
 
@@ -37,12 +38,6 @@ SAFETY_CATEGORIES = frozenset(
         "HARM_CATEGORY_CIVIC_INTEGRITY",
     }
 )
-
-
-class WireError(ValueError):
-    """The body is not a valid generateContent request (answered with 400 INVALID_ARGUMENT)."""
-
-    retriable = False
 
 
 def _snake(name: str) -> str:

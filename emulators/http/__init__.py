@@ -10,15 +10,18 @@ from emulators.http.content import (
     plan_reply,
 )
 from emulators.http.control import build_app, runtime_of
-from emulators.http.faults import FAULT_HEADER, FaultSpec, FaultSpecError, parse_fault
+from emulators.http.errors import EmulatorError, EmulatorServerError, FaultSpecError, WireError
+from emulators.http.faults import FAULT_HEADER, FaultSpec, parse_fault
+from emulators.http.images import solid_png
 from emulators.http.pipeline import ErrorRenderer, guard, sse, sse_response
 from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
 from emulators.http.schema import generate_instance
-from emulators.http.server import EmulatorServer, EmulatorServerError
+from emulators.http.server import EmulatorServer
 
 __all__ = [
     "FAULT_HEADER",
     "Conversation",
+    "EmulatorError",
     "EmulatorRuntime",
     "EmulatorServer",
     "EmulatorServerError",
@@ -29,6 +32,7 @@ __all__ = [
     "Reply",
     "ToolCall",
     "ToolSpec",
+    "WireError",
     "build_app",
     "chunk_text",
     "estimate_tokens",
@@ -37,6 +41,7 @@ __all__ = [
     "parse_fault",
     "plan_reply",
     "runtime_of",
+    "solid_png",
     "sse",
     "sse_response",
 ]

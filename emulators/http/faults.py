@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from emulators.http.errors import FaultSpecError
+
 __all__ = [
     "FAULT_HEADER",
     "FaultSpec",
@@ -52,12 +54,6 @@ _SPEC = re.compile(
     r"(?:x(?P<count>\d+))?$"
 )
 _MARKER = re.compile(r"\[\[fault:([^\]]+)\]\]")
-
-
-class FaultSpecError(ValueError):
-    """A fault spec does not follow the grammar in this module's docstring."""
-
-    retriable = False
 
 
 @dataclass(frozen=True, slots=True)

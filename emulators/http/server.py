@@ -16,16 +16,12 @@ from typing import Protocol, Self
 import uvicorn
 from starlette.applications import Starlette
 
+from emulators.http.errors import EmulatorServerError
+
 __all__ = ["EmulatorServer", "EmulatorServerError"]
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
-
-
-class EmulatorServerError(RuntimeError):
-    """The emulator server could not start or stop."""
-
-    retriable = False
 
 
 class _Shutdownable(Protocol):

@@ -11,18 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulators.http.content import Conversation, ToolSpec
+from emulators.http.errors import WireError
 
 __all__ = ["WireError", "parse_request"]
-
-
-class WireError(ValueError):
-    """The request body is not a valid Chat Completions request (answered with 400)."""
-
-    retriable = False
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def _content(content: Any) -> tuple[str, int]:
