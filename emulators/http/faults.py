@@ -21,10 +21,14 @@ Examples::
     hang                never answer (sleeps ``hang_seconds``; cancelled on disconnect/stop)
     latency=250         wait 250 ms, then answer normally
     503x2               fail the first 2 requests carrying this spec and the same conversation,
-                        then answer normally (so attempt 3 of a retried request succeeds)
+                        then answer normally (so attempt 3 of a retried request succeeds);
+                        the count ignores the model name, so a fallback to another model of
+                        the same emulator continues the same count
 
 Per request a spec comes from the ``x-emulator-fault`` header or from a ``[[fault:<spec>]]``
-marker anywhere in the text of any message.
+marker anywhere in the text of any message (system prompts and tool results included).
+The control API (``POST /_emulator/faults``) sets a fault for the next N requests instead.
+Precedence: control fault, then header, then marker; only one fault applies per request.
 """
 
 from __future__ import annotations
