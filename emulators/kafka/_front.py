@@ -17,6 +17,7 @@ ordering, and clients must reach every broker through the front for those fixes 
   ``sync_group_max_hold`` seconds. SyncGroup is capped at v3 in the mock so the request stays
   non-flexible and cheap to decode. All members of a group talk to the same coordinator
   broker, hence to the same front, so one barrier per front sees every member.
+- Produce with ``acks=0``: the mock answers it anyway; the front drops that response.
 - Everything else is piped byte-for-byte: frames are split on their length prefix and only
   the request header is read. Responses are written back in request order (Kafka's per
   connection guarantee) even when some are produced locally.
@@ -44,6 +45,8 @@ __all__ = ["Front", "FrontSettings"]
 
 _log = structlog.get_logger()
 _MAX_FRAME = 256 * 1024 * 1024
+# After a client hangs up, how long to wait for answers to requests already forwarded.
+_LINGER_S = 2.0
 _ADMIN_API_RANGES = {
     _wire.API_CREATE_TOPICS: (0, _wire.CREATE_TOPICS_MAX_VERSION),
     _wire.API_DELETE_TOPICS: (0, _wire.DELETE_TOPICS_MAX_VERSION),
@@ -123,7 +126,10 @@ class _Connection:
         self._up_r, self._up_w = upstream
         # Responses in request order; each entry is resolved by the mock or locally.
         self._order: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue()
-        self._waiting: dict[int, tuple[asyncio.Future[bytes], int, int]] = {}
+        # correlation id -> (future, api_key, version), or None for a response to drop.
+        self._waiting: dict[int, tuple[asyncio.Future[bytes], int, int] | None] = {}
+        self._idle = asyncio.Event()  # set while no forwarded request awaits its answer
+        self._idle.set()
 
     async def run(self) -> None:
         tasks = [
@@ -143,6 +149,14 @@ class _Connection:
                     await writer.wait_closed()
 
     async def _requests(self) -> None:
+        await self._forward_requests()
+        # The client hung up. Closing the upstream socket now could make the mock drop
+        # requests that arrive together with the close (acks=0 produces sent just before a
+        # producer stops), so wait until it has answered everything forwarded.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), _LINGER_S)
+
+    async def _forward_requests(self) -> None:
         loop = asyncio.get_running_loop()
         while (frame := await _read_frame(self._client_r)) is not None:
             api_key, version, correlation_id = _wire.request_header(frame)
@@ -152,9 +166,15 @@ class _Connection:
                 done.set_result(local)
                 self._order.put_nowait(done)
                 continue
-            if api_key != _wire.API_PRODUCE or _wire.produce_expects_response(frame):
+            if api_key == _wire.API_PRODUCE and not _wire.produce_expects_response(frame):
+                # The mock answers acks=0 produces although Kafka never does; clients would
+                # choke on the stray response, so it is dropped on arrival.
+                self._waiting[correlation_id] = None
+                self._idle.clear()
+            else:
                 future: asyncio.Future[bytes] = loop.create_future()
                 self._waiting[correlation_id] = (future, api_key, version)
+                self._idle.clear()
                 self._order.put_nowait(future)
             sync = _wire.parse_sync_group(frame) if api_key == _wire.API_SYNC_GROUP else None
             if sync is not None and sync.assignments > 0:
@@ -198,10 +218,14 @@ class _Connection:
     async def _responses(self) -> None:
         while (frame := await _read_frame(self._up_r)) is not None:
             (correlation_id,) = struct.unpack_from(">i", frame, 0)
-            entry = self._waiting.pop(correlation_id, None)
-            if entry is None:
+            if correlation_id not in self._waiting:
                 _log.warning("kafka_front_unexpected_response", correlation_id=correlation_id)
                 return
+            entry = self._waiting.pop(correlation_id)
+            if not self._waiting:
+                self._idle.set()
+            if entry is None:
+                continue
             future, api_key, version = entry
             if api_key == _wire.API_API_VERSIONS:
                 frame = _wire.rewrite_api_versions(
@@ -212,8 +236,10 @@ class _Connection:
     async def _writer(self) -> None:
         while True:
             frame = await (await self._order.get())
-            _write_frame(self._client_w, frame)
-            await self._client_w.drain()
+            # A client that hung up must not end the pipe: its forwarded requests still run.
+            with contextlib.suppress(ConnectionError):
+                _write_frame(self._client_w, frame)
+                await self._client_w.drain()
 
 
 class Front:

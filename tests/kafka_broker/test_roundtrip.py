@@ -52,3 +52,27 @@ async def test_idempotent_producer_delivers_each_record_once_in_order(
     finally:
         await reader.stop()
     assert [r.value for r in records] == values
+
+
+async def test_fire_and_forget_producer_keeps_its_connection_usable(
+    kafka_broker: EmbeddedKafka, unique_topic: str
+) -> None:
+    """Records sent with acks=0 are stored and the producer's later requests still get answers."""
+    client = producer(kafka_broker.bootstrap_servers, acks=0)
+    await client.start()
+    try:
+        for i in range(5):
+            await client.send_and_wait(unique_topic, f"ff-{i}".encode(), partition=0)
+        partitions = await client.partitions_for(unique_topic)
+    finally:
+        await client.stop()
+    reader = consumer(kafka_broker.bootstrap_servers, unique_topic)
+    await reader.start()
+    try:
+        records = await drain(reader, 5)
+    finally:
+        await reader.stop()
+    assert (len(partitions), [r.value for r in records]) == (
+        4,
+        [f"ff-{i}".encode() for i in range(5)],
+    )
