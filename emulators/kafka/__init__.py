@@ -10,6 +10,7 @@ from emulators.kafka.errors import (
     KafkaEmulatorError,
     LibrdkafkaNotFoundError,
     MockClusterError,
+    WireError,
 )
 from emulators.kafka.protocol import ApiKey, ErrorCode
 
@@ -22,4 +23,5 @@ __all__ = [
     "LibrdkafkaNotFoundError",
     "MockClusterError",
     "RequestLog",
+    "WireError",
 ]

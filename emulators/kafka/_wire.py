@@ -15,6 +15,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from emulators.kafka.errors import WireError
+
 __all__ = [
     "CREATE_TOPICS_MAX_VERSION",
     "DELETE_TOPICS_MAX_VERSION",
@@ -41,10 +43,6 @@ DELETE_TOPICS_MAX_VERSION = 3
 SYNC_GROUP_MAX_VERSION = 3
 _PRODUCE_FIRST_FLEXIBLE = 9
 _API_VERSIONS_FIRST_FLEXIBLE = 3
-
-
-class WireError(ValueError):
-    """A frame did not have the shape its ApiKey and version promise."""
 
 
 class _Reader:

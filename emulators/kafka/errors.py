@@ -6,7 +6,8 @@ whether the cause was a missing shared library or a refused mock-cluster call.
     KafkaEmulatorError                  retriable = False
     ├── LibrdkafkaNotFoundError         retriable = False
     ├── MockClusterError                retriable = False
-    └── BrokerNotRunningError           retriable = False
+    ├── BrokerNotRunningError           retriable = False
+    └── WireError                       retriable = False  (a client sent a malformed frame)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = [
     "KafkaEmulatorError",
     "LibrdkafkaNotFoundError",
     "MockClusterError",
+    "WireError",
 ]
 
 
@@ -43,5 +45,11 @@ class MockClusterError(KafkaEmulatorError):
 
 class BrokerNotRunningError(KafkaEmulatorError):
     """An operation needed a started broker (call ``start()`` or use ``with`` first)."""
+
+    retriable = False
+
+
+class WireError(KafkaEmulatorError):
+    """A frame did not have the shape its ApiKey and version promise; the front drops it."""
 
     retriable = False
