@@ -5,6 +5,7 @@ unchanged, answers deterministically and fails on demand. Routes:
 
 - ``POST /{v1beta|v1|v1alpha}/models/{model}:generateContent`` (Google AI, ``x-goog-api-key``
   or ``?key=``) and ``:streamGenerateContent`` (``?alt=sse`` for SSE, else a JSON array);
+  the same under ``/models/...`` with no version prefix;
 - ``POST /{v1|v1beta1}/projects/{p}/locations/{loc}/publishers/google/models/{model}:...``
   (Vertex AI, ``Authorization: Bearer``).
 """
@@ -36,6 +37,8 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     vertex = "/{version}/projects/{project}/locations/{location}/publishers/google/models/{target}"
     routes = [
         Route("/{version}/models/{target}", _generate, methods=["POST"]),
+        # Clients given a custom base URL (LiteLLM's api_base) append /models/... directly.
+        Route("/models/{target}", _generate, methods=["POST"]),
         Route(vertex, _generate, methods=["POST"]),
     ]
     return build_app(routes, runtime)

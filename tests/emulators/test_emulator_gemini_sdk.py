@@ -252,3 +252,15 @@ def test_image_modality_returns_png_part(client: genai.Client) -> None:
 
     assert png(first).startswith(b"\x89PNG\r\n\x1a\n")
     assert png(first) != png(other)
+
+
+def test_unversioned_models_path_is_served(gemini_em: EmulatorHandle) -> None:
+    """/models/{model}:generateContent without a version prefix answers like /v1beta."""
+    body = {"contents": [{"role": "user", "parts": [{"text": "no version"}]}]}
+    response = httpx.post(
+        f"{gemini_em.url}/models/{MODEL}:generateContent",
+        headers={"x-goog-api-key": "k"},
+        json=body,
+    )
+    assert response.status_code == 200
+    assert "re: no version" in response.json()["candidates"][0]["content"]["parts"][0]["text"]
