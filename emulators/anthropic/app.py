@@ -1,4 +1,4 @@
-"""The Anthropic Messages emulator app (``POST /v1/messages``).
+"""The Anthropic Messages emulator app (``POST /v1/messages``, ``GET /v1/models``).
 
 Why it exists: the proxy and its tests need an Anthropic upstream that the official SDK
 accepts unchanged, answers deterministically and fails on demand.
@@ -21,12 +21,19 @@ from emulators.http.control import build_app, runtime_of
 from emulators.http.pipeline import guard, sse_response
 from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
 
-__all__ = ["create_app"]
+__all__ = ["DEFAULT_MODELS", "create_app"]
+
+# Listed by GET /v1/models; any other model name is still accepted on /v1/messages.
+DEFAULT_MODELS = ("claude-sonnet-4-5", "claude-sonnet-4", "claude-haiku-4-5", "claude-opus-4-1")
 
 
 def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     runtime = EmulatorRuntime(settings or EmulatorSettings())
-    return build_app([Route("/v1/messages", _messages, methods=["POST"])], runtime)
+    routes = [
+        Route("/v1/messages", _messages, methods=["POST"]),
+        Route("/v1/models", _models, methods=["GET"]),
+    ]
+    return build_app(routes, runtime)
 
 
 def _key(request: Request) -> str | None:
@@ -69,3 +76,21 @@ async def _messages(request: Request) -> Response:  # noqa: PLR0911
     if body.get("stream"):
         return sse_response(stream_events(conv, reply))
     return JSONResponse(message(conv, reply))
+
+
+async def _models(request: Request) -> Response:
+    runtime = runtime_of(request)
+    runtime.record(request.url.path, None)
+    if not runtime.key_allowed(_key(request)):
+        return error_response(401, "invalid x-api-key")
+    data = [
+        {
+            "type": "model",
+            "id": name,
+            "display_name": name.replace("-", " ").title(),
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+        for name in DEFAULT_MODELS
+    ]
+    body = {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+    return JSONResponse(body)

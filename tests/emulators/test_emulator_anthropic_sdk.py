@@ -219,3 +219,8 @@ def test_missing_version_header_is_bad_request(anthropic_em: EmulatorHandle) -> 
     )
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_models_are_listed(client: anthropic.Anthropic) -> None:
+    """GET /v1/models lists the default Claude models through the SDK's pager."""
+    assert "claude-sonnet-4-5" in [m.id for m in client.models.list()]

@@ -118,3 +118,10 @@ def test_keep_alive_requests_are_not_stalled(openai_emulator: EmulatorHandle) ->
             c.post("/v1/chat/completions", json=body)
         # With Nagle on, each response waits ~40 ms for an ACK: 20 requests would take 0.8 s.
         assert time.monotonic() - started < 0.5
+
+
+def test_emulators_reset_fixture_empties_stats(
+    openai_emulator: EmulatorHandle, emulators_reset: None
+) -> None:
+    """The emulators_reset fixture starts a test with zeroed statistics."""
+    assert openai_emulator.stats()["requests"] == 0
