@@ -224,3 +224,28 @@ def test_missing_version_header_is_bad_request(anthropic_em: EmulatorHandle) -> 
 def test_models_are_listed(client: anthropic.Anthropic) -> None:
     """GET /v1/models lists the default Claude models through the SDK's pager."""
     assert "claude-sonnet-4-5" in [m.id for m in client.models.list()]
+
+
+def test_tool_forced_json_output(client: anthropic.Anthropic) -> None:
+    """tool_choice forcing one tool yields that tool's input as schema-valid JSON."""
+    record = {
+        "name": "record_tags",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "style": {"type": "string", "enum": ["boho", "minimal", "street"]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["style", "tags"],
+        },
+    }
+    result = client.messages.create(
+        model=MODEL,
+        max_tokens=200,
+        messages=_user("Tag this look"),
+        tools=[LOOKUP_TOOL, record],
+        tool_choice={"type": "tool", "name": "record_tags"},
+    )
+    block = result.content[0]
+    assert block.type == "tool_use" and block.name == "record_tags"
+    jsonschema.validate(block.input, record["input_schema"])

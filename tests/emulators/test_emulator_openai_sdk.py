@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import openai
+import pydantic
 import pytest
 
 from emulators.testing import EmulatorHandle
@@ -278,3 +279,29 @@ def test_hang_times_out_client(openai_em: EmulatorHandle) -> None:
         pytest.raises(openai.APITimeoutError),
     ):
         client.chat.completions.create(model=MODEL, messages=_user("[[fault:hang]]"))
+
+
+class Outfit(pydantic.BaseModel):
+    """A structured-output target for the SDK's parse helper."""
+
+    top: str
+    bottom: str
+    colours: list[str]
+    formal: bool
+
+
+def test_parse_helper_returns_model_instance(client: openai.OpenAI) -> None:
+    """chat.completions.parse with a pydantic response_format yields a parsed instance."""
+    result = client.chat.completions.parse(
+        model=MODEL, messages=_user("Suggest an outfit"), response_format=Outfit
+    )
+    assert isinstance(result.choices[0].message.parsed, Outfit)
+
+
+def test_sdk_retries_through_counted_fault(openai_em: EmulatorHandle) -> None:
+    """With SDK retries on, [[fault:503x2]] costs three attempts and then succeeds."""
+    openai_em.reset()
+    with openai.OpenAI(base_url=f"{openai_em.url}/v1", api_key="sk-test", max_retries=2) as c:
+        result = c.chat.completions.create(model=MODEL, messages=_user("retry [[fault:503x2]]"))
+    assert "re: retry" in (result.choices[0].message.content or "")
+    assert openai_em.stats()["requests"] == 3
