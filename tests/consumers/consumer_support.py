@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,6 +25,8 @@ from schemas import (
 )
 
 CODEC = EventCodec()
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 
 def fast_settings(
@@ -126,3 +132,58 @@ class TopicReader:
 
     def results(self) -> list[ResultEvent]:
         return [CODEC.decode_result(record.value) for record in self.records]
+
+
+def write_config(settings: KafkaSettings, path: Path) -> Path:
+    """Write `settings` as gateway_settings.kafka of a config file (JSON is valid YAML)."""
+    body = {"gateway_settings": {"kafka": msgspec.to_builtins(settings)}}
+    path.write_bytes(msgspec.json.encode(body))
+    return path
+
+
+class ConsumerProcess:
+    """A `python -m consumers consume` subprocess running a test handler."""
+
+    def __init__(
+        self, config: Path, *, handler: str | None, options: dict[str, str], log: Path
+    ) -> None:
+        self._args = [sys.executable, "-m", "consumers", "consume", "--config", str(config)]
+        if handler is not None:
+            self._args += ["--handler", handler]
+        for key, value in options.items():
+            self._args += ["--handler-option", f"{key}={value}"]
+        self._log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout_s: float = 20.0) -> ConsumerProcess:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
+        }
+        with self._log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self._args, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=log
+            )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
+        if b"consumer ready" not in line:
+            raise AssertionError(f"consumer did not start: {self._log.read_text()[-2000:]}")
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+
+    async def wait(self, timeout_s: float = 30.0) -> int:
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout_s)
+
+    async def stop(self) -> None:
+        """SIGKILL if still running (test cleanup)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.kill()
+            await self.proc.wait()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from consumers import load_kafka_settings
+from consumers import KafkaSettings, load_kafka_settings
 from core.config import ConfigError
 
 
@@ -44,10 +45,6 @@ def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
 
 def test_wildcard_rate_limit_applies_to_every_task() -> None:
     """A rule with task "*" covers tasks without their own rule; exact rules win."""
-    import msgspec
-
-    from consumers import KafkaSettings
-
     settings = msgspec.convert(
         {
             "rate_limits": [

@@ -1,0 +1,121 @@
+"""Crash safety of consumer PROCESSES: SIGKILL mid-batch, restarts, and group failover."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from consumer_support import (
+    ConsumerProcess,
+    TopicReader,
+    fast_settings,
+    produce,
+    request,
+    write_config,
+)
+
+from consumers.settings import ConsumerTuning
+
+pytestmark = pytest.mark.slow
+
+# Short sessions so a killed member is evicted quickly and its partitions move on.
+TUNING = ConsumerTuning(fetch_max_wait_ms=50, session_timeout_ms=3000, heartbeat_interval_ms=300)
+
+
+def _settings(kafka_broker: Any, **overrides: Any) -> Any:
+    return fast_settings(
+        kafka_broker,
+        consumer=TUNING,
+        max_in_flight_per_partition=4,
+        dedupe_claim_ttl_s=2.0,
+        **overrides,
+    )
+
+
+def _assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
+    counts = Counter(result.request_id for result in reader.results())
+    missing = [e.event_id for e in events if counts[e.event_id] == 0]
+    duplicated = {k: n for k, n in counts.items() if n > 1}
+    assert not missing, f"{len(missing)} events lost"
+    assert not duplicated, f"duplicated results: {duplicated}"
+    assert set(counts) == {e.event_id for e in events}
+
+
+async def test_repeated_sigkill_loses_and_duplicates_nothing(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    """Three SIGKILLs of the consumer mid-batch, each followed by a restart: one result each."""
+    settings = _settings(kafka_broker)
+    config = write_config(settings, tmp_path / "config.yaml")
+    events = [request(f"item {i}") for i in range(300)]
+
+    def spawn() -> ConsumerProcess:
+        return ConsumerProcess(
+            config,
+            handler="consumer_handlers:SlowEcho",
+            options={"delay_ms": "40"},
+            log=tmp_path / "consumer.log",
+        )
+
+    proc = await spawn().start()
+    servers = kafka_broker.bootstrap_servers
+    try:
+        await produce(servers, settings.topics.requests.name, events)
+        async with TopicReader(servers, settings.topics.results.name) as reader:
+            for threshold in (30, 110, 190):
+                await reader.until(lambda rd, t=threshold: len(rd.records) >= t, timeout_s=30)
+                proc.kill()
+                await proc.wait()
+                proc = await spawn().start()
+            await reader.until(
+                lambda rd: {r.request_id for r in rd.results()} >= {e.event_id for e in events},
+                timeout_s=40,
+            )
+            # Give any late duplicate (an expired claim republishing) time to surface.
+            proc.terminate()
+            assert await proc.wait() == 0
+            await reader.poll()
+            await reader.poll()
+        _assert_exactly_once(reader, events)
+    finally:
+        await proc.stop()
+
+
+async def test_group_members_take_over_a_killed_members_partitions(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    """Three consumers share 6 partitions; after one is killed the others finish its share."""
+    settings = _settings(kafka_broker, partitions=6)
+    config = write_config(settings, tmp_path / "config.yaml")
+    events = [request(f"item {i}") for i in range(300)]
+    procs = [
+        await ConsumerProcess(
+            config,
+            handler="consumer_handlers:SlowEcho",
+            options={"delay_ms": "40"},
+            log=tmp_path / f"consumer-{n}.log",
+        ).start()
+        for n in range(3)
+    ]
+    servers = kafka_broker.bootstrap_servers
+    try:
+        await produce(servers, settings.topics.requests.name, events)
+        async with TopicReader(servers, settings.topics.results.name) as reader:
+            await reader.until(lambda rd: len(rd.records) >= 60, timeout_s=30)
+            procs[0].kill()
+            await reader.until(
+                lambda rd: {r.request_id for r in rd.results()} >= {e.event_id for e in events},
+                timeout_s=40,
+            )
+            for proc in procs[1:]:
+                proc.terminate()
+                assert await proc.wait() == 0
+            await reader.poll()
+        _assert_exactly_once(reader, events)
+        logs = [(tmp_path / f"consumer-{n}.log").read_text() for n in (1, 2)]
+        assert all("partitions_assigned" in log for log in logs)
+    finally:
+        for proc in procs:
+            await proc.stop()
