@@ -61,7 +61,8 @@ async def _messages(request: Request) -> Response:  # noqa: PLR0911
         return error_response(400, "request body is not valid JSON")
     try:
         conv = parse_request(body)
-    except WireError as exc:
+    except (WireError, AttributeError, TypeError, KeyError) as exc:
+        # Fields of the wrong JSON type are answered with 400 like the real API, never 500.
         return error_response(400, str(exc))
     failure = await guard(
         request,

@@ -66,7 +66,8 @@ async def _generate(request: Request) -> Response:  # noqa: PLR0911
         if not isinstance(body, dict):
             raise WireError("request body must be a JSON object")
         conv = parse_request(model, body)
-    except ValueError as exc:  # WireError and JSON errors alike
+    except (ValueError, AttributeError, TypeError, KeyError) as exc:
+        # WireError, bad JSON and fields of the wrong JSON type: 400 like the real API.
         return error_response(400, str(exc))
     failure = await guard(
         request,

@@ -74,6 +74,10 @@ class EmulatorRuntime:
         """Release hanging requests so the server can stop promptly."""
         self.stopping.set()
 
+    def end_shutdown(self) -> None:
+        """Called before (re)starting a server: hang faults hang again."""
+        self.stopping = asyncio.Event()
+
     # --- statistics -------------------------------------------------------------------------
 
     def record(self, path: str, model: str | None) -> None:

@@ -27,6 +27,8 @@ _STOP_TIMEOUT_S = 10.0
 class _Shutdownable(Protocol):
     def begin_shutdown(self) -> None: ...
 
+    def end_shutdown(self) -> None: ...
+
 
 class EmulatorServer:
     """A started-on-demand uvicorn server bound to ``host:port`` (port 0 picks a free one)."""
@@ -54,6 +56,9 @@ class EmulatorServer:
         """Bind and serve; returns once the socket accepts connections."""
         if self._thread is not None:
             raise EmulatorServerError("server already started")
+        runtime: _Shutdownable | None = getattr(self.app.state, "emulator_runtime", None)
+        if runtime is not None:
+            runtime.end_shutdown()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted sockets inherit this; without it uvloop leaves Nagle on and every

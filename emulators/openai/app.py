@@ -56,8 +56,9 @@ async def _chat(request: Request) -> Response:
         return error_response(400, "We could not parse the JSON body of your request.")
     try:
         conv = parse_request(body)
-    except WireError as exc:
-        return error_response(400, str(exc), exc.param)
+    except (WireError, AttributeError, TypeError, KeyError) as exc:
+        # Fields of the wrong JSON type are answered with 400 like the real API, never 500.
+        return error_response(400, str(exc), getattr(exc, "param", None))
     failure = await guard(
         request,
         runtime,

@@ -169,3 +169,50 @@ def test_config_fault_applies_to_every_provider_shape(
     assert anthropic.json()["error"]["type"] == "rate_limit_error"
     assert gemini.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
     assert anthropic.headers["retry-after"] == gemini.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body"),
+    [
+        ("/v1/chat/completions", AUTH, {"model": "m", "messages": "not-a-list"}),
+        (
+            "/v1/chat/completions",
+            AUTH,
+            {"model": "m", "messages": [{"role": "user"}], "response_format": "x"},
+        ),
+    ],
+)
+def test_malformed_openai_bodies_are_bad_requests(
+    openai_em: EmulatorHandle, path: str, headers: dict[str, str], body: dict[str, Any]
+) -> None:
+    """Fields of the wrong JSON type get the provider's 400, never a 500."""
+    response = httpx.post(f"{openai_em.url}{path}", headers=headers, json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_malformed_gemini_body_is_bad_request(gemini_em: EmulatorHandle) -> None:
+    """A Gemini part that is not an object gets 400 INVALID_ARGUMENT."""
+    response = httpx.post(
+        f"{gemini_em.url}/v1beta/models/m:generateContent",
+        headers={"x-goog-api-key": "k"},
+        json={"contents": [{"parts": ["bare string"]}], "generationConfig": []},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_malformed_anthropic_body_is_bad_request(anthropic_em: EmulatorHandle) -> None:
+    """An Anthropic tool that is not an object gets 400 invalid_request_error."""
+    response = httpx.post(
+        f"{anthropic_em.url}/v1/messages",
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+        json={
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": ["bad"],
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"

@@ -125,3 +125,13 @@ def test_emulators_reset_fixture_empties_stats(
 ) -> None:
     """The emulators_reset fixture starts a test with zeroed statistics."""
     assert openai_emulator.stats()["requests"] == 0
+
+
+def test_server_can_restart_with_same_app() -> None:
+    """A stopped server starts again with the same app and keeps serving."""
+    server = EmulatorServer(create_emulator_app("anthropic"))
+    with server:
+        first = server.url
+    with server:
+        assert httpx.get(f"{server.url}/_emulator/health").status_code == 200
+    assert first.startswith("http://127.0.0.1:")
