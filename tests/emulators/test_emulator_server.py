@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -109,15 +110,17 @@ def test_cli_prints_urls_and_exits_on_sigterm() -> None:
 
 
 def test_keep_alive_requests_are_not_stalled(openai_emulator: EmulatorHandle) -> None:
-    """Twenty requests on one keep-alive connection finish far below delayed-ACK stalls."""
+    """Requests on one keep-alive connection are not held back by delayed-ACK stalls."""
     body = {"model": "m", "messages": [{"role": "user", "content": "fast"}]}
     with httpx.Client(base_url=openai_emulator.url, headers={"authorization": "Bearer k"}) as c:
         c.post("/v1/chat/completions", json=body)
-        started = time.monotonic()
-        for _ in range(20):
+        durations = []
+        for _ in range(21):
+            started = time.monotonic()
             c.post("/v1/chat/completions", json=body)
-        # With Nagle on, each response waits ~40 ms for an ACK: 20 requests would take 0.8 s.
-        assert time.monotonic() - started < 0.5
+            durations.append(time.monotonic() - started)
+    # With Nagle on, every keep-alive response waits ~40 ms for an ACK; the median shows it.
+    assert statistics.median(durations) < 0.03
 
 
 def test_emulators_reset_fixture_empties_stats(
