@@ -17,6 +17,9 @@ ordering, and clients must reach every broker through the front for those fixes 
   ``sync_group_max_hold`` seconds. SyncGroup is capped at v3 in the mock so the request stays
   non-flexible and cheap to decode. All members of a group talk to the same coordinator
   broker, hence to the same front, so one barrier per front sees every member.
+- Metadata requests that allow auto-creation create missing topics first, with the
+  broker's configured default partition count (the mock's own auto-creation always uses 4).
+  Metadata is capped at v8 so the request stays non-flexible.
 - Produce with ``acks=0``: the mock answers it anyway; the front drops that response.
 - Everything else is piped byte-for-byte: frames are split on their length prefix and only
   the request header is read. Responses are written back in request order (Kafka's per
@@ -61,6 +64,7 @@ class FrontSettings:
     # The two admin callbacks run on the front's loop thread and must not block for long.
     create_topic: Callable[[_wire.TopicSpec], tuple[int, str | None]]
     delete_topic: Callable[[str], int]
+    auto_create_topic: Callable[[str], None]
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> bytes | None:
@@ -176,6 +180,10 @@ class _Connection:
                 self._waiting[correlation_id] = (future, api_key, version)
                 self._idle.clear()
                 self._order.put_nowait(future)
+            if api_key == _wire.API_METADATA:
+                # Create before the mock auto-creates with its fixed 4 partitions.
+                for topic in _wire.parse_metadata_auto_create(frame):
+                    self._settings.auto_create_topic(topic)
             sync = _wire.parse_sync_group(frame) if api_key == _wire.API_SYNC_GROUP else None
             if sync is not None and sync.assignments > 0:
                 await self._hold_leader(sync)

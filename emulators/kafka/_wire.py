@@ -20,6 +20,7 @@ from emulators.kafka.errors import WireError
 __all__ = [
     "CREATE_TOPICS_MAX_VERSION",
     "DELETE_TOPICS_MAX_VERSION",
+    "METADATA_MAX_VERSION",
     "SYNC_GROUP_MAX_VERSION",
     "ApiVersionsRewrite",
     "CreateTopicsRequest",
@@ -30,17 +31,19 @@ __all__ = [
     "delete_topics_response",
     "parse_create_topics",
     "parse_delete_topics",
+    "parse_metadata_auto_create",
     "parse_sync_group",
     "produce_expects_response",
     "request_header",
     "rewrite_api_versions",
 ]
 
-API_PRODUCE, API_SYNC_GROUP, API_API_VERSIONS = 0, 14, 18
+API_PRODUCE, API_METADATA, API_SYNC_GROUP, API_API_VERSIONS = 0, 3, 14, 18
 API_CREATE_TOPICS, API_DELETE_TOPICS = 19, 20
 CREATE_TOPICS_MAX_VERSION = 3
 DELETE_TOPICS_MAX_VERSION = 3
 SYNC_GROUP_MAX_VERSION = 3
+METADATA_MAX_VERSION = 8
 _PRODUCE_FIRST_FLEXIBLE = 9
 _API_VERSIONS_FIRST_FLEXIBLE = 3
 
@@ -141,6 +144,18 @@ def produce_expects_response(frame: bytes) -> bool:
     if version >= 3:
         reader.compact_string() if flexible else reader.string()  # transactional_id
     return reader.int16() != 0
+
+
+def parse_metadata_auto_create(frame: bytes) -> list[str]:
+    """Topics a Metadata request (v0-v8) lets the broker auto-create; [] when it forbids it."""
+    _, version, _ = request_header(frame)
+    if version > METADATA_MAX_VERSION:
+        raise WireError(f"Metadata v{version} is not decoded")
+    reader = _body(frame, flexible=False)
+    count = reader.int32()  # -1 asks for every topic and creates none
+    names = [reader.string() or "" for _ in range(max(count, 0))]
+    allowed = version < 4 or reader.int8() != 0
+    return [name for name in names if name] if allowed else []
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,7 @@ class EmbeddedKafka:
             mock.set_group_initial_rebalance_delay(self._rebalance_delay_ms)
             mock.set_controller(1)
             mock.set_apiversion(ApiKey.SYNC_GROUP, 0, _wire.SYNC_GROUP_MAX_VERSION)
+            mock.set_apiversion(ApiKey.METADATA, 0, _wire.METADATA_MAX_VERSION)
             front = Front(
                 FrontSettings(
                     host=_HOST,
@@ -98,6 +99,7 @@ class EmbeddedKafka:
                     sync_group_settle=_SYNC_GROUP_SETTLE_S,
                     create_topic=self._create_from_request,
                     delete_topic=self._delete_from_request,
+                    auto_create_topic=self._auto_create,
                 )
             )
             self._front = front
@@ -192,6 +194,10 @@ class EmbeddedKafka:
         partitions = self.default_partitions if spec.partitions == -1 else spec.partitions
         replication = 1 if spec.replication == -1 else spec.replication
         return self._create(spec.name, partitions, replication)
+
+    def _auto_create(self, name: str) -> None:
+        # An existing topic answers TOPIC_ALREADY_EXISTS, which is exactly "nothing to do".
+        self._create(name, self.default_partitions, 1)
 
     def _delete_from_request(self, name: str) -> int:
         with self._lock:

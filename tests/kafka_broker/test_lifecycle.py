@@ -49,3 +49,15 @@ async def test_every_broker_is_reached_through_its_own_front() -> None:
         finally:
             await client.stop()
         assert (advertised, leaders) == (set(kafka.ports), {1, 2, 3})
+
+
+async def test_auto_created_topics_get_the_default_partition_count() -> None:
+    """A topic first named in a Metadata request is created with default_partitions."""
+    with EmbeddedKafka(default_partitions=2) as kafka:
+        client = producer(kafka.bootstrap_servers)
+        await client.start()
+        try:
+            partitions = await client.partitions_for("auto-created")
+        finally:
+            await client.stop()
+    assert partitions == {0, 1}

@@ -112,3 +112,18 @@ def test_truncated_frames_raise_wire_error() -> None:
     """A frame that ends inside a field is reported as a WireError, not an IndexError."""
     with pytest.raises(_wire.WireError):
         _wire.parse_sync_group(_header(14, 3, 5) + _string("group"))
+
+
+@pytest.mark.parametrize(("allow", "expected"), [(1, ["a", "b"]), (0, [])])
+def test_metadata_v4_names_topics_to_auto_create_only_when_allowed(
+    allow: int, expected: list[str]
+) -> None:
+    """Metadata v4+ names topics for auto-creation only when allow_auto_topic_creation is set."""
+    frame = _header(3, 5, 1) + struct.pack(">i", 2) + _string("a") + _string("b")
+    assert _wire.parse_metadata_auto_create(frame + struct.pack(">b", allow)) == expected
+
+
+def test_metadata_for_all_topics_creates_none() -> None:
+    """A Metadata request for every topic (null array) names nothing to create."""
+    frame = _header(3, 1, 1) + struct.pack(">i", -1)
+    assert _wire.parse_metadata_auto_create(frame) == []
