@@ -32,6 +32,19 @@ async def _wait_for_assignments(members: list[AIOKafkaConsumer], within: float =
     await asyncio.wait_for(settled(), within)
 
 
+async def _collect(members: list[AIOKafkaConsumer], count: int) -> list[bytes]:
+    """Values read by any member until ``count`` arrived (fails after 20 s)."""
+    seen: list[bytes] = []
+
+    async def poll() -> None:
+        while len(seen) < count:
+            for batches in await asyncio.gather(*(m.getmany(timeout_ms=100) for m in members)):
+                seen.extend(r.value for batch in batches.values() for r in batch)
+
+    await asyncio.wait_for(poll(), 20)
+    return seen
+
+
 @pytest.mark.parametrize("size", [2, 3])
 async def test_every_member_gets_partitions_and_records_are_split_exactly_once(
     kafka_broker: EmbeddedKafka,
@@ -48,14 +61,7 @@ async def test_every_member_gets_partitions_and_records_are_split_exactly_once(
         await _wait_for_assignments(members)
         values = [f"v{i}".encode() for i in range(60)]
         await produce_values(bootstrap, topic, values)
-        seen: list[bytes] = []
-
-        async def collect() -> None:
-            while len(seen) < len(values):
-                for batches in await asyncio.gather(*(m.getmany(timeout_ms=100) for m in members)):
-                    seen.extend(r.value for batch in batches.values() for r in batch)
-
-        await asyncio.wait_for(collect(), 20)
+        seen = await _collect(members, len(values))
     finally:
         await asyncio.gather(*(m.stop() for m in members))
     assert sorted(seen) == sorted(values)
@@ -109,3 +115,21 @@ async def test_a_restarted_consumer_resumes_from_its_committed_offset(
         3,
         [b"d", b"e"],
     )
+
+
+async def test_groups_work_when_partitions_and_coordinator_span_three_brokers(
+    unique_group: str,
+) -> None:
+    """On a 3-broker cluster, a 3-member group is assigned every partition and reads all."""
+    with EmbeddedKafka(brokers=3) as kafka:
+        kafka.create_topic("spread", PARTITIONS)
+        bootstrap = kafka.bootstrap_servers
+        members = [consumer(bootstrap, "spread", group_id=unique_group) for _ in range(3)]
+        await asyncio.gather(*(m.start() for m in members))
+        try:
+            await _wait_for_assignments(members)
+            await produce_values(bootstrap, "spread", [f"s{i}".encode() for i in range(30)])
+            seen = await _collect(members, 30)
+        finally:
+            await asyncio.gather(*(m.stop() for m in members))
+    assert sorted(seen) == sorted(f"s{i}".encode() for i in range(30))
