@@ -25,9 +25,11 @@ ordering, and clients must reach every broker through the front for those fixes 
   the request header is read. Responses are written back in request order (Kafka's per
   connection guarantee) even when some are produced locally.
 
-Limits: a broker that is down still accepts TCP connections at the front and closes them at
-once (clients see a dropped connection rather than a refused one). Admin requests are handled
-by whichever front receives them; there is no controller election. No TLS or SASL.
+A broker taken down through ``EmbeddedKafka`` also has its front listener closed, so clients
+see refused connections as with a dead broker; the port is reopened when it comes back up.
+
+Limits: admin requests are handled by whichever front receives them; there is no controller
+election. No TLS or SASL.
 """
 
 from __future__ import annotations
@@ -258,6 +260,8 @@ class Front:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.Server] = []
+        self._upstreams: list[tuple[str, int]] = []
+        self._ports: list[int] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._barrier: _SyncBarrier | None = None
 
@@ -278,12 +282,34 @@ class Front:
         self._barrier = _SyncBarrier()
         ports: list[int] = []
         for port, upstream in listeners:
-            server = await asyncio.start_server(
-                self._handler(upstream), self._settings.host, port, reuse_address=True
-            )
+            server = await self._serve(port, upstream)
             self._servers.append(server)
+            self._upstreams.append(upstream)
             ports.append(int(server.sockets[0].getsockname()[1]))
-        return ports
+        self._ports = ports
+        return list(ports)
+
+    async def _serve(self, port: int, upstream: tuple[str, int]) -> asyncio.Server:
+        return await asyncio.start_server(
+            self._handler(upstream), self._settings.host, port, reuse_address=True
+        )
+
+    def set_accepting(self, index: int, accepting: bool) -> None:
+        """Close or reopen listener ``index`` on its port, so a down broker refuses connects."""
+        if self._loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._set_accepting(index, accepting), self._loop)
+        future.result(timeout=10)
+
+    async def _set_accepting(self, index: int, accepting: bool) -> None:
+        server = self._servers[index]
+        if server.is_serving() == accepting:
+            return
+        if accepting:
+            self._servers[index] = await self._serve(self._ports[index], self._upstreams[index])
+        else:
+            # close() stops listening at once; live connections end when the mock drops them.
+            server.close()
 
     def _handler(
         self, upstream: tuple[str, int]

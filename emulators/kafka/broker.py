@@ -217,12 +217,23 @@ class EmbeddedKafka:
         self._require().clear_request_errors(api_key)
 
     def broker_down(self, broker_id: int) -> None:
-        """Drop the broker's connections and refuse new ones (leadership does not move)."""
+        """Drop the broker's connections and refuse new ones (leadership does not move).
+
+        ``-1`` takes every broker down.
+        """
         self._require().broker_set_down(broker_id)
+        self._set_accepting(broker_id, accepting=False)
 
     def broker_up(self, broker_id: int) -> None:
-        """Let the broker accept connections again."""
+        """Let the broker (``-1``: every broker) accept connections again."""
+        self._set_accepting(broker_id, accepting=True)
         self._require().broker_set_up(broker_id)
+
+    def _set_accepting(self, broker_id: int, accepting: bool) -> None:
+        ids = range(1, self.brokers + 1) if broker_id == -1 else [broker_id]
+        if self._front is not None:
+            for each in ids:
+                self._front.set_accepting(each - 1, accepting)
 
     def set_rtt(self, broker_id: int, rtt_ms: int) -> None:
         """Delay every response of the broker by ``rtt_ms`` (-1 as broker id: all brokers)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -91,3 +92,12 @@ async def test_rtt_delays_every_response(
         own_kafka.set_rtt(1, 0)
         await client.stop()
     assert elapsed >= 0.3
+
+
+def test_a_down_broker_refuses_connections_until_it_is_up(own_kafka: EmbeddedKafka) -> None:
+    """During an outage the broker's port refuses TCP connections; afterwards it accepts them."""
+    (port,) = own_kafka.ports
+    with own_kafka.outage(1), pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
