@@ -13,6 +13,8 @@ import sys
 import threading
 from types import FrameType
 
+import structlog
+
 from core.logging import configure_logging
 from emulators.kafka.broker import EmbeddedKafka
 from emulators.kafka.errors import KafkaEmulatorError
@@ -44,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Start the broker described by ``args`` and block until SIGINT/SIGTERM."""
+    if not structlog.is_configured():
+        # Reached through a parent CLI that set nothing up: keep stdout for the address line.
+        configure_logging(json=False)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
