@@ -7,8 +7,8 @@ ordering, and clients must reach every broker through the front for those fixes 
   advertise the front's address, so Metadata and FindCoordinator responses already point
   clients back at the front for every broker without any response rewriting.
 - CreateTopics (19) and DeleteTopics (20) are answered here by calling the mock's
-  ``topic_create`` / ``topic_delete``; ApiVersions responses are rewritten to advertise them
-  (v0-v3, non-flexible).
+  ``topic_create`` / ``topic_delete``; ApiVersions responses (classic and flexible) are
+  rewritten to advertise them at v0-v3, the non-flexible versions decoded here.
 - SyncGroup: the mock completes a generation as soon as the leader's SyncGroup (the one that
   carries every member's assignment) arrives, so a follower whose SyncGroup comes later is
   rejected with INVALID_REQUEST (aiokafka's leader usually wins that race). The front holds the
