@@ -75,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulators.kafka", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m emulators.kafka",
+        description="Run an embedded Kafka broker until Ctrl-C or SIGTERM.",
+    )
     _add_arguments(parser)
     args = parser.parse_args(argv)
     configure_logging()
