@@ -146,6 +146,7 @@ def _print_banner(
 def main(argv: Sequence[str] | None = None) -> int:
     # Before anything imports litellm: otherwise its import fetches the cost map from the network.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None) or getattr(args, "func", None)

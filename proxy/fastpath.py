@@ -35,6 +35,11 @@ _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 # Never forwarded to a provider: the gateway owns model choice, retries and deadlines.
 _DROPPED = frozenset({"model", "num_retries", "max_retries", "timeout", "api_key", "api_base"})
 _JSON = (b"content-type", b"application/json")
+_JSON_OBJECT = {"type": "json_object"}
+_ANY_OBJECT_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "json_object", "schema": {"type": "object"}},
+}
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -155,7 +160,7 @@ class GatewayApp:
 
     def _kwargs(self, deployment: Deployment, key: str, params: dict[str, Any]) -> dict[str, Any]:
         return {
-            **params,
+            **_adapt(deployment, params),
             **deployment.params,
             "api_key": key,
             "num_retries": 0,
@@ -218,6 +223,15 @@ class GatewayApp:
             payload = b"data: " + orjson.dumps(failure.to_openai_body()) + b"\n\n"
             await send({"type": "http.response.body", "body": payload, "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def _adapt(deployment: Deployment, params: dict[str, Any]) -> dict[str, Any]:
+    """Keep OpenAI request semantics where a provider lacks the feature natively."""
+    if deployment.provider == "anthropic" and params.get("response_format") == _JSON_OBJECT:
+        # Anthropic has no JSON mode and LiteLLM silently drops json_object for it; a schema
+        # that admits any object makes LiteLLM force a JSON tool call instead.
+        return {**params, "response_format": _ANY_OBJECT_SCHEMA}
+    return params
 
 
 def _sse(chunk: Any) -> bytes:

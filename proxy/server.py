@@ -65,6 +65,7 @@ class ProxyServer:
     async def start(self) -> None:
         # LiteLLM reads these while importing and during its start-up event.
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
         os.environ["CONFIG_FILE_PATH"] = self._settings.config_path
         os.environ["LITELLM_MASTER_KEY"] = self._settings.master_key
         import litellm  # noqa: PLC0415 - heavy import, start-up only
