@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +37,9 @@ from proxy.errors import (
 __all__ = ["retry_after_seconds", "translate", "upstream_errors"]
 
 _MAX_MESSAGE = 500
+# Gemini's error bodies carry the HTTP status as `"code": 502`; LiteLLM reports several of them
+# as a generic 500 or a connection error, so the body is the only place the real status survives.
+_BODY_5XX = re.compile(r'"code":\s*(5\d\d)\b')
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -113,6 +117,8 @@ def translate(
     if len(message) > _MAX_MESSAGE:
         message = message[:_MAX_MESSAGE] + "..."
     status = _status_of(exc)
+    if (status is None or status >= 500) and (found := _BODY_5XX.search(message)):
+        status = int(found.group(1))
     kind: type[ExternalServiceError]
     # Order matters: timeouts and content-policy errors are subclasses of broader classes.
     if isinstance(
@@ -128,7 +134,10 @@ def translate(
         kind = ContentPolicyError
     elif isinstance(exc, llm_exc.APIConnectionError | openai.APIConnectionError | httpx.HTTPError):
         # The provider could not be reached or its connection broke: transient.
-        kind, status = ServiceUnavailableError, None
+        if status is not None and status > 500:
+            kind = _by_status(status)
+        else:
+            kind, status = ServiceUnavailableError, None
     elif status is not None:
         kind = _by_status(status)
     elif isinstance(exc, ValueError | TypeError):

@@ -1,0 +1,198 @@
+"""Retries and fallbacks end to end: emulated provider faults, counted at the emulators, and
+what the OpenAI SDK client receives."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import openai
+import pytest
+
+from emulators.testing import EmulatorHandle
+
+# captioning: anthropic (primary) -> gemini (fallback); visibility: gemini only.
+
+
+def _messages(text: str = "caption this jacket") -> list[dict[str, object]]:
+    return [{"role": "user", "content": f"{text} {uuid.uuid4().hex[:8]}"}]
+
+
+def _requests(handle: EmulatorHandle) -> int:
+    count: int = handle.stats()["requests"]
+    return count
+
+
+@pytest.mark.parametrize(
+    ("spec", "primary_attempts"),
+    [
+        ("429:retry-after=0", 3),
+        ("500", 3),
+        ("502", 3),
+        ("503", 3),
+        ("hang", 3),
+        ("401", 1),
+        ("404", 1),
+    ],
+)
+def test_failing_primary_is_retried_then_the_fallback_serves(
+    spec: str,
+    primary_attempts: int,
+    client: openai.OpenAI,
+    emulators: dict[str, EmulatorHandle],
+) -> None:
+    """Transient faults get 3 attempts, 401/404 one, then the fallback provider answers."""
+    emulators["anthropic"].set_fault(spec)
+    raw = client.chat.completions.with_raw_response.create(
+        model="captioning", messages=_messages()
+    )
+    completion = raw.parse()
+    assert _requests(emulators["anthropic"]) == primary_attempts
+    assert _requests(emulators["gemini"]) == 1
+    assert raw.headers["x-gateway-provider"] == "gemini"
+    assert raw.headers["x-gateway-fallback"] == "true"
+    assert raw.headers["x-gateway-attempts"] == str(primary_attempts + 1)
+    assert "[gemini-emulator" in (completion.choices[0].message.content or "")
+
+
+def test_bad_request_is_returned_without_retry_or_fallback(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """A 400 from the primary reaches the client as a 400 after exactly one attempt."""
+    emulators["anthropic"].set_fault("400")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="captioning", messages=_messages())
+    assert caught.value.status_code == 400
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["type"] == "invalid_request_error"
+    assert caught.value.body["provider"] == "anthropic"
+    assert _requests(emulators["anthropic"]) == 1
+    assert _requests(emulators["gemini"]) == 0
+
+
+def test_transient_failures_then_success_are_served_by_the_primary(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """`503x2`: attempts 1 and 2 fail, attempt 3 on the primary succeeds; no fallback."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="captioning", messages=_messages("[[fault:503x2]] caption")
+    )
+    assert raw.headers["x-gateway-provider"] == "anthropic"
+    assert raw.headers["x-gateway-attempts"] == "3"
+    assert raw.headers["x-gateway-fallback"] == "false"
+    assert _requests(emulators["anthropic"]) == 3
+    assert _requests(emulators["gemini"]) == 0
+
+
+def test_retry_after_is_honoured(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """A 429 with Retry-After: 1 delays the retry by at least a second, then it succeeds."""
+    started = time.monotonic()
+    raw = client.chat.completions.with_raw_response.create(
+        model="captioning", messages=_messages("[[fault:429:retry-after=1x1]] caption")
+    )
+    elapsed = time.monotonic() - started
+    assert raw.headers["x-gateway-provider"] == "anthropic"
+    assert raw.headers["x-gateway-attempts"] == "2"
+    assert elapsed >= 1.0
+    assert _requests(emulators["anthropic"]) == 2
+
+
+def test_retry_after_beyond_the_limit_moves_to_the_fallback_at_once(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """A Retry-After above max_retry_after_s (3 s here) is not waited for: the fallback serves."""
+    emulators["anthropic"].set_fault("429:retry-after=10")
+    started = time.monotonic()
+    raw = client.chat.completions.with_raw_response.create(
+        model="captioning", messages=_messages()
+    )
+    assert time.monotonic() - started < 3
+    assert raw.headers["x-gateway-provider"] == "gemini"
+    assert _requests(emulators["anthropic"]) == 1
+
+
+def test_all_providers_failing_names_each_provider(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """When primary and fallback both fail, the error lists both with their attempts."""
+    emulators["anthropic"].set_fault("500")
+    emulators["gemini"].set_fault("502")
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="captioning", messages=_messages())
+    body = caught.value.body
+    assert isinstance(body, dict)
+    # Different statuses, all transient: 503 tells the client to come back later.
+    assert caught.value.status_code == 503
+    assert body["code"] == "all_providers_failed"
+    assert "anthropic" in body["message"]
+    assert "gemini" in body["message"]
+    assert [(a["provider"], a["attempts"], a["status"]) for a in body["attempts"]] == [
+        ("anthropic", 3, 500),
+        ("gemini", 3, 502),
+    ]
+
+
+def test_rate_limited_task_without_fallback_returns_429(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """visibility has no fallback: three 429s from Gemini reach the client as a 429."""
+    emulators["gemini"].set_fault("429:retry-after=0")
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="visibility", messages=_messages())
+    assert caught.value.status_code == 429
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["type"] == "rate_limit_error"
+    assert _requests(emulators["gemini"]) == 3
+
+
+def test_unauthorised_provider_without_fallback_returns_401(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """visibility has no fallback: Gemini's 401 reaches the client as a 401 after one attempt."""
+    emulators["gemini"].set_fault("401")
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(model="visibility", messages=_messages())
+    assert isinstance(caught.value.body, dict)
+    assert "gemini" in caught.value.body["message"]
+    assert _requests(emulators["gemini"]) == 1
+
+
+def test_not_found_without_fallback_returns_404(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """visibility has no fallback: Gemini's 404 reaches the client as a 404."""
+    emulators["gemini"].set_fault("404")
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="visibility", messages=_messages())
+    assert _requests(emulators["gemini"]) == 1
+
+
+def test_timeout_without_fallback_returns_504(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """visibility has no fallback: three attempts that hang past the deadline give a 504."""
+    emulators["gemini"].set_fault("hang")
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="visibility", messages=_messages())
+    assert caught.value.status_code == 504
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["type"] == "timeout_error"
+    assert _requests(emulators["gemini"]) == 3
+
+
+def test_stream_falls_back_before_the_first_chunk(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """A stream whose primary fails is served whole by the fallback, from its first chunk."""
+    emulators["anthropic"].set_fault("503")
+    with client.chat.completions.with_streaming_response.create(
+        model="captioning", messages=_messages(), stream=True
+    ) as response:
+        assert response.headers["x-gateway-provider"] == "gemini"
+        text = "".join(
+            c.choices[0].delta.content or "" for c in response.parse() if c.choices
+        )
+    assert text.startswith("[gemini-emulator")
+    assert _requests(emulators["anthropic"]) == 3
