@@ -29,20 +29,28 @@ class PartitionState:
         self.sequencer = KeySequencer()
         self.paused = False
         self.revoked = False
+        # Set while revocation or shutdown waits for in-flight work: nothing new may start.
+        self.draining = False
         self.next_fetch_offset: int | None = None
+        # End offset at assignment: records below it may have been processed by a previous
+        # owner whose result marker was lost (see consumers.probe).
+        self.redelivery_horizon = 0
 
     @property
     def in_flight(self) -> int:
         return self.offsets.in_flight
 
     def has_room(self) -> bool:
-        return self.offsets.in_flight < self.bound
+        return not self.draining and self.offsets.in_flight < self.bound
 
     def should_pause(self) -> bool:
         return not self.paused and (self.offsets.in_flight + len(self.backlog)) >= self.bound
 
     def should_resume(self) -> bool:
         return self.paused and not self.backlog and self.offsets.in_flight <= self.bound // 2
+
+    def maybe_redelivered(self, record: Any) -> bool:
+        return bool(record.offset < self.redelivery_horizon)
 
     def key_of(self, record: Any) -> bytes | None:
         return record.key if self.ordered else None

@@ -16,8 +16,13 @@ Order per event, and what a crash at each point does:
 7. the caller marks the offset complete; commits only advance over completed prefixes.
 A crash before 5 redelivers the event and it is handled again (at-least-once handling). A
 crash after 6 redelivers it and step 2 skips it. A crash between the broker's ack in 5 and 6
-is the one window that can duplicate a result (after the claim expires); results are keyed by
-the request id so readers can drop such a repeat.
+leaves a result without a marker: step 2 then also looks the request id up on the results
+topic (`consumers.probe`) for records a previous owner of the partition may have processed.
+
+What remains possible (documented, rare): a consumer that is not dead but stalled (a "zombie"
+past its session timeout) publishing after the new owner looked; a task abandoned at the
+revocation deadline whose result the producer still flushes afterwards; a result beyond the
+probe's scan bound. Results are keyed by the request id so readers can drop such repeats.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from consumers.dedupe import DedupeStore, DedupeStoreError
 from consumers.errors import EventRejected, NoHandler, ProviderRateLimited
 from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry
 from consumers.metrics import ConsumerMetrics
+from consumers.probe import ResultsProbe
 from consumers.publisher import EventPublisher
 from consumers.ratelimit import RateLimit, RateLimiter
 from consumers.retry import RetryPolicy, is_retriable
@@ -93,6 +99,7 @@ class EventProcessor:
         limiter: RateLimiter,
         metrics: ConsumerMetrics,
         policy: RetryPolicy,
+        probe: ResultsProbe | None = None,
     ) -> None:
         self._settings = settings
         self._codec = codec
@@ -102,10 +109,15 @@ class EventProcessor:
         self._limiter = limiter
         self._metrics = metrics
         self._policy = policy
+        self._probe = probe
         self._limits: dict[tuple[str, str], RateLimit | None] = {}
 
-    async def process(self, record: Any) -> None:
-        """Settle one record; returns when its outcome is durably published."""
+    async def process(self, record: Any, *, maybe_redelivered: bool = False) -> None:
+        """Settle one record; returns when its outcome is durably published.
+
+        `maybe_redelivered`: a previous owner of the partition may have processed this record,
+        so when the dedupe store does not know its result, the results topic is checked.
+        """
         ce = parse_headers(record.headers or ())
         traceparent = child_traceparent(ce.traceparent if ce else None)
         with structlog.contextvars.bound_contextvars(
@@ -123,7 +135,7 @@ class EventProcessor:
                 )
                 return
             with structlog.contextvars.bound_contextvars(event_id=event.event_id, task=event.task):
-                await self._process_event(record, event, traceparent)
+                await self._process_event(record, event, traceparent, maybe_redelivered)
 
     def _decode(self, record: Any) -> RequestEvent:
         value: bytes | None = record.value
@@ -139,8 +151,12 @@ class EventProcessor:
         except msgspec.DecodeError as exc:
             raise EventRejected(_classify(exc), str(exc)[:500]) from exc
 
-    async def _process_event(self, record: Any, event: RequestEvent, traceparent: str) -> None:
-        if await self._already_published(event.event_id):
+    async def _process_event(
+        self, record: Any, event: RequestEvent, traceparent: str, maybe_redelivered: bool
+    ) -> None:
+        if await self._already_published(event.event_id) or (
+            maybe_redelivered and await self._on_results_topic(event.event_id, record)
+        ):
             self._metrics.duplicates_skipped.inc()
             _log.info("consumer.duplicate_skipped")
             return
@@ -289,6 +305,20 @@ class EventProcessor:
             # Without the store we cannot tell; handling again is the at-least-once default.
             _log.warning("consumer.dedupe_unavailable", error=type(exc).__name__, detail=str(exc))
             return False
+
+    async def _on_results_topic(self, event_id: str, record: Any) -> bool:
+        """The crash-window check (see `consumers.probe`); settles the marker when found."""
+        if self._probe is None:
+            return False
+        if not await self._probe.contains(event_id.encode(), since_ms=int(record.timestamp)):
+            return False
+        _log.warning("consumer.result_found_without_marker")
+        try:
+            if await self._dedupe.claim(event_id):
+                await self._dedupe.mark_published(event_id)
+        except DedupeStoreError as exc:
+            _log.warning("consumer.dedupe_unavailable", error=type(exc).__name__)
+        return True
 
     async def _publish_once(
         self, event: RequestEvent, result: CompletionSucceeded | CompletionFailed, traceparent: str

@@ -46,6 +46,12 @@ class EventPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
+    async def partitions_for(self, topic: str) -> set[int]:
+        """The partition ids of `topic` (waits for metadata)."""
+        if self._producer is None:
+            raise RuntimeError("EventPublisher used before start()")
+        return set(await self._producer.partitions_for(topic))
+
     async def publish(
         self,
         topic: str,

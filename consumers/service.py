@@ -28,11 +28,12 @@ from consumers.dedupe import DedupeStore, open_dedupe_store
 from consumers.handlers import Handler, HandlerRegistry
 from consumers.metrics import ConsumerMetrics
 from consumers.partitions import PartitionState
+from consumers.probe import ResultsProbe
 from consumers.processor import EventProcessor
 from consumers.publisher import EventPublisher
 from consumers.ratelimit import RateLimiter, open_rate_limiter
 from consumers.retry import RetryPolicy
-from consumers.settings import KafkaSettings
+from consumers.settings import KafkaSettings, RetrySettings
 from schemas import EventCodec
 
 __all__ = ["ConsumerService"]
@@ -48,7 +49,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped ba
         await self._service._revoke(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._service._assign(list(assigned))
+        await self._service._assign(list(assigned))
 
 
 class ConsumerService:
@@ -81,12 +82,21 @@ class ConsumerService:
         self._publisher = EventPublisher(settings, servers, self._codec)
         self._consumer: Any = None
         self._processor: EventProcessor | None = None
+        self._probe: ResultsProbe | None = ResultsProbe(
+            bootstrap_servers=servers,
+            topic=settings.topics.results.name,
+            client_id=settings.client_id,
+            partitions_of=self._publisher.partitions_for,
+        )
         self._partitions: dict[Any, PartitionState] = {}
         self._fetch_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
         self._commit_lock = asyncio.Lock()
+        self._infra_policy = RetryPolicy(
+            RetrySettings(initial_backoff_s=0.5, max_backoff_s=10.0, max_attempts=1)
+        )
 
     async def __aenter__(self) -> ConsumerService:
         await self.start()
@@ -123,6 +133,7 @@ class ConsumerService:
             limiter=self._limiter,
             metrics=self.metrics,
             policy=RetryPolicy(s.retry),
+            probe=self._probe,
         )
         c = s.consumer
         self._consumer = AIOKafkaConsumer(
@@ -165,6 +176,8 @@ class ConsumerService:
         with contextlib.suppress(KafkaError):
             await self._consumer.stop()
         await self._publisher.stop()
+        if self._probe is not None:
+            await self._probe.stop()
         for handler in self.registry.unique():
             await handler.stop()
         if self._owns_limiter and self._limiter is not None:
@@ -199,7 +212,7 @@ class ConsumerService:
                 continue
             for tp, records in batches.items():
                 state = self._partitions.get(tp)
-                if state is None or state.revoked:
+                if state is None or state.revoked or state.draining:
                     continue  # revoked while the fetch was in progress
                 self.metrics.consumed.labels(tp.topic).inc(len(records))
                 state.backlog.extend(records)
@@ -222,15 +235,12 @@ class ConsumerService:
         assert self._processor is not None
         processor = self._processor
         try:
-            await state.sequencer.run(state.key_of(record), lambda: processor.process(record))
-        except asyncio.CancelledError:
+            await state.sequencer.run(
+                state.key_of(record),
+                lambda: self._settle(processor, record, state.maybe_redelivered(record)),
+            )
+        finally:
             state.tasks.pop(record.offset, None)
-            raise
-        except Exception:  # a bug in the runtime itself: log, leave the offset unfinished
-            _log.exception("consumer.process_crashed", offset=record.offset)
-            state.tasks.pop(record.offset, None)
-            return
-        state.tasks.pop(record.offset, None)
         if state.revoked:
             return
         state.offsets.complete(record.offset)
@@ -241,6 +251,28 @@ class ConsumerService:
                     self._consumer.resume(state.tp)
             state.paused = False
             self._update_paused()
+
+    async def _settle(self, processor: EventProcessor, record: Any, redelivered: bool) -> None:
+        """Process `record` until its outcome is published.
+
+        `process()` settles every event-level failure itself; what escapes is infrastructure
+        (the broker rejecting our results for longer than the producer's own retries). The
+        record is then processed again after a backoff rather than left unfinished, which
+        would hold its partition's commits back forever; the dedupe store makes the repeat safe.
+        """
+        failures = 0
+        while True:
+            try:
+                await processor.process(record, maybe_redelivered=redelivered)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                _log.exception(
+                    "consumer.process_failed", offset=record.offset, error=type(exc).__name__
+                )
+                await asyncio.sleep(self._infra_policy.backoff(failures))
 
     def _update_paused(self) -> None:
         self.metrics.paused.set(sum(1 for st in self._partitions.values() if st.paused))
@@ -284,6 +316,7 @@ class ConsumerService:
     async def _finish(self, states: list[PartitionState], deadline_s: float) -> None:
         """Let in-flight tasks finish within `deadline_s`, then cancel (abandon) the rest."""
         for state in states:
+            state.draining = True
             state.backlog.clear()
         tasks = [task for state in states for task in state.tasks.values()]
         if tasks:
@@ -305,14 +338,24 @@ class ConsumerService:
             self._partitions.pop(state.tp, None)
         _log.info("consumer.partitions_revoked", partitions=[tp.partition for tp in revoked])
 
-    def _assign(self, assigned: list[Any]) -> None:
-        for tp in assigned:
-            if tp not in self._partitions:
-                self._partitions[tp] = PartitionState(
-                    tp,
-                    bound=self.settings.max_in_flight_per_partition,
-                    ordered=self.settings.ordering_per_key,
-                )
+    async def _assign(self, assigned: list[Any]) -> None:
+        if self._probe is not None:
+            self._probe.forget()
+        fresh = [tp for tp in assigned if tp not in self._partitions]
+        try:
+            ends = await self._consumer.end_offsets(fresh) if fresh else {}
+        except KafkaError as exc:
+            # Unknown ends: treat everything as possibly redelivered (only costs look-ups).
+            _log.warning("consumer.end_offsets_failed", error=type(exc).__name__)
+            ends = {tp: 2**62 for tp in fresh}
+        for tp in fresh:
+            state = PartitionState(
+                tp,
+                bound=self.settings.max_in_flight_per_partition,
+                ordered=self.settings.ordering_per_key,
+            )
+            state.redelivery_horizon = ends.get(tp, 0)
+            self._partitions[tp] = state
         self._update_paused()
         _log.info(
             "consumer.partitions_assigned", partitions=sorted(tp.partition for tp in assigned)

@@ -283,3 +283,36 @@ async def test_metrics_are_served_over_http(kafka_broker: Any, start_service: An
         text = (await client.get(f"http://127.0.0.1:{service.metrics_port}/metrics")).text
     assert 'consumer_events_completed_total{task="captioning"} 1.0' in text
     assert "consumer_handler_latency_seconds_bucket" in text
+
+
+async def test_a_result_published_before_a_crash_without_marker_is_not_repeated(
+    kafka_broker: Any, start_service: Any
+) -> None:
+    """A result already on the results topic but unknown to the dedupe store (the consumer died
+    between the broker's ack and the marker) is found, and no second result is published."""
+    settings = fast_settings(kafka_broker, partitions=1)
+    event = request("crashed before the marker")
+    earlier = CompletionSucceeded(
+        event_id=f"{event.event_id}.result",
+        request_id=event.event_id,
+        subject=event.subject,
+        task=event.task,
+        provider="echo",
+        model="echo",
+        content="from the dead consumer",
+    )
+    await produce(kafka_broker.bootstrap_servers, settings.topics.requests.name, [event])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
+    await producer.start()
+    await producer.send_and_wait(
+        settings.topics.results.name, CODEC.encode(earlier), key=event.event_id.encode()
+    )
+    await producer.stop()
+    handler = SlowEcho()
+    await start_service(settings, handler)
+    marker = request("after")
+    await produce(kafka_broker.bootstrap_servers, settings.topics.requests.name, [marker])
+    async with TopicReader(kafka_broker.bootstrap_servers, settings.topics.results.name) as r:
+        await r.until(lambda rd: any(x.request_id == marker.event_id for x in rd.results()))
+    assert [x.request_id for x in r.results()] == [event.event_id, marker.event_id]
+    assert handler.calls == [marker.event_id]
