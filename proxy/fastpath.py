@@ -119,7 +119,6 @@ class GatewayApp:
         self._auth = authenticator
         self._resilience = resilience
         self._timeout = request_timeout_s
-        self._log = structlog.get_logger("proxy.fastpath")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -217,7 +216,7 @@ class GatewayApp:
         except Exception as exc:
             # After the first chunk nothing can be retried: end the stream with an error event.
             failure = translate(exc, outcome.deployment.provider)
-            self._log.warning(
+            structlog.get_logger("proxy.fastpath").warning(
                 "stream_failed_midway", provider=failure.provider, error=failure.message
             )
             payload = b"data: " + orjson.dumps(failure.to_openai_body()) + b"\n\n"

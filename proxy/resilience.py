@@ -72,7 +72,6 @@ class Resilience:
         self._keys = keys
         self._registry = registry
         self._sleep = sleep
-        self._log = structlog.get_logger("proxy.resilience")
 
     async def _attempt(self, deployment: Deployment, user_id: str | None, call: Call[T]) -> T:
         with upstream_errors(deployment.provider, self._registry):
@@ -91,7 +90,8 @@ class Resilience:
                 try:
                     value = await self._attempt(deployment, user_id, call)
                 except ExternalServiceError as error:
-                    self._log.warning(
+                    # Looked up per event (failures only) so the current logging config applies.
+                    structlog.get_logger("proxy.resilience").warning(
                         "provider_attempt_failed",
                         task=route.task,
                         provider=deployment.provider,

@@ -98,6 +98,25 @@ _BY_STATUS: dict[int, type[ExternalServiceError]] = {
 }
 
 
+# Classes whose meaning does not depend on the status they carry (LiteLLM's classes subclass
+# these openai SDK classes). Checked in order, before the status.
+_BY_CLASS: tuple[tuple[type[BaseException], type[ExternalServiceError]], ...] = (
+    (openai.RateLimitError, RateLimitError),
+    (openai.AuthenticationError, AuthenticationError),
+    (openai.PermissionDeniedError, PermissionDeniedError),
+    (openai.NotFoundError, NotFoundError),
+    (openai.BadRequestError, BadRequestError),
+    (openai.UnprocessableEntityError, BadRequestError),
+)
+
+
+def _by_class(exc: BaseException) -> type[ExternalServiceError] | None:
+    for upstream, ours in _BY_CLASS:
+        if isinstance(exc, upstream):
+            return ours
+    return None
+
+
 def _by_status(status: int) -> type[ExternalServiceError]:
     if status in _BY_STATUS:
         return _BY_STATUS[status]
@@ -138,6 +157,12 @@ def translate(
             kind = _by_status(status)
         else:
             kind, status = ServiceUnavailableError, None
+    elif status == 402:
+        # Payment required: this provider's account cannot serve; another provider may.
+        kind = PermissionDeniedError
+    elif (by_class := _by_class(exc)) is not None:
+        kind = by_class
+        status = status if status is not None and 400 <= status < 500 else None
     elif status is not None:
         kind = _by_status(status)
     elif isinstance(exc, ValueError | TypeError):

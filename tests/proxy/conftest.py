@@ -152,9 +152,9 @@ def client(proxy: ThreadedProxy) -> Iterator[openai.OpenAI]:
 
 
 # LiteLLM's streaming code builds a pydantic adapter for one of its own TypedDicts on first use,
-# which warns once (a UserWarning inside LiteLLM, not in our code); pytest turns warnings into
+# which warns (a UserWarning inside LiteLLM, not in our code); pytest turns warnings into
 # errors, so it would fail the first streamed request.
-_LITELLM_READONLY_WARNING = "ignore:Item .* is using the `ReadOnly` qualifier:UserWarning"
+_LITELLM_READONLY_WARNING = "ignore:.*using the `ReadOnly` qualifier:UserWarning"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

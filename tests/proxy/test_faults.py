@@ -43,9 +43,7 @@ def test_failing_primary_is_retried_then_the_fallback_serves(
 ) -> None:
     """Transient faults get 3 attempts, 401/404 one, then the fallback provider answers."""
     emulators["anthropic"].set_fault(spec)
-    raw = client.chat.completions.with_raw_response.create(
-        model="captioning", messages=_messages()
-    )
+    raw = client.chat.completions.with_raw_response.create(model="captioning", messages=_messages())
     completion = raw.parse()
     assert _requests(emulators["anthropic"]) == primary_attempts
     assert _requests(emulators["gemini"]) == 1
@@ -105,9 +103,7 @@ def test_retry_after_beyond_the_limit_moves_to_the_fallback_at_once(
     """A Retry-After above max_retry_after_s (3 s here) is not waited for: the fallback serves."""
     emulators["anthropic"].set_fault("429:retry-after=10")
     started = time.monotonic()
-    raw = client.chat.completions.with_raw_response.create(
-        model="captioning", messages=_messages()
-    )
+    raw = client.chat.completions.with_raw_response.create(model="captioning", messages=_messages())
     assert time.monotonic() - started < 3
     assert raw.headers["x-gateway-provider"] == "gemini"
     assert _requests(emulators["anthropic"]) == 1
@@ -191,8 +187,6 @@ def test_stream_falls_back_before_the_first_chunk(
         model="captioning", messages=_messages(), stream=True
     ) as response:
         assert response.headers["x-gateway-provider"] == "gemini"
-        text = "".join(
-            c.choices[0].delta.content or "" for c in response.parse() if c.choices
-        )
+        text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
     assert text.startswith("[gemini-emulator")
     assert _requests(emulators["anthropic"]) == 3

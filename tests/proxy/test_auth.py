@@ -1,0 +1,69 @@
+"""Client authentication: the master key is required on the fast path and on LiteLLM's own
+routes, and failures are HTTP 401 with an OpenAI-format body."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from proxy.auth import Authenticator
+from proxy.errors import InvalidApiKeyError
+from tests.proxy.conftest import MASTER_KEY, ThreadedProxy
+
+CHAT = {"model": "captioning", "messages": [{"role": "user", "content": "hello"}]}
+
+
+@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer sk-wrong-key-123456"}])
+def test_chat_without_the_master_key_is_401(proxy: ThreadedProxy, headers: dict[str, str]) -> None:
+    """A missing or wrong key on the fast path gets 401 with an OpenAI error body."""
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT, headers=headers)
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "invalid_api_key"
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] is None
+
+
+@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer sk-wrong-key-123456"}])
+def test_litellm_routes_without_the_master_key_are_401(
+    proxy: ThreadedProxy, headers: dict[str, str]
+) -> None:
+    """LiteLLM's own /v1/models answers 401 (not 500/400) through the custom_auth hook."""
+    response = httpx.get(f"{proxy.url}/v1/models", headers=headers)
+    assert response.status_code == 401
+    assert set(response.json()["error"]) >= {"message", "type", "param", "code"}
+
+
+def test_litellm_routes_accept_the_master_key(proxy: ThreadedProxy) -> None:
+    """/v1/models with the master key lists the task groups."""
+    response = httpx.get(
+        f"{proxy.url}/v1/models", headers={"authorization": f"Bearer {MASTER_KEY}"}
+    )
+    assert response.status_code == 200
+    assert "captioning" in {m["id"] for m in response.json()["data"]}
+
+
+def test_openai_sdk_with_a_wrong_key_gets_authentication_error(proxy: ThreadedProxy) -> None:
+    """The OpenAI SDK raises AuthenticationError for a wrong gateway key."""
+    with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-not-it-000", max_retries=0) as sdk:
+        with pytest.raises(openai.AuthenticationError):
+            sdk.chat.completions.create(
+                model="styling", messages=[{"role": "user", "content": "hi"}]
+            )
+
+
+def test_health_routes_need_no_key(proxy: ThreadedProxy) -> None:
+    """Liveness and readiness probes answer without credentials."""
+    live = httpx.get(f"{proxy.url}/health/liveliness")
+    assert live.status_code == 200, live.text
+    assert httpx.get(f"{proxy.url}/health/readiness").status_code == 200
+
+
+def test_authenticator_accepts_bearer_and_bare_keys() -> None:
+    """The same key passes as an Authorization header value or as a bare key."""
+    auth = Authenticator("sk-master-abcdef")
+    auth.check("Bearer sk-master-abcdef")
+    auth.check("sk-master-abcdef")
+    with pytest.raises(InvalidApiKeyError):
+        auth.check("Bearer sk-master-abcdeg")

@@ -1,0 +1,47 @@
+"""Provider keys never reach logs or error bodies, even when requests fail at every provider."""
+
+from __future__ import annotations
+
+import uuid
+
+import openai
+import pytest
+import structlog
+
+from core.logging import SecretRegistry
+from emulators.testing import EmulatorHandle
+from proxy.upstream import translate
+from tests.proxy.conftest import FAKE_KEYS
+
+
+def test_failures_log_no_provider_key(
+    client: openai.OpenAI,
+    emulators: dict[str, EmulatorHandle],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A request failing at both providers logs each attempt, and no log line or body has a key."""
+    emulators["anthropic"].set_fault("401")
+    emulators["gemini"].set_fault("500")
+    with structlog.testing.capture_logs() as logs, pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="captioning",
+            messages=[{"role": "user", "content": f"leak check {uuid.uuid4().hex}"}],
+        )
+    printed = capfd.readouterr()
+    attempts = [e for e in logs if e["event"] == "provider_attempt_failed"]
+    everything = f"{logs!r} {printed.out} {printed.err} {caught.value.response.text}"
+    assert [e["provider"] for e in attempts] == ["anthropic", "gemini", "gemini", "gemini"]
+    for key in FAKE_KEYS.values():
+        assert key not in everything
+
+
+def test_upstream_messages_echoing_a_key_are_scrubbed() -> None:
+    """An upstream error that echoes a registered key reaches us with the key masked."""
+    registry = SecretRegistry(["provider-key-that-is-registered"])
+    error = translate(
+        ValueError("Incorrect API key provided: provider-key-that-is-registered"),
+        "openai",
+        registry,
+    )
+    assert "provider-key-that-is-registered" not in error.message
+    assert "[REDACTED]" in error.message
