@@ -1,0 +1,196 @@
+"""`gateway up` as a real process: the embedded default serves every task through emulators,
+a config edit switches a task's provider, and SIGTERM stops everything cleanly."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from emulators.testing import EmulatorHandle
+from tests.proxy.conftest import FAKE_KEYS, emulator_env, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY = Path(sys.executable).parent / "gateway"
+# Variables that would change which mode `gateway up` picks; each test sets its own.
+_MODE_VARS = {
+    "LITELLM_MASTER_KEY",
+    "CONFIG_FILE_PATH",
+    "GOOGLE_API_KEY",
+    *FAKE_KEYS,
+    "ANTHROPIC_API_BASE",
+    "OPENAI_API_BASE",
+    "GEMINI_API_BASE",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+class Gateway:
+    """A `gateway up` child process and the lines it printed up to "gateway: ready"."""
+
+    def __init__(self, args: list[str], env: dict[str, str], stderr_path: Path) -> None:
+        self.port = _free_port()
+        self._stderr = stderr_path.open("wb")
+        self.process = subprocess.Popen(
+            [str(GATEWAY), "up", "--port", str(self.port), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        self.stderr_path = stderr_path
+        self.lines: list[str] = []
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
+        while (line := lines.get(timeout=60)) is not None:
+            self.lines.append(line)
+            if line.startswith("gateway: ready"):
+                break
+        else:
+            raise RuntimeError(f"gateway exited before ready: {self.lines}")
+
+    def _pump(self, lines: queue.Queue[str | None]) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def printed(self, pattern: str) -> str:
+        for line in self.lines:
+            if match := re.search(pattern, line):
+                return match.group(1)
+        raise AssertionError(f"{pattern!r} not in {self.lines}")
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self._stderr.close()
+        return code
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _MODE_VARS}
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """`gateway up` with no provider keys and no master key: the embedded default."""
+    stderr = tmp_path_factory.mktemp("gateway") / "stderr.log"
+    gateway = Gateway([], _base_env(), stderr)
+    yield gateway
+    if gateway.process.poll() is None:
+        gateway.terminate()
+
+
+def test_embedded_default_is_announced(embedded: Gateway) -> None:
+    """Without keys the banner says EMBEDDED DEFAULT and lists each emulated provider."""
+    assert any("EMBEDDED DEFAULT" in line for line in embedded.lines)
+    for provider in ("anthropic", "openai", "gemini"):
+        assert embedded.printed(rf"emulated {provider}\s+(http://\S+)").startswith("http://")
+
+
+@pytest.mark.parametrize(
+    ("task", "provider"),
+    [
+        ("captioning", "anthropic"),
+        ("styling", "gemini"),
+        ("vision-analysis", "anthropic"),
+        ("visibility", "gemini"),
+        ("video-summarization", "anthropic"),
+        ("video-summarization-gpt-4o", "openai"),
+    ],
+)
+def test_embedded_default_serves_each_task(embedded: Gateway, task: str, provider: str) -> None:
+    """Each task is answered with the generated master key by its emulated provider."""
+    key = embedded.printed(r"generated for this run: (\S+)")
+    emulator = embedded.printed(rf"emulated {provider}\s+(http://\S+)")
+    before = httpx.get(f"{emulator}/_emulator/stats").json()["requests"]
+    with openai.OpenAI(base_url=f"{embedded.url}/v1", api_key=key, max_retries=0) as sdk:
+        completion = sdk.chat.completions.create(
+            model=task, messages=[{"role": "user", "content": "hello from the test"}]
+        )
+    assert f"[{provider}-emulator" in (completion.choices[0].message.content or "")
+    assert httpx.get(f"{emulator}/_emulator/stats").json()["requests"] == before + 1
+
+
+def test_sigterm_stops_cleanly_without_leftover_children(embedded: Gateway) -> None:
+    """SIGTERM makes `gateway up` exit 0, leaving no child process and a closed port."""
+    children = _children(embedded.process.pid)
+    assert embedded.terminate() == 0
+    assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{embedded.url}/health/liveliness")
+
+
+def test_editing_the_config_switches_a_tasks_provider(
+    tmp_path: Path, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """Pointing styling's primary at Anthropic in a config copy makes Anthropic serve it."""
+
+    def to_anthropic(data: dict[str, Any]) -> None:
+        for entry in data["model_list"]:
+            if entry["model_name"] == "styling":
+                entry["litellm_params"] = {
+                    "model": "anthropic/claude-3-5-sonnet-20241022",
+                    "api_key": "os.environ/ANTHROPIC_API_KEY",
+                    "api_base": "os.environ/ANTHROPIC_API_BASE",
+                }
+
+    config = write_config(tmp_path / "litellm_config.yaml", to_anthropic)
+    env = {
+        **_base_env(),
+        **emulator_env(emulators["anthropic"], emulators["openai"], emulators["gemini"]),
+        "LITELLM_MASTER_KEY": "sk-gw-switch-test-key",
+    }
+    gateway = Gateway(["--config", str(config)], env, tmp_path / "stderr.log")
+    try:
+        assert any("real providers" in line for line in gateway.lines)
+        with openai.OpenAI(
+            base_url=f"{gateway.url}/v1", api_key="sk-gw-switch-test-key", max_retries=0
+        ) as sdk:
+            raw = sdk.chat.completions.with_raw_response.create(
+                model="styling", messages=[{"role": "user", "content": "style this look"}]
+            )
+    finally:
+        assert gateway.terminate() == 0
+    assert raw.headers["x-gateway-provider"] == "anthropic"
+    assert emulators["anthropic"].stats()["by_model"] == {"claude-3-5-sonnet-20241022": 1}
+    assert emulators["gemini"].stats()["requests"] == 0
+    stderr = gateway.stderr_path.read_text()
+    for key in FAKE_KEYS.values():
+        assert key not in stderr

@@ -1,0 +1,82 @@
+"""Provider key resolution: the user's key, then the system key, then the environment, with
+the user- and system-level keys in PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from core.logging import SecretRegistry
+from proxy.errors import MissingProviderKeyError
+from proxy.keys import KeyResolver, PostgresKeyStore
+from proxy.routing import Deployment
+
+DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+ANTHROPIC = Deployment(
+    group="captioning",
+    provider="anthropic",
+    model="anthropic/claude-sonnet-4-20250514",
+    key_env="ANTHROPIC_API_KEY",
+    literal_key=None,
+    params={},
+)
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[PostgresKeyStore]:
+    """A key store on a fresh table, dropped afterwards."""
+    table = f"provider_api_keys_test_{uuid.uuid4().hex[:8]}"
+    key_store = PostgresKeyStore(DATABASE_URL, table)
+    await key_store.start()
+    async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as conn:
+        await conn.execute(
+            f"INSERT INTO {table} (user_id, provider, api_key) VALUES "  # noqa: S608 - test table
+            "('alice', 'anthropic', 'user-key-alice'), (NULL, 'anthropic', 'system-key')"
+        )
+    yield key_store
+    await key_store.stop()
+    async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as conn:
+        await conn.execute(f"DROP TABLE {table}")
+
+
+async def test_user_key_comes_first(store: PostgresKeyStore) -> None:
+    """A user with their own key gets it, ahead of the system and environment keys."""
+    keys = KeyResolver({"ANTHROPIC_API_KEY": "env-key"}, store)
+    assert await keys.resolve(ANTHROPIC, "alice") == "user-key-alice"
+
+
+async def test_system_key_serves_users_without_their_own(store: PostgresKeyStore) -> None:
+    """A user without a key, and the admin caller (no user), get the system key."""
+    keys = KeyResolver({"ANTHROPIC_API_KEY": "env-key"}, store)
+    assert await keys.resolve(ANTHROPIC, "bob") == "system-key"
+    assert await keys.resolve(ANTHROPIC, None) == "system-key"
+
+
+async def test_environment_key_is_the_last_level(store: PostgresKeyStore) -> None:
+    """With no stored key for the provider the environment key is used."""
+    gemini = Deployment(
+        group="styling",
+        provider="gemini",
+        model="gemini/gemini-2.0-flash",
+        key_env="GEMINI_API_KEY",
+        literal_key=None,
+        params={},
+    )
+    keys = KeyResolver({"GEMINI_API_KEY": "env-gemini-key"}, store)
+    assert await keys.resolve(gemini, "alice") == "env-gemini-key"
+
+
+async def test_missing_key_names_the_provider_and_env_var() -> None:
+    """No key at any level is an error naming the provider and the variable to set."""
+    with pytest.raises(MissingProviderKeyError, match="anthropic.*ANTHROPIC_API_KEY"):
+        await KeyResolver({}).resolve(ANTHROPIC, "alice")
+
+
+async def test_stored_keys_are_registered_for_redaction(store: PostgresKeyStore) -> None:
+    """A key read from the store is masked in any text scrubbed afterwards."""
+    registry = SecretRegistry()
+    await KeyResolver({}, store, registry=registry).resolve(ANTHROPIC, "alice")
+    assert "user-key-alice" not in registry.scrub("the key user-key-alice leaked")
