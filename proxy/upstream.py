@@ -125,6 +125,40 @@ def _by_status(status: int) -> type[ExternalServiceError]:
     return BadRequestError if 400 <= status < 500 else UnexpectedProviderError
 
 
+def _classify(  # noqa: PLR0911 - one return per upstream category reads best
+    exc: BaseException, status: int | None
+) -> tuple[type[ExternalServiceError], int | None]:
+    """The error class for `exc` and the status worth keeping (None: the class default)."""
+    # Order matters: timeouts and content-policy errors are subclasses of broader classes.
+    if isinstance(
+        exc,
+        asyncio.TimeoutError
+        | TimeoutError
+        | httpx.TimeoutException
+        | llm_exc.Timeout
+        | openai.APITimeoutError,
+    ):
+        return ProviderTimeoutError, None
+    if isinstance(exc, llm_exc.ContentPolicyViolationError):
+        return ContentPolicyError, status
+    if isinstance(exc, llm_exc.APIConnectionError | openai.APIConnectionError | httpx.HTTPError):
+        # The provider could not be reached or its connection broke: transient.
+        if status is not None and status > 500:
+            return _by_status(status), status
+        return ServiceUnavailableError, None
+    if status == 402:
+        # Payment required: this provider's account cannot serve; another provider may.
+        return PermissionDeniedError, status
+    if (by_class := _by_class(exc)) is not None:
+        return by_class, status if status is not None and 400 <= status < 500 else None
+    if status is not None:
+        return _by_status(status), status
+    if isinstance(exc, ValueError | TypeError):
+        # LiteLLM raises these for requests it cannot translate for the provider.
+        return BadRequestError, None
+    return UnexpectedProviderError, None
+
+
 def translate(
     exc: BaseException, provider: str, registry: SecretRegistry | None = None
 ) -> ExternalServiceError:
@@ -138,38 +172,7 @@ def translate(
     status = _status_of(exc)
     if (status is None or status >= 500) and (found := _BODY_5XX.search(message)):
         status = int(found.group(1))
-    kind: type[ExternalServiceError]
-    # Order matters: timeouts and content-policy errors are subclasses of broader classes.
-    if isinstance(
-        exc,
-        asyncio.TimeoutError
-        | TimeoutError
-        | httpx.TimeoutException
-        | llm_exc.Timeout
-        | openai.APITimeoutError,
-    ):
-        kind, status = ProviderTimeoutError, None
-    elif isinstance(exc, llm_exc.ContentPolicyViolationError):
-        kind = ContentPolicyError
-    elif isinstance(exc, llm_exc.APIConnectionError | openai.APIConnectionError | httpx.HTTPError):
-        # The provider could not be reached or its connection broke: transient.
-        if status is not None and status > 500:
-            kind = _by_status(status)
-        else:
-            kind, status = ServiceUnavailableError, None
-    elif status == 402:
-        # Payment required: this provider's account cannot serve; another provider may.
-        kind = PermissionDeniedError
-    elif (by_class := _by_class(exc)) is not None:
-        kind = by_class
-        status = status if status is not None and 400 <= status < 500 else None
-    elif status is not None:
-        kind = _by_status(status)
-    elif isinstance(exc, ValueError | TypeError):
-        # LiteLLM raises these for requests it cannot translate for the provider.
-        kind = BadRequestError
-    else:
-        kind = UnexpectedProviderError
+    kind, status = _classify(exc, status)
     return kind(
         f"{provider}: {message}",
         provider=provider,

@@ -71,7 +71,7 @@ async def test_environment_key_is_the_last_level(store: PostgresKeyStore) -> Non
 
 async def test_missing_key_names_the_provider_and_env_var() -> None:
     """No key at any level is an error naming the provider and the variable to set."""
-    with pytest.raises(MissingProviderKeyError, match="anthropic.*ANTHROPIC_API_KEY"):
+    with pytest.raises(MissingProviderKeyError, match=r"anthropic.*ANTHROPIC_API_KEY"):
         await KeyResolver({}).resolve(ANTHROPIC, "alice")
 
 

@@ -7,11 +7,11 @@ import uuid
 import openai
 import pytest
 import structlog
+from proxy_support import FAKE_KEYS
 
 from core.logging import SecretRegistry
 from emulators.testing import EmulatorHandle
 from proxy.upstream import translate
-from tests.proxy.conftest import FAKE_KEYS
 
 
 def test_failures_log_no_provider_key(

@@ -3,7 +3,6 @@ semantics, and reaches clients as an OpenAI-format body."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 
@@ -103,7 +102,7 @@ def test_litellm_exception_maps_to_its_error_class(cls: type[BaseException]) -> 
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
-        (asyncio.TimeoutError(), ours.ProviderTimeoutError),
+        (TimeoutError(), ours.ProviderTimeoutError),
         (httpx.ReadTimeout("slow", request=_REQUEST), ours.ProviderTimeoutError),
         (httpx.ConnectError("refused", request=_REQUEST), ours.ServiceUnavailableError),
         (openai.APIConnectionError(request=_REQUEST), ours.ServiceUnavailableError),

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from proxy_support import FAKE_KEYS, emulator_env, write_config
 
 from emulators.testing import EmulatorHandle
-from tests.proxy.conftest import FAKE_KEYS, emulator_env, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = Path(sys.executable).parent / "gateway"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from proxy_support import MASTER_KEY, ThreadedProxy
 
 from proxy.auth import Authenticator
 from proxy.errors import InvalidApiKeyError
-from tests.proxy.conftest import MASTER_KEY, ThreadedProxy
 
 CHAT = {"model": "captioning", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -46,11 +46,9 @@ def test_litellm_routes_accept_the_master_key(proxy: ThreadedProxy) -> None:
 
 def test_openai_sdk_with_a_wrong_key_gets_authentication_error(proxy: ThreadedProxy) -> None:
     """The OpenAI SDK raises AuthenticationError for a wrong gateway key."""
-    with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-not-it-000", max_retries=0) as sdk:
-        with pytest.raises(openai.AuthenticationError):
-            sdk.chat.completions.create(
-                model="styling", messages=[{"role": "user", "content": "hi"}]
-            )
+    sdk = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-not-it-000", max_retries=0)
+    with sdk, pytest.raises(openai.AuthenticationError):
+        sdk.chat.completions.create(model="styling", messages=[{"role": "user", "content": "hi"}])
 
 
 def test_health_routes_need_no_key(proxy: ThreadedProxy) -> None:
