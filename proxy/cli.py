@@ -83,8 +83,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from core.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(json=args.log_json)
+    import uvloop  # noqa: PLC0415
+
     try:
-        asyncio.run(_up(args))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_up(args))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

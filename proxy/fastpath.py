@@ -165,6 +165,9 @@ class GatewayApp:
             "num_retries": 0,
             "timeout": self._timeout,
             "drop_params": True,
+            # LiteLLM's proxy registers its own router/budget callbacks globally; they serve its
+            # pipeline, not this one, and cost CPU per call. The gateway logs for itself.
+            "no-log": True,
         }
 
     async def _complete(
