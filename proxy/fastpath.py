@@ -10,6 +10,7 @@ name that is not a task, falls through to LiteLLM's app untouched.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -192,7 +193,11 @@ class GatewayApp:
             iterator = stream.__aiter__()
             # Pull the first chunk inside the attempt: until it has arrived nothing has been
             # sent to the client, so failures are still retried or moved to a fallback.
-            first = await iterator.__anext__()
+            try:
+                first = await iterator.__anext__()
+            except BaseException:
+                await _close(iterator)
+                raise
             return first, iterator
 
         try:
@@ -212,8 +217,8 @@ class GatewayApp:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": _sse(first), "more_body": True})
         try:
+            await send({"type": "http.response.body", "body": _sse(first), "more_body": True})
             async for chunk in iterator:
                 await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
         except Exception as exc:
@@ -224,7 +229,17 @@ class GatewayApp:
             )
             payload = b"data: " + orjson.dumps(failure.to_openai_body()) + b"\n\n"
             await send({"type": "http.response.body", "body": payload, "more_body": True})
+        finally:
+            # Also on client disconnect: release the provider connection now, not at GC time.
+            await _close(iterator)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 def _adapt(deployment: Deployment, params: dict[str, Any]) -> dict[str, Any]:
