@@ -8,11 +8,23 @@ in milliseconds. Provider keys are recognisable fakes so tests can prove they ne
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import openai
+import psycopg
 import pytest
-from proxy_support import MASTER_KEY, ThreadedProxy, emulator_env, write_config
+from proxy_support import (
+    DATABASE_URL,
+    MASTER_KEY,
+    USER_ID,
+    USER_KEY,
+    ThreadedProxy,
+    emulator_env,
+    write_config,
+)
+from psycopg import sql
 
 from emulators.testing import EmulatorHandle
 from proxy.server import ProxyServer
@@ -30,14 +42,34 @@ def proxy(
     openai_emulator: EmulatorHandle,
     gemini_emulator: EmulatorHandle,
 ) -> Iterator[ThreadedProxy]:
-    """The gateway proxy, in-process, with the three emulators as its providers."""
-    config = write_config(tmp_path_factory.mktemp("proxy") / "litellm_config.yaml")
+    """The gateway proxy, in-process, with the three emulators as its providers.
+
+    Its key store is a PostgreSQL table holding one user-level key (USER_KEY for USER_ID).
+    """
+    table = f"provider_api_keys_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (user_id text NULL, provider text NOT NULL, api_key text NOT NULL)"
+            ).format(sql.Identifier(table))
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} VALUES (%s, 'anthropic', %s)").format(sql.Identifier(table)),
+            (USER_ID, USER_KEY),
+        )
+
+    def with_key_store(data: dict[str, Any]) -> None:
+        data["gateway_settings"]["keys"] = {"database_url": DATABASE_URL, "table": table}
+
+    config = write_config(tmp_path_factory.mktemp("proxy") / "litellm_config.yaml", with_key_store)
     env = emulator_env(anthropic_emulator, openai_emulator, gemini_emulator)
     settings = build_settings(config, env, master_key=MASTER_KEY)
     running = ThreadedProxy(ProxyServer(settings, port=0))
     running.start()
     yield running
     running.stop()
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
 
 
 @pytest.fixture

@@ -6,15 +6,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import psycopg
 import pytest
+from proxy_support import DATABASE_URL, MASTER_KEY, USER_ID, USER_KEY, ThreadedProxy
 
 from core.logging import SecretRegistry
+from emulators.testing import EmulatorHandle
 from proxy.errors import MissingProviderKeyError
 from proxy.keys import KeyResolver, PostgresKeyStore
 from proxy.routing import Deployment
 
-DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ANTHROPIC = Deployment(
     group="captioning",
     provider="anthropic",
@@ -80,3 +82,56 @@ async def test_stored_keys_are_registered_for_redaction(store: PostgresKeyStore)
     registry = SecretRegistry()
     await KeyResolver({}, store, registry=registry).resolve(ANTHROPIC, "alice")
     assert "user-key-alice" not in registry.scrub("the key user-key-alice leaked")
+
+
+async def test_request_user_selects_their_stored_key(
+    proxy: ThreadedProxy, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """The request's `user` makes the proxy call Anthropic with that user's stored key."""
+    emulators["anthropic"].configure(allowed_keys=[USER_KEY])
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            json={
+                "model": "captioning",
+                "user": USER_ID,
+                "messages": [{"role": "user", "content": "a"}],
+            },
+        )
+    assert response.status_code == 200
+    assert response.headers["x-gateway-provider"] == "anthropic"
+
+
+async def test_gateway_user_header_selects_their_stored_key(
+    proxy: ThreadedProxy, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """Without a `user` field, the x-gateway-user header identifies the user."""
+    emulators["anthropic"].configure(allowed_keys=[USER_KEY])
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {MASTER_KEY}", "x-gateway-user": USER_ID},
+            json={"model": "captioning", "messages": [{"role": "user", "content": "b"}]},
+        )
+    assert response.headers["x-gateway-provider"] == "anthropic"
+
+
+async def test_other_users_get_the_environment_key(
+    proxy: ThreadedProxy, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """A user without a stored key gets the env key, which this Anthropic rejects: fallback."""
+    emulators["anthropic"].configure(allowed_keys=[USER_KEY])
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            json={
+                "model": "captioning",
+                "user": "someone-else",
+                "messages": [{"role": "user", "content": "c"}],
+            },
+        )
+    assert response.status_code == 200
+    assert response.headers["x-gateway-provider"] == "gemini"
+    assert emulators["anthropic"].stats()["requests"] == 1
