@@ -17,7 +17,7 @@ __all__ = ["BoundedDedupeStore"]
 class BoundedDedupeStore:
     """A DedupeStore that lets at most `limit` calls run at once against `inner`."""
 
-    def __init__(self, inner: DedupeStore, *, limit: int = 32) -> None:
+    def __init__(self, inner: DedupeStore, *, limit: int = 64) -> None:
         self._inner = inner
         self._gate = asyncio.Semaphore(limit)
 

@@ -7,7 +7,8 @@ stop the consumer.
 
 Order per event, and what a crash at each point does:
 1. decode; undecodable / oversized / unknown type -> dead-letter topic at once;
-2. `is_published(event_id)`? -> skip (a redelivery whose result already went out);
+2. for records a previous owner may have handled: `is_published(event_id)` or a result on
+   the results topic (`consumers.probe`)? -> skip (a redelivery whose result went out);
 3. handle, retrying per `retry.RetryPolicy`; each provider call first takes a rate-limit token;
 4. `claim(event_id)`: refused while another live claim exists; we then wait for it to be
    published (skip) or to expire (its holder died) before publishing ourselves;
@@ -154,8 +155,12 @@ class EventProcessor:
     async def _process_event(
         self, record: Any, event: RequestEvent, traceparent: str, maybe_redelivered: bool
     ) -> None:
-        if await self._already_published(event.event_id) or (
-            maybe_redelivered and await self._on_results_topic(event.event_id, record)
+        # Only a record a previous owner may have processed can have a result already; for
+        # the rest (the steady state) the claim in _publish_once still catches duplicates
+        # produced upstream, and skipping the look-up saves a store round trip per event.
+        if maybe_redelivered and (
+            await self._already_published(event.event_id)
+            or await self._on_results_topic(event.event_id, record)
         ):
             self._metrics.duplicates_skipped.inc()
             _log.info("consumer.duplicate_skipped")

@@ -34,6 +34,9 @@ class EventPublisher:
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
+            # Large batches: many concurrent events publish at once, and a full batch makes
+            # every further send wait for the in-flight one (one in flight per partition).
+            max_batch_size=1_048_576,
             request_timeout_ms=self._settings.consumer.request_timeout_ms,
             retry_backoff_ms=self._settings.consumer.retry_backoff_ms,
             max_request_size=max(1_048_576, self._settings.max_event_bytes * 3),

@@ -113,14 +113,20 @@ class ConsumerService:
         if self._started:
             return
         s = self.settings
+        # Stores handed in are started here too (start() is idempotent) but stopped by
+        # their owner; stores opened here are owned and stopped by this service.
         if self._dedupe is None:
             self._dedupe = await open_dedupe_store(
                 s.dedupe_redis_url, namespace=s.dedupe_namespace, claim_ttl_s=s.dedupe_claim_ttl_s
             )
+        else:
+            await self._dedupe.start()
         if self._limiter is None:
             self._limiter = await open_rate_limiter(
                 s.rate_limit_redis_url, namespace=s.rate_limit_namespace
             )
+        else:
+            await self._limiter.start()
         for handler in self.registry.unique():
             await handler.start()
         await self._publisher.start()
