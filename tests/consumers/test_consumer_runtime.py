@@ -316,3 +316,23 @@ async def test_a_result_published_before_a_crash_without_marker_is_not_repeated(
         await r.until(lambda rd: any(x.request_id == marker.event_id for x in rd.results()))
     assert [x.request_id for x in r.results()] == [event.event_id, marker.event_id]
     assert handler.calls == [marker.event_id]
+
+
+async def test_a_rebalance_to_a_second_member_loses_and_repeats_nothing(
+    kafka_broker: Any, start_service: Any
+) -> None:
+    """When a second consumer joins mid-stream, revoked in-flight work is settled or redone once."""
+    settings = fast_settings(kafka_broker, max_in_flight_per_partition=8)
+    first, second = SlowEcho(20), SlowEcho(20)
+    await start_service(settings, first)
+    events = [request(f"item {i}") for i in range(200)]
+    await produce(kafka_broker.bootstrap_servers, settings.topics.requests.name, events)
+    async with TopicReader(kafka_broker.bootstrap_servers, settings.topics.results.name) as r:
+        await r.until(lambda rd: len(rd.records) >= 20)
+        await start_service(settings, second)
+        await r.until(lambda rd: len({x.request_id for x in rd.results()}) >= 200, timeout_s=40)
+        await asyncio.sleep(0.3)
+        await r.poll()
+    ids = [x.request_id for x in r.results()]
+    assert sorted(ids) == sorted(e.event_id for e in events)
+    assert second.calls, "the second member never received partitions"

@@ -1,0 +1,51 @@
+"""Specifications of the results probe that closes the publish-then-crash window."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from consumers.probe import ResultsProbe
+
+
+async def _probe_with(kafka_broker: Any, keys: list[bytes]) -> ResultsProbe:
+    topic = f"probe-{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, 3)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
+    await producer.start()
+    try:
+        for key in keys:
+            await producer.send_and_wait(topic, b"{}", key=key)
+
+        async def partitions_of(name: str) -> set[int]:
+            return set(await producer.partitions_for(name))
+
+        known = await partitions_of(topic)
+    finally:
+        await producer.stop()
+
+    async def cached(_name: str) -> set[int]:
+        return known
+
+    return ResultsProbe(
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        topic=topic,
+        client_id="t",
+        partitions_of=cached,
+    )
+
+
+async def test_finds_results_already_published(kafka_broker: Any) -> None:
+    """A key published before the look-up is found; an absent key is not."""
+    keys = [f"req-{n}".encode() for n in range(50)]
+    probe = await _probe_with(kafka_broker, keys)
+    try:
+        since = int(time.time() * 1000) - 60_000
+        assert await probe.contains(b"req-7", since_ms=since)
+        assert await probe.contains(b"req-49", since_ms=since)
+        assert not await probe.contains(b"req-missing", since_ms=since)
+    finally:
+        await probe.stop()
