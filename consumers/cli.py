@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,26 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides the config)")
 
 
+def _sync(
+    command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
+) -> Callable[..., int]:
+    """Wrap an async command so any CLI can call `args.func(args)` and get an exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return asyncio.run(command(args))
+        except KeyboardInterrupt:
+            return 130
+
+    return run
+
+
 def register(subparsers: Any) -> None:
-    """Add `consume`, `topics` and `send` to an argparse subparsers object."""
+    """Add `consume`, `topics` and `send` to an argparse subparsers object.
+
+    Each command sets `func`: `args.func(args)` runs it and returns the exit code. The caller
+    configures logging first (`core.logging.configure_logging`).
+    """
     consume = subparsers.add_parser("consume", help="run a request consumer until SIGTERM")
     _add_common(consume)
     consume.add_argument("--proxy-url", help="base URL of the proxy (overrides the config)")
@@ -66,13 +84,13 @@ def register(subparsers: Any) -> None:
         help="keyword argument for the handler factory (repeatable)",
     )
     consume.add_argument("--metrics-port", type=int, help="serve Prometheus metrics here")
-    consume.set_defaults(func=_consume)
+    consume.set_defaults(func=_sync(_consume))
 
     topics = subparsers.add_parser("topics", help="manage the configured topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     ensure = topics_sub.add_parser("ensure", help="create missing topics (idempotent)")
     _add_common(ensure)
-    ensure.set_defaults(func=_ensure)
+    ensure.set_defaults(func=_sync(_ensure))
 
     send = subparsers.add_parser("send", help="publish a CompletionRequested")
     _add_common(send)
@@ -82,7 +100,7 @@ def register(subparsers: Any) -> None:
     send.add_argument("--subject", help="ordering key (default: a new id)")
     send.add_argument("--wait", action="store_true", help="wait for the result")
     send.add_argument("--timeout", type=float, default=120.0)
-    send.set_defaults(func=_send)
+    send.set_defaults(func=_sync(_send))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,10 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(json=not sys.stderr.isatty())
-    try:
-        return int(asyncio.run(args.func(args)))
-    except KeyboardInterrupt:
-        return 130
+    return int(args.func(args))
 
 
 def _settings(args: argparse.Namespace) -> KafkaSettings:
