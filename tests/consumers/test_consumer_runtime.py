@@ -7,9 +7,11 @@ from typing import Any
 
 import httpx
 import msgspec
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from consumer_handlers import Scripted, SlowEcho
 from consumer_support import CODEC, TopicReader, fast_settings, produce, request
+from structlog.testing import capture_logs
 
 from schemas import (
     CompletionFailed,
@@ -336,3 +338,25 @@ async def test_a_rebalance_to_a_second_member_loses_and_repeats_nothing(
     ids = [x.request_id for x in r.results()]
     assert sorted(ids) == sorted(e.event_id for e in events)
     assert second.calls, "the second member never received partitions"
+
+
+async def test_logs_carry_topic_partition_and_event_id(
+    kafka_broker: Any, start_service: Any
+) -> None:
+    """Log lines about an event are bound to its topic, partition, offset, event id and task."""
+    settings = fast_settings(kafka_broker, partitions=1)
+    await start_service(settings, Scripted())
+    event = request("fatal")
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await produce(kafka_broker.bootstrap_servers, settings.topics.requests.name, [event])
+        async with TopicReader(kafka_broker.bootstrap_servers, settings.topics.results.name) as r:
+            await r.until(lambda rd: len(rd.records) >= 1)
+    failed = [line for line in logs if line["event"] == "consumer.handler_failed"]
+    assert failed
+    assert {k: failed[0][k] for k in ("topic", "partition", "offset", "event_id", "task")} == {
+        "topic": settings.topics.requests.name,
+        "partition": 0,
+        "offset": 0,
+        "event_id": event.event_id,
+        "task": "captioning",
+    }
