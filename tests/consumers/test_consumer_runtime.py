@@ -13,6 +13,7 @@ from consumer_handlers import Scripted, SlowEcho
 from consumer_support import CODEC, TopicReader, fast_settings, produce, request
 from structlog.testing import capture_logs
 
+from consumers import ConsumerService
 from schemas import (
     CompletionFailed,
     CompletionSucceeded,
@@ -360,3 +361,64 @@ async def test_logs_carry_topic_partition_and_event_id(
         "event_id": event.event_id,
         "task": "captioning",
     }
+
+
+async def _committed(kafka_broker: Any, group: str, topic: str) -> int | None:
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=kafka_broker.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await probe.start()
+    try:
+        committed: int | None = await probe.committed(TopicPartition(topic, 0))
+        return committed
+    finally:
+        await probe.stop()
+
+
+async def test_stop_drains_in_flight_work_and_commits_it(kafka_broker: Any) -> None:
+    """stop() lets running events finish, publishes their results and commits past them."""
+    settings = fast_settings(kafka_broker, partitions=1, ordering_per_key=False)
+    handler = SlowEcho(300)
+    service = ConsumerService(settings, handler)
+    await service.start()
+    try:
+        await produce(
+            kafka_broker.bootstrap_servers,
+            settings.topics.requests.name,
+            [request(f"d{i}") for i in range(8)],
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(handler.calls) < 8:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.01)
+    finally:
+        await service.stop()
+    assert len(handler.order) == 8
+    committed = await _committed(kafka_broker, settings.group_id, settings.topics.requests.name)
+    assert committed == 8
+
+
+async def test_stop_abandons_work_past_the_drain_deadline_uncommitted(kafka_broker: Any) -> None:
+    """Work still running at the drain deadline is cancelled and its offset is not committed."""
+    settings = fast_settings(kafka_broker, partitions=1, drain_timeout_s=0.2)
+    handler = Scripted()
+    service = ConsumerService(settings, handler)
+    await service.start()
+    try:
+        await produce(
+            kafka_broker.bootstrap_servers, settings.topics.requests.name, [request("gate")]
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while handler.concurrent < 1:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.01)
+    finally:
+        started = loop.time()
+        await service.stop()
+    assert loop.time() - started < 5
+    assert await _committed(kafka_broker, settings.group_id, settings.topics.requests.name) in (
+        None,
+        0,
+    )
