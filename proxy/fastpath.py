@@ -33,8 +33,40 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
-# Never forwarded to a provider: the gateway owns model choice, retries and deadlines.
-_DROPPED = frozenset({"model", "num_retries", "max_retries", "timeout", "api_key", "api_base"})
+# The OpenAI chat-completion parameters clients may set. Everything else is dropped: LiteLLM
+# accepts call-level overrides such as `base_url` or `api_base`, and forwarding those from a
+# client would send our provider key wherever the client pointed it.
+_CLIENT_PARAMS = frozenset(
+    {
+        "messages",
+        "temperature",
+        "top_p",
+        "n",
+        "stream",
+        "stream_options",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "user",
+        "response_format",
+        "seed",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "reasoning_effort",
+        "modalities",
+        "audio",
+        "prediction",
+        "web_search_options",
+    }
+)
 _JSON = (b"content-type", b"application/json")
 _JSON_OBJECT = {"type": "json_object"}
 _ANY_OBJECT_SCHEMA = {
@@ -151,7 +183,7 @@ class GatewayApp:
             return
         user = request.get("user")
         user_id = user if isinstance(user, str) and user else _header(scope, b"x-gateway-user")
-        params = {k: v for k, v in request.items() if k not in _DROPPED}
+        params = {k: v for k, v in request.items() if k in _CLIENT_PARAMS}
         with structlog.contextvars.bound_contextvars(task=route.task):
             if params.get("stream"):
                 await self._stream(route.task, route, user_id, params, send)
@@ -160,8 +192,10 @@ class GatewayApp:
 
     def _kwargs(self, deployment: Deployment, key: str, params: dict[str, Any]) -> dict[str, Any]:
         return {
-            **_adapt(deployment, params),
+            # Config-level params are defaults a client may override; model and api_base
+            # cannot be overridden since clients never send them through _CLIENT_PARAMS.
             **deployment.params,
+            **_adapt(deployment, params),
             "api_key": key,
             "num_retries": 0,
             "timeout": self._timeout,

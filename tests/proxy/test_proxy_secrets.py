@@ -45,3 +45,16 @@ def test_upstream_messages_echoing_a_key_are_scrubbed() -> None:
     )
     assert "provider-key-that-is-registered" not in error.message
     assert "[REDACTED]" in error.message
+
+
+def test_client_cannot_redirect_the_provider_call(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """LiteLLM call overrides in the body (base_url, api_base) are ignored, keeping keys home."""
+    completion = client.chat.completions.create(
+        model="captioning",
+        messages=[{"role": "user", "content": f"redirect {uuid.uuid4().hex}"}],
+        extra_body={"base_url": "http://127.0.0.1:9", "api_base": "http://127.0.0.1:9"},
+    )
+    assert "[anthropic-emulator" in (completion.choices[0].message.content or "")
+    assert emulators["anthropic"].stats()["requests"] == 1
