@@ -2,8 +2,8 @@
 
 Why it exists: the gateway's fast path is justified by a measured claim (at most half of stock
 LiteLLM's server CPU per request). One run starts an OpenAI emulator process, stock
-`litellm --config` and `gateway up` as separate processes pointed at it, drives each with a
-separate load-generator process at several concurrencies, and prints CPU ms/request (from
+`litellm --config` and `gateway up` as separate processes pointed at it, drives each in turn
+with a separate load-generator process at several concurrencies, and prints CPU ms/request (from
 /proc/<pid>/stat of the server process and its children), req/s and p50/p99 latency.
 
     python bench/proxy_bench.py [--requests 300,1000,1000] [--concurrency 1,16,64]
@@ -123,7 +123,6 @@ def run_load(url: str, concurrency: int, requests: int) -> dict[str, float]:
 
 
 def measure(name: str, pid: int, url: str, plan: list[tuple[int, int]]) -> list[dict[str, float]]:
-    run_load(url, 4, 100)  # warm-up: imports, connection pools, caches
     rows = []
     for concurrency, requests in plan:
         before = cpu_seconds(pid)
@@ -201,7 +200,7 @@ def main() -> int:
                 "LITELLM_MASTER_KEY": MASTER,
                 "PYTHONPATH": str(ROOT),
             }
-            results = {}
+            servers: dict[str, tuple[int, str]] = {}
             for name, cmd in (
                 ("stock", [str(BIN / "litellm"), "--config", str(stock_cfg)]),
                 ("gateway", [str(BIN / "gateway"), "up", "--config", str(ours_cfg)]),
@@ -217,9 +216,14 @@ def main() -> int:
                 procs.append(proc)
                 url = f"http://127.0.0.1:{port}"
                 wait_ready(f"{url}/health/liveliness")
-                results[name] = measure(name, proc.pid, url, plan)
-                proc.terminate()
-                proc.wait(30)
+                servers[name] = (proc.pid, url)
+            for _, url in servers.values():
+                run_load(url, 4, 100)  # warm-up: imports, connection pools, caches
+            # Interleaved per concurrency level, so drifting machine load hits both alike.
+            results: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+            for step in plan:
+                for name, (pid, url) in servers.items():
+                    results[name].extend(measure(name, pid, url, [step]))
         finally:
             for proc in procs:
                 if proc.poll() is None:
