@@ -11,6 +11,7 @@ name that is not a task, falls through to LiteLLM's app untouched.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -208,20 +209,26 @@ class GatewayApp:
     async def _complete(
         self, task: str, route: Any, user_id: str | None, params: dict[str, Any], send: Send
     ) -> None:
+        started = time.perf_counter()
+
         async def call(deployment: Deployment, key: str) -> Any:
             return await litellm.acompletion(**self._kwargs(deployment, key, params))
 
         try:
             outcome = await self._resilience.run(route, user_id, call)
         except ExternalServiceError as error:
+            _log_failure(task, error, started)
             await _send_error(send, error)
             return
+        _log_served(task, outcome, started)
         body = orjson.dumps(outcome.value.model_dump())
         await _send_json(send, 200, body, _outcome_headers(outcome, task))
 
     async def _stream(
         self, task: str, route: Any, user_id: str | None, params: dict[str, Any], send: Send
     ) -> None:
+        started = time.perf_counter()
+
         async def call(deployment: Deployment, key: str) -> tuple[Any, AsyncIterator[Any]]:
             stream = await litellm.acompletion(**self._kwargs(deployment, key, params))
             iterator = stream.__aiter__()
@@ -237,8 +244,10 @@ class GatewayApp:
         try:
             outcome = await self._resilience.run(route, user_id, call)
         except ExternalServiceError as error:
+            _log_failure(task, error, started)
             await _send_error(send, error)
             return
+        _log_served(task, outcome, started)
         first, iterator = outcome.value
         await send(
             {
@@ -267,6 +276,28 @@ class GatewayApp:
             # Also on client disconnect: release the provider connection now, not at GC time.
             await _close(iterator)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def _log_served(task: str, outcome: Outcome[Any], started: float) -> None:
+    structlog.get_logger("proxy.fastpath").info(
+        "chat_completion_served",
+        task=task,
+        provider=outcome.deployment.provider,
+        model=outcome.deployment.model,
+        attempts=outcome.total_attempts,
+        fallback=outcome.fallback,
+        ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+def _log_failure(task: str, error: ExternalServiceError, started: float) -> None:
+    structlog.get_logger("proxy.fastpath").warning(
+        "chat_completion_failed",
+        task=task,
+        status=error.status_code,
+        error_type=type(error).__name__,
+        ms=round((time.perf_counter() - started) * 1000, 1),
+    )
 
 
 async def _close(iterator: AsyncIterator[Any]) -> None:

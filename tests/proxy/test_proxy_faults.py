@@ -8,6 +8,7 @@ import uuid
 
 import openai
 import pytest
+import structlog
 
 from emulators.testing import EmulatorHandle
 
@@ -191,3 +192,16 @@ def test_stream_falls_back_before_the_first_chunk(
         text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
     assert text.startswith("[gemini-emulator")
     assert _requests(emulators["anthropic"]) == 3
+
+
+def test_served_requests_are_logged_with_provider_and_attempts(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """A request served by the fallback logs its task, provider, attempts and fallback flag."""
+    emulators["anthropic"].set_fault("401")
+    with structlog.testing.capture_logs() as logs:
+        client.chat.completions.create(model="captioning", messages=_messages())
+    served = [e for e in logs if e["event"] == "chat_completion_served"]
+    assert [(e["task"], e["provider"], e["attempts"], e["fallback"]) for e in served] == [
+        ("captioning", "gemini", 2, True)
+    ]
