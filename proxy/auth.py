@@ -54,8 +54,9 @@ class Authenticator:
 async def user_api_key_auth(request: Any, api_key: str) -> Any:
     """LiteLLM `custom_auth` hook: same check as the fast path, 401 on failure.
 
-    The Authenticator comes from request.state (put there by the gateway's ASGI wrapper), so a
-    LiteLLM started without the gateway around it fails closed.
+    The Authenticator comes from request.state (put there by the gateway's ASGI wrapper). Under
+    stock `litellm --config litellm_config.yaml` (no wrapper) the master key LiteLLM loaded
+    itself is used instead, and without one every request is refused.
     """
     from litellm.proxy._types import (  # noqa: PLC0415 - heavy, needed only inside LiteLLM
         LitellmUserRoles,
@@ -67,6 +68,11 @@ async def user_api_key_auth(request: Any, api_key: str) -> Any:
     # Duck-typed: LiteLLM may load this module a second time from its file path, which makes a
     # second, distinct Authenticator class.
     check = getattr(state.get(STATE_KEY), "check", None)
+    if check is None:
+        from litellm.proxy import proxy_server  # noqa: PLC0415
+
+        if isinstance(proxy_server.master_key, str) and proxy_server.master_key:
+            check = Authenticator(proxy_server.master_key).check
     try:
         if not callable(check):
             raise InvalidApiKeyError("gateway authentication is not configured", status_code=401)

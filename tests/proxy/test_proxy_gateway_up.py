@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,54 @@ def test_editing_the_config_switches_a_tasks_provider(
     stderr = gateway.stderr_path.read_text()
     for key in FAKE_KEYS.values():
         assert key not in stderr
+
+
+def test_stock_litellm_serves_the_same_config(
+    tmp_path: Path, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """Stock `litellm --config` reads litellm_config.yaml too, with the master key enforced."""
+    port = _free_port()
+    env = {
+        **_base_env(),
+        **emulator_env(emulators["anthropic"], emulators["openai"], emulators["gemini"]),
+        "LITELLM_MASTER_KEY": "sk-stock-litellm-test-key",
+        "PYTHONPATH": str(ROOT),
+    }
+    config = write_config(tmp_path / "litellm_config.yaml")
+    with (tmp_path / "stock.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(GATEWAY.parent / "litellm"), "--config", str(config), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_ready(f"{url}/health/liveliness", process)
+            body = {"model": "styling", "messages": [{"role": "user", "content": "hi"}]}
+            denied = httpx.post(f"{url}/v1/chat/completions", json=body)
+            served = httpx.post(
+                f"{url}/v1/chat/completions",
+                json=body,
+                headers={"authorization": "Bearer sk-stock-litellm-test-key"},
+                timeout=30,
+            )
+        finally:
+            process.terminate()
+            process.wait(30)
+    assert denied.status_code == 401
+    assert served.status_code == 200
+    assert "[gemini-emulator" in served.json()["choices"][0]["message"]["content"]
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)  # polling a server we do not control; it offers no readiness event
+    raise AssertionError(f"{url} not ready (exit code {process.poll()})")
