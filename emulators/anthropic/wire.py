@@ -75,6 +75,23 @@ def _tool_choice(value: Any) -> str:
     return {"auto": "auto", "any": "required", "none": "none"}.get(kind, "auto")
 
 
+def _output_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    # Structured outputs: the beta `output_format` and its successor `output_config.format`
+    # both carry {"type": "json_schema", "schema": {...}}; the reply must be an instance of it.
+    config = body.get("output_config")
+    fmt = body.get("output_format")
+    if fmt is None and isinstance(config, Mapping):
+        fmt = config.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
+        raise WireError("output_format.type: Input should be 'json_schema'")
+    schema = fmt.get("schema")
+    if not isinstance(schema, Mapping):
+        raise WireError("output_format.schema: Field required")
+    return schema
+
+
 def parse_request(body: Mapping[str, Any]) -> Conversation:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -121,4 +138,5 @@ def parse_request(body: Mapping[str, Any]) -> Conversation:
         tool_result_text="\n".join(last_results),
         max_tokens=max_tokens,
         stop=tuple(str(s) for s in stops),
+        json_schema=_output_schema(body),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -249,3 +250,30 @@ def test_tool_forced_json_output(client: anthropic.Anthropic) -> None:
     block = result.content[0]
     assert block.type == "tool_use" and block.name == "record_tags"
     jsonschema.validate(block.input, record["input_schema"])
+
+
+def test_structured_output_format_returns_an_instance_of_the_schema(
+    anthropic_emulator: EmulatorHandle,
+) -> None:
+    """A request with output_format json_schema gets text that validates against the schema."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["title", "tags"],
+        "additionalProperties": False,
+    }
+    response = httpx.post(
+        f"{anthropic_emulator.url}/v1/messages",
+        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+        json={
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Describe a linen shirt"}],
+            "output_format": {"type": "json_schema", "schema": schema},
+        },
+    )
+    assert response.status_code == 200
+    jsonschema.validate(json.loads(response.json()["content"][0]["text"]), schema)

@@ -98,15 +98,3 @@ def client(proxy: ThreadedProxy) -> Iterator[openai.OpenAI]:
         base_url=f"{proxy.url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=30
     ) as sdk:
         yield sdk
-
-
-# LiteLLM's streaming code builds a pydantic adapter for one of its own TypedDicts on first use,
-# which warns (a UserWarning inside LiteLLM, not in our code); pytest turns warnings into
-# errors, so it would fail the first streamed request.
-_LITELLM_READONLY_WARNING = "ignore:.*using the `ReadOnly` qualifier:UserWarning"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/proxy/" in str(item.path).replace("\\", "/"):
-            item.add_marker(pytest.mark.filterwarnings(_LITELLM_READONLY_WARNING))

@@ -19,14 +19,7 @@ PRIMARY = {
     "video-summarization": "anthropic",
 }
 TASKS = sorted(PRIMARY)
-# claude-sonnet-4-5 gets JSON through Anthropic's native `output_format`, which the Anthropic
-# emulator does not implement yet; strict, so these start failing once it does.
-_NATIVE_JSON_GAP = pytest.mark.xfail(
-    reason="Anthropic emulator lacks output_format structured outputs", strict=True
-)
-JSON_TASKS = [
-    pytest.param(t, marks=_NATIVE_JSON_GAP) if t == "video-summarization" else t for t in TASKS
-]
+
 # A 1x1 transparent PNG.
 PNG = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
@@ -70,7 +63,7 @@ def test_streaming_completion_delivers_chunks_in_order(
     assert emulators[PRIMARY[task]].stats()["requests"] == 1
 
 
-@pytest.mark.parametrize("task", JSON_TASKS)
+@pytest.mark.parametrize("task", TASKS)
 def test_json_object_mode_returns_a_json_object(task: str, client: openai.OpenAI) -> None:
     """response_format json_object yields message content that parses as a JSON object."""
     completion = client.chat.completions.create(
@@ -81,7 +74,7 @@ def test_json_object_mode_returns_a_json_object(task: str, client: openai.OpenAI
     assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
 
 
-@pytest.mark.parametrize("task", JSON_TASKS)
+@pytest.mark.parametrize("task", TASKS)
 def test_json_schema_mode_returns_an_instance_of_the_schema(
     task: str, client: openai.OpenAI
 ) -> None:
