@@ -129,7 +129,7 @@ async def _count(servers: str, topic: str, n: int, *, timestamps: bool = False) 
 
 async def raw(kafka: EmbeddedKafka, n: int) -> float:
     topic = f"raw-{uuid.uuid4().hex[:6]}"
-    kafka.create_topic(topic, 4)
+    kafka.create_topic(topic, 8)
     values = [b"v" * 1024] * n
     started = time.perf_counter()
     reader = asyncio.create_task(_count(kafka.bootstrap_servers, topic, n))
@@ -139,7 +139,9 @@ async def raw(kafka: EmbeddedKafka, n: int) -> float:
 
 
 async def runtime_noop(kafka: EmbeddedKafka, n: int, dedupe: str) -> float:
-    settings = _settings(kafka, partitions=4, in_flight=256)
+    # 8 partitions keep each under the embedded broker's ~5 MiB per-partition retention, which
+    # silently drops the oldest records of a lagging partition.
+    settings = _settings(kafka, partitions=8, in_flight=256)
     values = [_request(i) for i in range(n)]
     store = MemoryDedupeStore() if dedupe == "memory" else None
     limiter = MemoryRateLimiter()

@@ -152,12 +152,9 @@ def _handler(settings: KafkaSettings, options: list[str]) -> Handler:
     if settings.handler is not None:
         kwargs = dict(option.split("=", 1) for option in options)
         return load_handler_factory(settings.handler)(**kwargs)
-    proxy = settings.proxy
     # Read once at start-up; the key is never logged or put in errors.
     api_key = os.environ.get("LITELLM_MASTER_KEY")
-    return ProxyCompletionHandler(
-        proxy.url, api_key=api_key, timeout_s=proxy.timeout_s, provider=proxy.provider
-    )
+    return ProxyCompletionHandler.from_settings(settings.proxy, api_key=api_key)
 
 
 async def _consume(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from consumers.errors import (
     ProviderUnavailable,
 )
 from consumers.handlers import Completion, HandlerContext
+from consumers.settings import ProxySettings
 from schemas import RequestEvent, ToolCall, Usage, child_traceparent
 
 __all__ = ["ProxyCompletionHandler", "error_for_response", "parse_retry_after"]
@@ -114,6 +115,11 @@ class ProxyCompletionHandler:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._encoder = msgspec.json.Encoder()
+
+    @classmethod
+    def from_settings(cls, proxy: ProxySettings, *, api_key: str | None) -> ProxyCompletionHandler:
+        """The handler `gateway_settings.kafka.proxy` describes; the key comes from the caller."""
+        return cls(proxy.url, api_key=api_key, timeout_s=proxy.timeout_s, provider=proxy.provider)
 
     @property
     def provider(self) -> str:
