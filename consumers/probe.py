@@ -91,8 +91,12 @@ class ResultsProbe:
         """Drop cached scans (after a rebalance: new previous owners, new ranges)."""
         self._scanned.clear()
 
-    async def contains(self, key: bytes, *, since_ms: int) -> bool:
-        """True if a record keyed `key` exists among results produced after `since_ms`."""
+    async def contains(self, key: bytes, *, since_ms: int, refresh: bool = False) -> bool:
+        """True if a record keyed `key` exists among results produced after `since_ms`.
+
+        `refresh` also reads results appended since the first look-up: needed when this very
+        process may have published the result (a publish that failed after reaching the log).
+        """
         async with self._lock:
             consumer = await self._ensure_started()
             if not self._partitions:
@@ -105,8 +109,25 @@ class ResultsProbe:
                 scanned = self._scanned[partition] = _Scanned(low=end, high=end)
             if key in scanned.keys:
                 return True
+            if refresh:
+                await self._scan_forward(consumer, tp, scanned)
             await self._scan_back(consumer, tp, scanned, since_ms - self._skew_ms)
             return key in scanned.keys
+
+    async def _scan_forward(self, consumer: Any, tp: Any, scanned: _Scanned) -> None:
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, scanned.high)
+        empty_polls = 0
+        while scanned.high < end and empty_polls < 3:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=_CHUNK)
+            records = batch.get(tp, [])
+            if not records:
+                empty_polls += 1
+                continue
+            for record in records:
+                if record.key is not None:
+                    scanned.keys.add(record.key)
+            scanned.high = records[-1].offset + 1
 
     def _covered(self, scanned: _Scanned, cutoff_ms: int) -> bool:
         return (

@@ -113,11 +113,15 @@ class EventProcessor:
         self._probe = probe
         self._limits: dict[tuple[str, str], RateLimit | None] = {}
 
-    async def process(self, record: Any, *, maybe_redelivered: bool = False) -> None:
+    async def process(
+        self, record: Any, *, maybe_redelivered: bool = False, retry: bool = False
+    ) -> None:
         """Settle one record; returns when its outcome is durably published.
 
         `maybe_redelivered`: a previous owner of the partition may have processed this record,
         so when the dedupe store does not know its result, the results topic is checked.
+        `retry`: an earlier call for this record failed, possibly after its result reached the
+        log; the look-up then also covers results published since the probe's first scan.
         """
         ce = parse_headers(record.headers or ())
         traceparent = child_traceparent(ce.traceparent if ce else None)
@@ -136,7 +140,7 @@ class EventProcessor:
                 )
                 return
             with structlog.contextvars.bound_contextvars(event_id=event.event_id, task=event.task):
-                await self._process_event(record, event, traceparent, maybe_redelivered)
+                await self._process_event(record, event, traceparent, maybe_redelivered, retry)
 
     def _decode(self, record: Any) -> RequestEvent:
         value: bytes | None = record.value
@@ -153,14 +157,19 @@ class EventProcessor:
             raise EventRejected(_classify(exc), str(exc)[:500]) from exc
 
     async def _process_event(
-        self, record: Any, event: RequestEvent, traceparent: str, maybe_redelivered: bool
+        self,
+        record: Any,
+        event: RequestEvent,
+        traceparent: str,
+        maybe_redelivered: bool,
+        retry: bool,
     ) -> None:
         # Only a record a previous owner may have processed can have a result already; for
         # the rest (the steady state) the claim in _publish_once still catches duplicates
         # produced upstream, and skipping the look-up saves a store round trip per event.
-        if maybe_redelivered and (
+        if (maybe_redelivered or retry) and (
             await self._already_published(event.event_id)
-            or await self._on_results_topic(event.event_id, record)
+            or await self._on_results_topic(event.event_id, record, refresh=retry)
         ):
             self._metrics.duplicates_skipped.inc()
             _log.info("consumer.duplicate_skipped")
@@ -311,11 +320,14 @@ class EventProcessor:
             _log.warning("consumer.dedupe_unavailable", error=type(exc).__name__, detail=str(exc))
             return False
 
-    async def _on_results_topic(self, event_id: str, record: Any) -> bool:
+    async def _on_results_topic(self, event_id: str, record: Any, *, refresh: bool) -> bool:
         """The crash-window check (see `consumers.probe`); settles the marker when found."""
         if self._probe is None:
             return False
-        if not await self._probe.contains(event_id.encode(), since_ms=int(record.timestamp)):
+        found = await self._probe.contains(
+            event_id.encode(), since_ms=int(record.timestamp), refresh=refresh
+        )
+        if not found:
             return False
         _log.warning("consumer.result_found_without_marker")
         try:

@@ -269,7 +269,7 @@ class ConsumerService:
         failures = 0
         while True:
             try:
-                await processor.process(record, maybe_redelivered=redelivered)
+                await processor.process(record, maybe_redelivered=redelivered, retry=failures > 0)
                 return
             except asyncio.CancelledError:
                 raise

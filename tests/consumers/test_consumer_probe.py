@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from consumers.probe import ResultsProbe
 
 
-async def _probe_with(kafka_broker: Any, keys: list[bytes]) -> ResultsProbe:
+async def _probe_with(kafka_broker: Any, keys: list[bytes]) -> tuple[ResultsProbe, str]:
     topic = f"probe-{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topic(topic, 3)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
@@ -30,22 +30,41 @@ async def _probe_with(kafka_broker: Any, keys: list[bytes]) -> ResultsProbe:
     async def cached(_name: str) -> set[int]:
         return known
 
-    return ResultsProbe(
+    probe = ResultsProbe(
         bootstrap_servers=kafka_broker.bootstrap_servers,
         topic=topic,
         client_id="t",
         partitions_of=cached,
     )
+    return probe, topic
 
 
 async def test_finds_results_already_published(kafka_broker: Any) -> None:
     """A key published before the look-up is found; an absent key is not."""
     keys = [f"req-{n}".encode() for n in range(50)]
-    probe = await _probe_with(kafka_broker, keys)
+    probe, _topic = await _probe_with(kafka_broker, keys)
     try:
         since = int(time.time() * 1000) - 60_000
         assert await probe.contains(b"req-7", since_ms=since)
         assert await probe.contains(b"req-49", since_ms=since)
         assert not await probe.contains(b"req-missing", since_ms=since)
+    finally:
+        await probe.stop()
+
+
+async def test_refresh_sees_results_published_after_the_first_look_up(kafka_broker: Any) -> None:
+    """A result appended after the first scan is found only when a refresh is asked for."""
+    probe, topic = await _probe_with(kafka_broker, [b"req-old"])
+    since = int(time.time() * 1000) - 60_000
+    try:
+        assert not await probe.contains(b"req-late", since_ms=since)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"{}", key=b"req-late")
+        finally:
+            await producer.stop()
+        assert not await probe.contains(b"req-late", since_ms=since)
+        assert await probe.contains(b"req-late", since_ms=since, refresh=True)
     finally:
         await probe.stop()
