@@ -29,7 +29,6 @@ probe's scan bound. Results are keyed by the request id so readers can drop such
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from typing import Any
@@ -37,6 +36,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from consumers.deadletters import classify_decode_error, dead_letter_for, error_chain
 from consumers.dedupe import DedupeStore, DedupeStoreError
 from consumers.errors import EventRejected, NoHandler, ProviderRateLimited
 from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry
@@ -49,43 +49,17 @@ from consumers.settings import KafkaSettings
 from schemas import (
     CompletionFailed,
     CompletionSucceeded,
-    DeadLetter,
     ErrorInfo,
     EventCodec,
     JobProgress,
-    RawHeader,
     RequestEvent,
     child_traceparent,
     parse_headers,
-    utc_now,
 )
 
-__all__ = ["EventProcessor", "error_chain"]
+__all__ = ["EventProcessor"]
 
 _log = structlog.get_logger(__name__)
-
-
-def error_chain(error: BaseException) -> list[ErrorInfo]:
-    """The error and its causes, outermost first, as ErrorInfo entries (bounded)."""
-    chain: list[ErrorInfo] = []
-    current: BaseException | None = error
-    while current is not None and len(chain) < 8:
-        chain.append(
-            ErrorInfo(
-                type=type(current).__name__,
-                message=str(current)[:500],
-                retriable=is_retriable(current),
-            )
-        )
-        current = current.__cause__ or current.__context__
-    return chain
-
-
-def _classify(exc: msgspec.DecodeError) -> str:
-    text = str(exc)
-    if isinstance(exc, msgspec.ValidationError):
-        return "unknown_type" if "`$.type`" in text else "invalid"
-    return "malformed"
 
 
 class EventProcessor:
@@ -154,7 +128,7 @@ class EventProcessor:
         try:
             return self._codec.decode_request(value)
         except msgspec.DecodeError as exc:
-            raise EventRejected(_classify(exc), str(exc)[:500]) from exc
+            raise EventRejected(classify_decode_error(exc), str(exc)[:500]) from exc
 
     async def _process_event(
         self,
@@ -388,24 +362,7 @@ class EventProcessor:
         _log.warning("consumer.dead_lettered", reason=reason)
         if not self._settings.dead_letters_enabled:
             return
-        letter = DeadLetter(
-            event_id=f"dlq.{record.topic}.{record.partition}.{record.offset}",
-            original_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=[RawHeader(key=k, value=v) for k, v in (record.headers or ())],
-            reason=reason,
-            error_chain=errors,
-            first_seen=utc_now(),
-            attempts=attempts,
-        )
-        key = (
-            record.key
-            if record.key is not None
-            else base64.b64encode(f"{record.partition}:{record.offset}".encode())
-        )
+        letter, key = dead_letter_for(record, reason, errors, attempts=attempts)
         await self._publisher.publish(
             self._settings.topics.dead_letters.name, letter, key=key, traceparent=traceparent
         )
