@@ -118,8 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _settings(args: argparse.Namespace) -> KafkaSettings:
     settings = load_kafka_settings(args.config)
     changes: dict[str, Any] = {}
-    if args.bootstrap:
-        changes["bootstrap_servers"] = args.bootstrap
+    # Precedence: the flag, then the environment (how deployments and `gateway up` say where
+    # the cluster is), then the config file.
+    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if bootstrap:
+        changes["bootstrap_servers"] = bootstrap
     if getattr(args, "group", None):
         changes["group_id"] = args.group
     if getattr(args, "metrics_port", None) is not None:

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=4000)
     up.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG))
     up.add_argument("--log-json", action="store_true", help="JSON logs (default: readable)")
+    up.add_argument(
+        "--no-kafka",
+        action="store_true",
+        help="serve the proxy only: no Kafka broker and no consumers in this process",
+    )
     up.set_defaults(handler=_cmd_up)
 
     config = sub.add_parser("config", help="configuration tools")
@@ -115,6 +120,13 @@ async def _up(args: argparse.Namespace) -> None:
     )
     # Started in this order, stopped in reverse. New components go here.
     components: list[Component] = [emulators, proxy]
+    kafka = None
+    if not args.no_kafka:
+        from proxy.eventing import ConsumersComponent, KafkaComponent  # noqa: PLC0415
+
+        kafka = KafkaComponent(args.config, environ)
+        consumers = ConsumersComponent(kafka, proxy_url=lambda: proxy.url, master_key=master_key)
+        components += [kafka, consumers]
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,8 +134,17 @@ async def _up(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     def ready() -> None:
-        url = proxy.server.url if proxy.server else "?"
-        _print_banner(missing, emulators.urls, url, master_key if generated else None)
+        _print_banner(missing, emulators.urls, proxy.url, master_key if generated else None)
+        if kafka is not None:
+            where = "EMBEDDED broker" if kafka.embedded else "configured cluster"
+            topics = kafka.settings.topics
+            print(
+                f"gateway: kafka {where} at {kafka.bootstrap_servers}; consumers read "
+                f"{topics.requests.name}, write {topics.results.name} / {topics.status.name} / "
+                f"{topics.dead_letters.name}",
+                flush=True,
+            )
+        print("gateway: ready", flush=True)
 
     await run_components(components, stop, on_ready=ready)
 
@@ -143,7 +164,6 @@ def _print_banner(
     out(f"gateway: proxy listening on {proxy_url} (OpenAI-compatible: {proxy_url}/v1)")
     if generated_key:
         out(f"gateway: LITELLM_MASTER_KEY was not set; generated for this run: {generated_key}")
-    out("gateway: ready")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

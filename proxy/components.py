@@ -102,6 +102,12 @@ class ProxyComponent:
         self._master_key = master_key
         self.server: ProxyServer | None = None
 
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("the proxy has not started")
+        return self.server.url
+
     async def start(self) -> None:
         settings = build_settings(self._config, self._environ, master_key=self._master_key)
         self.server = ProxyServer(settings, host=self._host, port=self._port)

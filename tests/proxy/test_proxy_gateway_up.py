@@ -149,8 +149,26 @@ def test_embedded_default_serves_each_task(embedded: Gateway, task: str, provide
     assert httpx.get(f"{emulator}/_emulator/stats").json()["requests"] == before + 1
 
 
+def test_embedded_default_round_trips_an_event_through_kafka(embedded: Gateway) -> None:
+    """An event sent with `gateway send --wait` is answered on the results topic via the proxy."""
+    servers = embedded.printed(r"kafka EMBEDDED broker at (\S+);")
+    done = subprocess.run(
+        [str(GATEWAY), "send", "--task", "captioning", "--text", "kafka round trip", "--wait"],
+        cwd=ROOT,
+        env={**_base_env(), "KAFKA_BOOTSTRAP_SERVERS": servers},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"type":"completion.succeeded"' in done.stdout
+    assert "[anthropic-emulator claude-sonnet-4" in done.stdout
+
+
 def test_sigterm_stops_cleanly_without_leftover_children(embedded: Gateway) -> None:
     """SIGTERM makes `gateway up` exit 0, leaving no child process and a closed port."""
+    assert any("kafka EMBEDDED broker" in line for line in embedded.lines)
     children = _children(embedded.process.pid)
     assert embedded.terminate() == 0
     assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}
