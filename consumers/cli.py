@@ -123,6 +123,10 @@ def _settings(args: argparse.Namespace) -> KafkaSettings:
     bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if bootstrap:
         changes["bootstrap_servers"] = bootstrap
+    if redis_url := os.environ.get("REDIS_URL"):
+        # One Redis holds both the dedupe records and the shared rate-limit buckets.
+        changes["dedupe_redis_url"] = redis_url
+        changes["rate_limit_redis_url"] = redis_url
     if getattr(args, "group", None):
         changes["group_id"] = args.group
     if getattr(args, "metrics_port", None) is not None:

@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.config import ConfigError
 
@@ -69,6 +70,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
     try:
         settings = build_settings(args.config, os.environ, master_key="config-check-only")
+        kafka = _kafka_settings(args.config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -79,9 +81,25 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         f"timeout={r.request_timeout_s}s max_retry_after={r.max_retry_after_s}s"
     )
     print(f"keys: {'postgresql store' if settings.keys.database_url else 'environment only'}")
+    if kafka is not None:
+        t = kafka.topics
+        print(
+            f"kafka: {kafka.bootstrap_servers or 'embedded (or KAFKA_BOOTSTRAP_SERVERS)'} "
+            f"group={kafka.group_id} topics={t.requests.name}/{t.results.name}/"
+            f"{t.status.name}/{t.dead_letters.name}"
+        )
     print("routing (task -> providers in order):")
     print(settings.routing.describe())
     return 0
+
+
+def _kafka_settings(config: Path) -> Any:
+    """`gateway_settings.kafka`, validated; None when the consumers package is not installed."""
+    try:
+        from consumers.settings import load_kafka_settings  # noqa: PLC0415
+    except ModuleNotFoundError:
+        return None
+    return load_kafka_settings(config)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:

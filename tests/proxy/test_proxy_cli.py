@@ -31,6 +31,19 @@ def test_config_check_rejects_a_fallback_to_a_missing_group(
     assert "captioning-typo" in capsys.readouterr().err
 
 
+def test_config_check_rejects_an_unknown_kafka_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in gateway_settings.kafka exits 2 and names the section and the field."""
+    broken = tmp_path / "litellm_config.yaml"
+    text = REPO_CONFIG.read_text().replace("max_in_flight_per_partition:", "max_inflight:")
+    broken.write_text(text)
+    assert main(["config", "check", "--config", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "gateway_settings.kafka" in err
+    assert "max_inflight" in err
+
+
 def test_plugin_subcommands_are_registered(capsys: pytest.CaptureFixture[str]) -> None:
     """Subcommands contributed by other packages (emulators, kafka) appear in `gateway --help`."""
     with pytest.raises(SystemExit):
