@@ -3,6 +3,7 @@ a config edit switches a task's provider, and SIGTERM stops everything cleanly."
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -147,6 +148,57 @@ def test_embedded_default_serves_each_task(embedded: Gateway, task: str, provide
         )
     assert f"[{provider}-emulator" in (completion.choices[0].message.content or "")
     assert httpx.get(f"{emulator}/_emulator/stats").json()["requests"] == before + 1
+
+
+_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "tag_product",
+        "description": "Attach catalogue tags to a product",
+        "parameters": {
+            "type": "object",
+            "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+            "required": ["tags"],
+        },
+    },
+}
+_TASKS = ["captioning", "styling", "vision-analysis", "visibility", "video-summarization"]
+
+
+@pytest.mark.parametrize("task", _TASKS)
+@pytest.mark.parametrize("mode", ["streaming", "json", "tools", "multi-image"])
+def test_embedded_default_serves_every_mode_of_every_task(
+    embedded: Gateway, task: str, mode: str
+) -> None:
+    """Streaming, JSON mode, tools and multi-image vision work for each task via `gateway up`."""
+    key = embedded.printed(r"generated for this run: (\S+)")
+    messages: list[Any] = [{"role": "user", "content": f"{mode} request for {task}"}]
+    with openai.OpenAI(base_url=f"{embedded.url}/v1", api_key=key, max_retries=0) as sdk:
+        if mode == "streaming":
+            stream = sdk.chat.completions.create(model=task, messages=messages, stream=True)
+            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            assert "-emulator" in text
+        elif mode == "json":
+            reply = sdk.chat.completions.create(
+                model=task, messages=messages, response_format={"type": "json_object"}
+            )
+            assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
+        elif mode == "tools":
+            reply = sdk.chat.completions.create(model=task, messages=messages, tools=[_TOOL])
+            calls = reply.choices[0].message.tool_calls or []
+            assert [c.function.name for c in calls] == ["tag_product"]
+            assert isinstance(json.loads(calls[0].function.arguments)["tags"], list)
+        else:
+            parts = [{"type": "text", "text": "compare these"}]
+            parts += [{"type": "image_url", "image_url": {"url": _PNG}} for _ in range(3)]
+            reply = sdk.chat.completions.create(
+                model=task, messages=[{"role": "user", "content": parts}]
+            )
+            assert "3 image(s)" in (reply.choices[0].message.content or "")
 
 
 def test_embedded_default_round_trips_an_event_through_kafka(embedded: Gateway) -> None:
