@@ -203,7 +203,7 @@ def main() -> int:
             servers: dict[str, tuple[int, str]] = {}
             for name, cmd in (
                 ("stock", [str(BIN / "litellm"), "--config", str(stock_cfg)]),
-                ("gateway", [str(BIN / "gateway"), "up", "--config", str(ours_cfg)]),
+                ("gateway", [str(BIN / "gateway"), "up", "--no-kafka", "--config", str(ours_cfg)]),
             ):
                 port = free_port()
                 proc = subprocess.Popen(
