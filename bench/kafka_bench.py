@@ -1,34 +1,54 @@
 """Throughput and latency of the consumer runtime against the embedded Kafka broker.
 
-    python bench/kafka_bench.py [--events 20000] [--slow-events 10000] [--dedupe redis|memory]
+    python bench/kafka_bench.py [--events 20000] [--slow-events 10000] [--rate 1500]
+                                [--dedupe redis|memory|both]
 
-(a) raw aiokafka: produce and consume 1 KB messages (the ceiling for anything built on it);
-(b) the runtime with a no-op handler: consume, decode, handle, publish result, commit;
-(c) a handler that awaits 2 s (a slow provider) at a steady offered load: events/s, the
-    latency the runtime adds on top of the 2 s, and the process's peak RSS.
+Every measured part runs in its own process, started fresh, holding only what it measures:
+the broker is a `python -m emulators.kafka` child, loads are preloaded (untimed) or produced
+by a separate load process, and results are read by yet another process. The Kafka record
+timestamps (CreateTime, set by each producer) carry send times between processes.
+
+(a) baseline: what a consume -> process -> produce service costs on raw aiokafka. Over a topic
+    preloaded with N 1 KB requests, a plain AIOKafkaConsumer.getmany() loop sends one 1 KB
+    result per record with AIOKafkaProducer.send() and commits periodically, until all N
+    results are acknowledged. Plain produce-only and consume-only rates are printed for context.
+(b) the runtime (ConsumerService) with a no-op handler over an identically preloaded topic:
+    consume, decode, dedupe, handle, publish the result, commit; timed until its own completed
+    counter reaches N (no reader inside the measured process). Ratio (b)/(a) target >= 0.5.
+(c) a handler that awaits 2 s (a slow provider) at a steady offered load from a separate
+    producer process: sustained events/s, added latency (result timestamp minus request
+    timestamp minus 2 s) and the consumer process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import os
 import resource
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
+import redis.asyncio
+import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from consumers import Completion, ConsumerService, HandlerContext, KafkaSettings
 from consumers.dedupe import MemoryDedupeStore
 from consumers.ratelimit import MemoryRateLimiter
 from consumers.settings import ConsumerTuning, TopicSettings, TopicsSettings
-from emulators.kafka import EmbeddedKafka
-from schemas import ChatMessage, CompletionRequested, EventCodec, RequestEvent
+from core.logging import configure_logging
+from schemas import ChatMessage, CompletionRequested, EventCodec, RequestEvent, build_headers
 
-CODEC = EventCodec()
-PAYLOAD_TEXT = "x" * 900  # with the envelope, a request is ~1 KB
+PAYLOAD_TEXT = "x" * 830  # with the envelope, a request is ~1 KB
+PARTITIONS = 8  # keeps each partition under the embedded broker's ~5 MiB retention
 
 
 class NoOp:
@@ -45,43 +65,140 @@ class NoOp:
 
 
 class Sleeper(NoOp):
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
     async def handle(self, event: RequestEvent, ctx: HandlerContext) -> Completion:
-        await asyncio.sleep(self.seconds)
+        await asyncio.sleep(2.0)
         return Completion(provider="bench", model="sleep", content="ok")
 
 
-def _request(i: int) -> bytes:
-    return CODEC.encode(
-        CompletionRequested(
-            event_id=str(uuid.uuid4()),
-            subject=f"s{i}",
-            task="captioning",
-            messages=[ChatMessage(role="user", content=PAYLOAD_TEXT)],
-        )
-    )
+def _run(coro_fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+    # Production consumers run on uvloop (see consumers.cli); every bench process does too.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro_fn(*args))
 
 
-def _settings(
-    kafka: EmbeddedKafka, partitions: int, in_flight: int, fetch_wait_ms: int = 50
-) -> KafkaSettings:
-    tag = uuid.uuid4().hex[:6]
-    topics = TopicsSettings(
-        requests=TopicSettings(name=f"b-req-{tag}", partitions=partitions),
-        results=TopicSettings(name=f"b-res-{tag}", partitions=partitions),
-        status=TopicSettings(name=f"b-st-{tag}", partitions=1),
-        dead_letters=TopicSettings(name=f"b-dlq-{tag}", partitions=1),
+def _child(queue: Any, coro_fn: Any, args: tuple[Any, ...]) -> None:
+    configure_logging(json=True, level="WARNING")
+    queue.put(_run(coro_fn, *args))
+
+
+def in_process(coro_fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+    """Run `coro_fn(*args)` in a fresh spawned process and return its result."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, coro_fn, args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def _request(i: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    event = CompletionRequested(
+        event_id=str(uuid.uuid4()),
+        subject=f"s{i}",
+        task="captioning",
+        messages=[ChatMessage(role="user", content=PAYLOAD_TEXT)],
     )
-    for topic in topics.all():
-        kafka.create_topic(topic.name, topic.partitions)
+    headers = build_headers(
+        event_id=event.event_id, event_type="completion.requested", source="urn:bench"
+    )
+    return event.event_id.encode(), EventCodec().encode(event), headers
+
+
+async def create_topics(servers: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def preload(servers: str, topic: str, n: int) -> float:
+    """Produce `n` ~1 KB request records; returns the produce-only rate."""
+    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=5, max_batch_size=256_000)
+    await producer.start()
+    records = [_request(i) for i in range(n)]
+    started = time.perf_counter()
+    futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
+    await asyncio.gather(*futures)
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    return n / elapsed
+
+
+async def consume_only(servers: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=4_000_000,
+    )
+    await consumer.start()
+    seen = 0
+    started = time.perf_counter()
+    while seen < n:
+        batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+        seen += sum(len(records) for records in batches.values())
+    elapsed = time.perf_counter() - started
+    await consumer.stop()
+    return n / elapsed
+
+
+async def baseline(servers: str, topic: str, out: str, n: int) -> float:
+    """Raw consume -> produce one 1 KB result per record -> periodic commit, until acked."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, enable_idempotence=True, acks="all", linger_ms=2,
+        max_batch_size=1_048_576,
+    )  # fmt: skip
+    await consumer.start()
+    await producer.start()
+    result = b"r" * 1024
+    pending: list[asyncio.Future[Any]] = []
+    sent = 0
+    batches = {}
+    while not batches:  # the clock starts at the first records, as it does for (b)
+        batches = await consumer.getmany(timeout_ms=50, max_records=2000)
+    started = time.perf_counter()
+    last_commit = started
+    while True:
+        for records in batches.values():
+            for record in records:
+                pending.append(await producer.send(out, result, key=record.key))
+            sent += len(records)
+        if sent >= n:
+            break
+        if time.perf_counter() - last_commit > 0.5:
+            await asyncio.gather(*pending)
+            pending.clear()
+            await consumer.commit()
+            last_commit = time.perf_counter()
+        batches = await consumer.getmany(timeout_ms=50, max_records=2000)
+    await asyncio.gather(*pending)
+    await consumer.commit()
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    await consumer.stop()
+    return n / elapsed
+
+
+def _settings(servers: str, tag: str, in_flight: int, fetch_wait_ms: int) -> KafkaSettings:
     return msgspec.convert(
         msgspec.to_builtins(
             KafkaSettings(
-                bootstrap_servers=kafka.bootstrap_servers,
+                bootstrap_servers=servers,
                 group_id=f"b-{tag}",
-                topics=topics,
+                topics=_topics(tag),
                 max_in_flight_per_partition=in_flight,
                 ordering_per_key=False,
                 dedupe_namespace=f"bench-{tag}",
@@ -93,22 +210,67 @@ def _settings(
     )
 
 
-async def _produce(servers: str, topic: str, values: list[bytes]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=5, max_batch_size=256_000)
+def _topics(tag: str) -> TopicsSettings:
+    return TopicsSettings(
+        requests=TopicSettings(name=f"b-req-{tag}", partitions=PARTITIONS),
+        results=TopicSettings(name=f"b-res-{tag}", partitions=PARTITIONS),
+        status=TopicSettings(name=f"b-st-{tag}", partitions=1),
+        dead_letters=TopicSettings(name=f"b-dlq-{tag}", partitions=1),
+    )
+
+
+def _completed(service: ConsumerService) -> float:
+    value = service.metrics.registry.get_sample_value(
+        "consumer_events_completed_total", {"task": "captioning"}
+    )
+    return value or 0.0
+
+
+async def runtime(servers: str, tag: str, n: int, dedupe: str, slow: bool) -> dict[str, float]:
+    """Run a ConsumerService until its completed counter reaches `n`."""
+    # The embedded broker holds every fetch for the full fetch_max_wait_ms (a real broker
+    # answers as soon as data arrives), so (c) uses a short wait to keep that out of latency.
+    settings = _settings(
+        servers, tag, in_flight=512 if slow else 256, fetch_wait_ms=10 if slow else 50
+    )
+    store = MemoryDedupeStore() if dedupe == "memory" else None
+    handler = Sleeper() if slow else NoOp()
+    async with ConsumerService(settings, handler, dedupe=store, limiter=MemoryRateLimiter()) as svc:
+        started: float | None = None
+        while _completed(svc) < n:
+            if started is None and svc.metrics.registry.get_sample_value(
+                "consumer_events_consumed_total", {"topic": settings.topics.requests.name}
+            ):
+                started = time.perf_counter()
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - (started or 0.0)
+    return {
+        "events_per_s": n / elapsed,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+async def load(servers: str, topic: str, n: int, rate: int) -> None:
+    """Offered load: `rate` requests per second; record timestamps are the send times."""
+    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=1)
     await producer.start()
+    records = [_request(i) for i in range(n)]
     started = time.perf_counter()
-    futures = [
-        await producer.send(topic, value, key=str(i).encode()) for i, value in enumerate(values)
-    ]
+    futures = []
+    for i, (key, value, headers) in enumerate(records):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        futures.append(await producer.send(topic, value, key=key, headers=headers))
     await asyncio.gather(*futures)
-    elapsed = time.perf_counter() - started
     await producer.stop()
-    return elapsed
 
 
-async def _count(servers: str, topic: str, n: int, *, timestamps: bool = False) -> list[Any]:
+async def latencies(servers: str, req_topic: str, res_topic: str, n: int) -> dict[str, float]:
+    """Added latency per event: result CreateTime - request CreateTime - 2 s."""
     consumer = AIOKafkaConsumer(
-        topic,
+        req_topic,
+        res_topic,
         bootstrap_servers=servers,
         group_id=None,
         auto_offset_reset="earliest",
@@ -116,97 +278,117 @@ async def _count(servers: str, topic: str, n: int, *, timestamps: bool = False) 
         max_partition_fetch_bytes=4_000_000,
     )
     await consumer.start()
-    seen: list[Any] = []
-    try:
-        while len(seen) < n:
-            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for records in batches.values():
-                seen.extend((r.timestamp, r.key) if timestamps else 1 for r in records)
-    finally:
-        await consumer.stop()
-    return seen
-
-
-async def raw(kafka: EmbeddedKafka, n: int) -> float:
-    topic = f"raw-{uuid.uuid4().hex[:6]}"
-    kafka.create_topic(topic, 8)
-    values = [b"v" * 1024] * n
-    started = time.perf_counter()
-    reader = asyncio.create_task(_count(kafka.bootstrap_servers, topic, n))
-    await _produce(kafka.bootstrap_servers, topic, values)
-    await reader
-    return n / (time.perf_counter() - started)
-
-
-async def runtime_noop(kafka: EmbeddedKafka, n: int, dedupe: str) -> float:
-    # 8 partitions keep each under the embedded broker's ~5 MiB per-partition retention, which
-    # silently drops the oldest records of a lagging partition.
-    settings = _settings(kafka, partitions=8, in_flight=256)
-    values = [_request(i) for i in range(n)]
-    store = MemoryDedupeStore() if dedupe == "memory" else None
-    limiter = MemoryRateLimiter()
-    started = time.perf_counter()
-    reader = asyncio.create_task(_count(kafka.bootstrap_servers, settings.topics.results.name, n))
-    async with ConsumerService(settings, NoOp(), dedupe=store, limiter=limiter):
-        await _produce(kafka.bootstrap_servers, settings.topics.requests.name, values)
-        await reader
-        elapsed = time.perf_counter() - started
-    return n / elapsed
-
-
-async def runtime_slow(kafka: EmbeddedKafka, n: int, rate: int, dedupe: str) -> dict[str, float]:
-    # The embedded broker holds every fetch for the full fetch_max_wait_ms (a real broker
-    # answers as soon as data arrives), so a short wait keeps that artefact out of latency.
-    settings = _settings(kafka, partitions=12, in_flight=512, fetch_wait_ms=10)
-    store = MemoryDedupeStore() if dedupe == "memory" else None
-    reader = asyncio.create_task(
-        _count(kafka.bootstrap_servers, settings.topics.results.name, n, timestamps=True)
-    )
-    sent: dict[bytes, float] = {}
-    async with ConsumerService(settings, Sleeper(2.0), dedupe=store, limiter=MemoryRateLimiter()):
-        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, linger_ms=2)
-        await producer.start()
-        started = time.perf_counter()
-        for i in range(n):
-            # Offered load: `rate` events per second, sent in 10 ms slices.
-            due = started + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            value = _request(i)
-            event_id = msgspec.json.decode(value)["event_id"].encode()
-            sent[event_id] = time.time() * 1000
-            await producer.send(settings.topics.requests.name, value, key=str(i).encode())
-        await producer.flush()
-        results = await reader
-        elapsed = time.perf_counter() - started
-        await producer.stop()
-    added = sorted(ts - sent[key] - 2000.0 for ts, key in results)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sent: dict[bytes, int] = {}
+    done: dict[bytes, int] = {}
+    while len(done) < n or len(sent) < n:
+        batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+        for tp, records in batches.items():
+            target = sent if tp.topic == req_topic else done
+            for r in records:
+                target[r.key] = r.timestamp
+    await consumer.stop()
+    added = sorted(done[k] - sent[k] - 2000.0 for k in done)
+    span_s = (max(done.values()) - min(sent.values()) - 2000.0) / 1000
     return {
-        # The last events finish 2 s after they were sent; that tail is handler time, not
-        # throughput, so it is taken off the elapsed time.
-        "events_per_s": n / max(elapsed - 2.0, 1e-9),
+        "events_per_s": n / span_s,
         "p50_added_ms": added[len(added) // 2],
         "p99_added_ms": added[int(len(added) * 0.99)],
-        "max_rss_mb": rss_mb,
+        "max_added_ms": added[-1],
     }
 
 
-async def main(args: argparse.Namespace) -> None:
-    with EmbeddedKafka(brokers=1) as kafka:
-        a = await raw(kafka, args.events)
-        print(f"(a) raw aiokafka produce+consume, 1 KB: {a:,.0f} msg/s")
-        b = await runtime_noop(kafka, args.events, args.dedupe)
-        print(f"(b) runtime, no-op handler, dedupe={args.dedupe}: {b:,.0f} events/s")
-        print(f"    ratio (b)/(a) = {b / a:.2f} (target >= 0.5)")
-        c = await runtime_slow(kafka, args.slow_events, args.rate, args.dedupe)
-        print(
-            f"(c) 2 s handler at {args.rate}/s offered: "
-            f"{c['events_per_s']:,.0f} events/s sustained, "
-            f"added latency p50 {c['p50_added_ms']:.0f} ms p99 {c['p99_added_ms']:.0f} ms, "
-            f"peak RSS {c['max_rss_mb']:.0f} MB (targets >= 1000/s, p99 <= 100 ms, <= 1024 MB)"
-        )
+def start_broker() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulators.kafka", "--port", "0", "--partitions", str(PARTITIONS)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("KAFKA_BOOTSTRAP_SERVERS="):
+            return proc, line.strip().split("=", 1)[1]
+    raise RuntimeError("embedded broker did not start")
+
+
+async def drop_dedupe_keys(tag: str) -> None:
+    client = redis.asyncio.Redis()
+    try:
+        keys = [key async for key in client.scan_iter(f"bench-{tag}:*", count=5000)]
+        for i in range(0, len(keys), 5000):
+            await client.unlink(*keys[i : i + 5000])
+    finally:
+        await client.aclose()
+
+
+def noop_run(servers: str, n: int, dedupe: str) -> float:
+    tag = uuid.uuid4().hex[:6]
+    topics = _topics(tag)
+    _run(create_topics, servers, [t.name for t in topics.all()], PARTITIONS)
+    in_process(preload, servers, topics.requests.name, n)
+    result: dict[str, float] = in_process(runtime, servers, tag, n, dedupe, False)
+    _run(drop_dedupe_keys, tag)
+    return result["events_per_s"]
+
+
+def slow_run(servers: str, n: int, rate: int, dedupe: str) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:6]
+    topics = _topics(tag)
+    _run(create_topics, servers, [t.name for t in topics.all()], PARTITIONS)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    consumer = ctx.Process(target=_child, args=(queue, runtime, (servers, tag, n, dedupe, True)))
+    consumer.start()
+    time.sleep(3.0)  # group join; the load starts against a running consumer
+    reader = ctx.Process(
+        target=_child,
+        args=(queue, latencies, (servers, topics.requests.name, topics.results.name, n)),
+    )
+    reader.start()
+    in_process(load, servers, topics.requests.name, n, rate)
+    results = [queue.get(), queue.get()]
+    consumer.join()
+    reader.join()
+    _run(drop_dedupe_keys, tag)
+    merged: dict[str, float] = {}
+    for part in results:
+        if "p99_added_ms" in part:
+            merged.update(part)
+        else:
+            merged["max_rss_mb"] = part["max_rss_mb"]
+    return merged
+
+
+def main(args: argparse.Namespace) -> None:
+    broker, servers = start_broker()
+    try:
+        tag = uuid.uuid4().hex[:6]
+        raw_in, raw_out = f"raw-in-{tag}", f"raw-out-{tag}"
+        _run(create_topics, servers, [raw_in, raw_out], PARTITIONS)
+        produce = in_process(preload, servers, raw_in, args.events)
+        consume = in_process(consume_only, servers, raw_in, args.events)
+        print(f"    context: produce-only {produce:,.0f} msg/s, consume-only {consume:,.0f} msg/s")
+        a = in_process(baseline, servers, raw_in, raw_out, args.events)
+        print(f"(a) raw aiokafka consume -> produce 1 KB result -> commit: {a:,.0f} msg/s")
+        stores = ["redis", "memory"] if args.dedupe == "both" else [args.dedupe]
+        for store in stores:
+            b = noop_run(servers, args.events, store)
+            print(
+                f"(b) runtime, no-op handler, dedupe={store}: {b:,.0f} events/s, "
+                f"(b)/(a) = {b / a:.2f} (target >= 0.5)"
+            )
+        for store in stores:
+            c = slow_run(servers, args.slow_events, args.rate, store)
+            print(
+                f"(c) 2 s handler, dedupe={store}, {args.rate}/s offered: "
+                f"{c['events_per_s']:,.0f} events/s sustained, added latency "
+                f"p50 {c['p50_added_ms']:.0f} ms p99 {c['p99_added_ms']:.0f} ms "
+                f"max {c['max_added_ms']:.0f} ms, peak RSS {c['max_rss_mb']:.0f} MB "
+                "(targets >= 1000/s, p99 <= 100 ms, <= 1024 MB)"
+            )
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
 
 
 if __name__ == "__main__":
@@ -214,5 +396,5 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--slow-events", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=1_500)
-    parser.add_argument("--dedupe", choices=["redis", "memory"], default="redis")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--dedupe", choices=["redis", "memory", "both"], default="both")
+    main(parser.parse_args())

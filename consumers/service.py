@@ -23,7 +23,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from consumers.bounded import BoundedDedupeStore
+from consumers.batched import BatchingDedupeStore
 from consumers.dedupe import DedupeStore, open_dedupe_store
 from consumers.handlers import Handler, HandlerRegistry
 from consumers.metrics import ConsumerMetrics
@@ -135,7 +135,7 @@ class ConsumerService:
             codec=self._codec,
             registry=self.registry,
             publisher=self._publisher,
-            dedupe=BoundedDedupeStore(self._dedupe),
+            dedupe=BatchingDedupeStore(self._dedupe),
             limiter=self._limiter,
             metrics=self.metrics,
             policy=RetryPolicy(s.retry),

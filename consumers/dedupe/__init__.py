@@ -6,7 +6,12 @@ exact guarantee and its limits are stated in ``consumers.dedupe._protocol``.
 
 from consumers.dedupe._memory import MemoryDedupeStore
 from consumers.dedupe._open import open_dedupe_store
-from consumers.dedupe._protocol import CLAIM_TTL_S, PUBLISHED_TTL_S, DedupeStore
+from consumers.dedupe._protocol import (
+    CLAIM_TTL_S,
+    PUBLISHED_TTL_S,
+    BatchDedupeStore,
+    DedupeStore,
+)
 from consumers.dedupe._redis import RedisDedupeStore
 from consumers.dedupe.errors import (
     DedupeStoreBackendError,
@@ -18,6 +23,7 @@ from consumers.dedupe.errors import (
 __all__ = [
     "CLAIM_TTL_S",
     "PUBLISHED_TTL_S",
+    "BatchDedupeStore",
     "DedupeStore",
     "DedupeStoreBackendError",
     "DedupeStoreError",

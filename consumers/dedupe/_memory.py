@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -93,6 +93,16 @@ class MemoryDedupeStore:
         self._put(event_id, _Record(False, token, self._clock() + self._claim_ttl_s))
         self._held[event_id] = token
         return True
+
+    async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
+        return [await self.claim(event_id) for event_id in event_ids]
+
+    async def mark_published_many(self, event_ids: Sequence[str]) -> None:
+        for event_id in event_ids:
+            await self.mark_published(event_id)
+
+    async def is_published_many(self, event_ids: Sequence[str]) -> list[bool]:
+        return [await self.is_published(event_id) for event_id in event_ids]
 
     async def mark_published(self, event_id: str) -> None:
         current = self._live(event_id)

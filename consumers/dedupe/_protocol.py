@@ -52,9 +52,10 @@ does not attempt that.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
-__all__ = ["CLAIM_TTL_S", "PUBLISHED_TTL_S", "DedupeStore"]
+__all__ = ["CLAIM_TTL_S", "PUBLISHED_TTL_S", "BatchDedupeStore", "DedupeStore"]
 
 CLAIM_TTL_S = 300.0
 PUBLISHED_TTL_S = 7 * 24 * 3600.0
@@ -88,4 +89,21 @@ class DedupeStore(Protocol):
 
     async def is_published(self, event_id: str) -> bool:
         """True while a published record exists for ``event_id``."""
+        ...
+
+
+@runtime_checkable
+class BatchDedupeStore(DedupeStore, Protocol):
+    """A store that also answers many ids in one round trip (same semantics per id)."""
+
+    async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
+        """`claim` for each id, in order."""
+        ...
+
+    async def mark_published_many(self, event_ids: Sequence[str]) -> None:
+        """`mark_published` for each id."""
+        ...
+
+    async def is_published_many(self, event_ids: Sequence[str]) -> list[bool]:
+        """`is_published` for each id, in order."""
         ...

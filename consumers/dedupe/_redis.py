@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -46,6 +46,25 @@ end
 return 0
 """
 
+# _MARK_PUBLISHED for many keys in one round trip: ARGV = ttl, then one token per key.
+_MARK_PUBLISHED_MANY = """
+local outcomes = {}
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if current and string.sub(current, 1, 2) == 'p:' then
+    outcomes[i] = 2
+  else
+    redis.call('SET', key, 'p:' .. ARGV[i + 1], 'PX', ARGV[1])
+    if current == 'c:' .. ARGV[i + 1] then
+      outcomes[i] = 1
+    else
+      outcomes[i] = 0
+    end
+  end
+end
+return outcomes
+"""
+
 # Compare-and-delete: a holder whose claim expired must not delete a newer holder's claim.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -73,6 +92,7 @@ def _translate() -> Iterator[None]:
 class _Connection:
     client: aioredis.Redis
     mark_published: AsyncScript
+    mark_published_many: AsyncScript
     release: AsyncScript
 
 
@@ -88,6 +108,7 @@ class RedisDedupeStore:
         published_ttl_s: float = PUBLISHED_TTL_S,
         connect_timeout_s: float = 1.0,
         op_timeout_s: float = 2.0,
+        max_connections: int = 32,
     ) -> None:
         self._url = url
         self._prefix = f"{namespace}:dedupe:"
@@ -96,6 +117,7 @@ class RedisDedupeStore:
         self._published_ttl_ms = max(1, round(published_ttl_s * 1000))
         self._connect_timeout_s = connect_timeout_s
         self._op_timeout_s = op_timeout_s
+        self._max_connections = max_connections
         self._conn: _Connection | None = None
         # Token and local claim time of each claim this instance took and has not yet released
         # or marked published, oldest first. A claim older than claim_ttl_s has expired in
@@ -112,12 +134,17 @@ class RedisDedupeStore:
     async def start(self) -> None:
         if self._conn is not None:
             return
-        client = aioredis.Redis.from_url(
+        # A blocking pool makes calls beyond max_connections wait for a free connection
+        # (bounded by op_timeout_s) instead of failing with MaxConnectionsError.
+        pool = aioredis.BlockingConnectionPool.from_url(
             self._url,
             decode_responses=True,
             socket_connect_timeout=self._connect_timeout_s,
             socket_timeout=self._op_timeout_s,
+            max_connections=self._max_connections,
+            timeout=self._op_timeout_s,
         )
+        client = aioredis.Redis.from_pool(pool)
         try:
             with _translate():
                 await client.ping()
@@ -127,6 +154,7 @@ class RedisDedupeStore:
         self._conn = _Connection(
             client=client,
             mark_published=client.register_script(_MARK_PUBLISHED),
+            mark_published_many=client.register_script(_MARK_PUBLISHED_MANY),
             release=client.register_script(_RELEASE),
         )
 
@@ -148,12 +176,60 @@ class RedisDedupeStore:
                 self._prefix + event_id, _CLAIMED + token, nx=True, px=self._claim_ttl_ms
             )
         if won:
-            now = time.monotonic()
-            self._held[event_id] = (token, now)
-            self._held.move_to_end(event_id)
-            while self._held and now - next(iter(self._held.values()))[1] > self._claim_ttl_s:
-                self._held.popitem(last=False)
+            self._remember(event_id, token, time.monotonic())
         return bool(won)
+
+    def _remember(self, event_id: str, token: str, now: float) -> None:
+        self._held[event_id] = (token, now)
+        self._held.move_to_end(event_id)
+        while self._held and now - next(iter(self._held.values()))[1] > self._claim_ttl_s:
+            self._held.popitem(last=False)
+
+    async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
+        """`claim` for each id, in one round trip (a pipeline of SET NX)."""
+        conn = self._connection()
+        tokens = [secrets.token_hex(8) for _ in event_ids]
+        with _translate():
+            async with conn.client.pipeline(transaction=False) as pipe:
+                for event_id, token in zip(event_ids, tokens, strict=True):
+                    pipe.set(
+                        self._prefix + event_id, _CLAIMED + token, nx=True, px=self._claim_ttl_ms
+                    )
+                won = [bool(w) for w in await pipe.execute()]
+        now = time.monotonic()
+        for event_id, token, ok in zip(event_ids, tokens, won, strict=True):
+            if ok:
+                self._remember(event_id, token, now)
+        return won
+
+    async def mark_published_many(self, event_ids: Sequence[str]) -> None:
+        """`mark_published` for each id, in one round trip (one script over all keys)."""
+        if not event_ids:
+            return
+        conn = self._connection()
+        tokens = [self.holder_token(event_id) or "unclaimed" for event_id in event_ids]
+        with _translate():
+            outcomes = await conn.mark_published_many(
+                keys=[self._prefix + event_id for event_id in event_ids],
+                args=[self._published_ttl_ms, *tokens],
+            )
+        for event_id, outcome in zip(event_ids, outcomes, strict=True):
+            self._held.pop(event_id, None)
+            if outcome in (_OUTCOME_LOST, _OUTCOME_ALREADY_PUBLISHED):
+                structlog.get_logger(__name__).warning(
+                    "dedupe.claim_lost",
+                    event_id=event_id,
+                    already_published=outcome == _OUTCOME_ALREADY_PUBLISHED,
+                )
+
+    async def is_published_many(self, event_ids: Sequence[str]) -> list[bool]:
+        """`is_published` for each id, in one round trip (MGET)."""
+        if not event_ids:
+            return []
+        conn = self._connection()
+        with _translate():
+            values = await conn.client.mget([self._prefix + event_id for event_id in event_ids])
+        return [isinstance(v, str) and v.startswith(_PUBLISHED) for v in values]
 
     async def mark_published(self, event_id: str) -> None:
         conn = self._connection()

@@ -1,0 +1,106 @@
+"""Coalesces the dedupe calls of concurrently running events into batched round trips.
+
+Why: every event claims its id before publishing and marks it published after, and hundreds
+of events are in flight at once. One Redis round trip per call made the store the runtime's
+bottleneck; calls made in the same event-loop tick are instead sent as one pipeline / script
+per kind (claim, mark_published, is_published), with the same per-id semantics. Batches are
+capped in size, and the store's blocking connection pool bounds how many run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from consumers.dedupe import BatchDedupeStore, DedupeStore
+
+__all__ = ["BatchingDedupeStore"]
+
+_Batch = Callable[[Sequence[str]], Awaitable[Any]]
+
+
+class _Coalescer:
+    """Queues ids of one call kind; flushes them on the next loop iteration."""
+
+    def __init__(self, call: _Batch, max_batch: int) -> None:
+        self._call = call
+        self._max_batch = max_batch
+        self._queue: list[tuple[str, asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, event_id: str) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.append((event_id, future))
+        return future
+
+    def _flush(self) -> None:
+        queue, self._queue = self._queue, []
+        for i in range(0, len(queue), self._max_batch):
+            task = asyncio.ensure_future(self._run(queue[i : i + self._max_batch]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._call([event_id for event_id, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        values = results if results is not None else [None] * len(batch)
+        for (_, future), value in zip(batch, values, strict=True):
+            if not future.done():
+                future.set_result(value)
+
+
+class BatchingDedupeStore:
+    """A DedupeStore whose concurrent calls reach `inner` in batches."""
+
+    def __init__(self, inner: DedupeStore, *, max_batch: int = 500) -> None:
+        self._inner = inner
+        batch: BatchDedupeStore | _Fallback = (
+            inner if isinstance(inner, BatchDedupeStore) else _Fallback(inner)
+        )
+        self._claims = _Coalescer(batch.claim_many, max_batch)
+        self._marks = _Coalescer(batch.mark_published_many, max_batch)
+        self._lookups = _Coalescer(batch.is_published_many, max_batch)
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def stop(self) -> None:
+        await self._inner.stop()
+
+    async def claim(self, event_id: str) -> bool:
+        return bool(await self._claims.submit(event_id))
+
+    async def mark_published(self, event_id: str) -> None:
+        await self._marks.submit(event_id)
+
+    async def release(self, event_id: str) -> None:
+        # Rare (a failed publish); not worth batching.
+        await self._inner.release(event_id)
+
+    async def is_published(self, event_id: str) -> bool:
+        return bool(await self._lookups.submit(event_id))
+
+
+class _Fallback:
+    """Batch calls for a store without batch methods: its single calls, concurrently."""
+
+    def __init__(self, inner: DedupeStore) -> None:
+        self._inner = inner
+
+    async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
+        return list(await asyncio.gather(*(self._inner.claim(i) for i in event_ids)))
+
+    async def mark_published_many(self, event_ids: Sequence[str]) -> None:
+        await asyncio.gather(*(self._inner.mark_published(i) for i in event_ids))
+
+    async def is_published_many(self, event_ids: Sequence[str]) -> list[bool]:
+        return list(await asyncio.gather(*(self._inner.is_published(i) for i in event_ids)))
