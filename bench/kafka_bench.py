@@ -42,6 +42,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from consumers import Completion, ConsumerService, HandlerContext, KafkaSettings
 from consumers.dedupe import MemoryDedupeStore
+from consumers.heap import settle_heap
 from consumers.ratelimit import MemoryRateLimiter
 from consumers.settings import ConsumerTuning, TopicSettings, TopicsSettings
 from core.logging import configure_logging
@@ -226,8 +227,13 @@ def _completed(service: ConsumerService) -> float:
     return value or 0.0
 
 
-async def runtime(servers: str, tag: str, n: int, dedupe: str, slow: bool) -> dict[str, float]:
-    """Run a ConsumerService until its completed counter reaches `n`."""
+async def runtime(servers: str, tag: str, n: int, dedupe: str, ready: Any) -> dict[str, float]:
+    """Run a ConsumerService until its completed counter reaches `n`.
+
+    `ready`: None runs the no-op handler over a preloaded topic (b); a multiprocessing Event
+    runs the 2 s handler (c) and is set once the service owns its partitions.
+    """
+    slow = ready is not None
     # The embedded broker holds every fetch for the full fetch_max_wait_ms (a real broker
     # answers as soon as data arrives), so (c) uses a short wait to keep that out of latency.
     settings = _settings(
@@ -236,16 +242,25 @@ async def runtime(servers: str, tag: str, n: int, dedupe: str, slow: bool) -> di
     store = MemoryDedupeStore() if dedupe == "memory" else None
     handler = Sleeper() if slow else NoOp()
     async with ConsumerService(settings, handler, dedupe=store, limiter=MemoryRateLimiter()) as svc:
+        settle_heap()  # as `gateway consume` does once its service started
+        if ready is not None:
+            while not svc.assignment():  # noqa: ASYNC110 - the service exposes no such event
+                await asyncio.sleep(0.02)
+            ready.set()
         started: float | None = None
+        cpu_started = 0.0
         while _completed(svc) < n:
             if started is None and svc.metrics.registry.get_sample_value(
                 "consumer_events_consumed_total", {"topic": settings.topics.requests.name}
             ):
                 started = time.perf_counter()
+                cpu_started = time.process_time()
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - (started or 0.0)
+        cpu = time.process_time() - cpu_started
     return {
         "events_per_s": n / elapsed,
+        "cpu_share": cpu / elapsed,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -321,14 +336,14 @@ async def drop_dedupe_keys(tag: str) -> None:
         await client.aclose()
 
 
-def noop_run(servers: str, n: int, dedupe: str) -> float:
+def noop_run(servers: str, n: int, dedupe: str) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
     topics = _topics(tag)
     _run(create_topics, servers, [t.name for t in topics.all()], PARTITIONS)
     in_process(preload, servers, topics.requests.name, n)
-    result: dict[str, float] = in_process(runtime, servers, tag, n, dedupe, False)
+    result: dict[str, float] = in_process(runtime, servers, tag, n, dedupe, None)
     _run(drop_dedupe_keys, tag)
-    return result["events_per_s"]
+    return result
 
 
 def slow_run(servers: str, n: int, rate: int, dedupe: str) -> dict[str, float]:
@@ -337,9 +352,10 @@ def slow_run(servers: str, n: int, rate: int, dedupe: str) -> dict[str, float]:
     _run(create_topics, servers, [t.name for t in topics.all()], PARTITIONS)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    consumer = ctx.Process(target=_child, args=(queue, runtime, (servers, tag, n, dedupe, True)))
+    ready = ctx.Event()
+    consumer = ctx.Process(target=_child, args=(queue, runtime, (servers, tag, n, dedupe, ready)))
     consumer.start()
-    time.sleep(3.0)  # group join; the load starts against a running consumer
+    ready.wait(timeout=60)  # the load starts once the consumer owns its partitions
     reader = ctx.Process(
         target=_child,
         args=(queue, latencies, (servers, topics.requests.name, topics.results.name, n)),
@@ -374,8 +390,9 @@ def main(args: argparse.Namespace) -> None:
         for store in stores:
             b = noop_run(servers, args.events, store)
             print(
-                f"(b) runtime, no-op handler, dedupe={store}: {b:,.0f} events/s, "
-                f"(b)/(a) = {b / a:.2f} (target >= 0.5)"
+                f"(b) runtime, no-op handler, dedupe={store}: {b['events_per_s']:,.0f} events/s, "
+                f"(b)/(a) = {b['events_per_s'] / a:.2f} (target >= 0.5), "
+                f"consumer process CPU {b['cpu_share']:.0%} of one core"
             )
         for store in stores:
             c = slow_run(servers, args.slow_events, args.rate, store)

@@ -23,11 +23,13 @@ from typing import Any
 
 import msgspec
 import structlog
+import uvloop
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from consumers.handlers import Handler, load_handler_factory
+from consumers.heap import settle_heap
 from consumers.proxy_handler import ProxyCompletionHandler
 from consumers.publisher import EventPublisher
 from consumers.service import ConsumerService
@@ -58,7 +60,9 @@ def _sync(
 
     def run(args: argparse.Namespace) -> int:
         try:
-            return asyncio.run(command(args))
+            # uvloop: the consume loop's per-event scheduling costs markedly less on it.
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(command(args))
         except KeyboardInterrupt:
             return 130
 
@@ -175,6 +179,7 @@ async def _consume(args: argparse.Namespace) -> int:
         service = ConsumerService(settings, handler, bootstrap_servers=servers)
         async with service:
             # Tests and supervisors wait for this line before producing.
+            settle_heap()
             sys.stdout.write(f"consumer ready group={settings.group_id}\n")
             sys.stdout.flush()
             await stop.wait()

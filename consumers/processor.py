@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -54,12 +55,29 @@ from schemas import (
     JobProgress,
     RequestEvent,
     child_traceparent,
-    parse_headers,
 )
 
 __all__ = ["EventProcessor"]
 
 _log = structlog.get_logger(__name__)
+
+
+def _parent_traceparent(headers: Any) -> str | None:
+    """The request's traceparent header; child_traceparent() validates it."""
+    for key, raw in headers or ():
+        if key == "traceparent" and raw is not None:
+            try:
+                return str(raw.decode())
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskMetrics:
+    completed: Any
+    failed: Any
+    latency: Any
 
 
 class EventProcessor:
@@ -86,6 +104,19 @@ class EventProcessor:
         self._policy = policy
         self._probe = probe
         self._limits: dict[tuple[str, str], RateLimit | None] = {}
+        self._task_metrics: dict[str, _TaskMetrics] = {}
+
+    def _metrics_for(self, task: str) -> _TaskMetrics:
+        # Labelled children are looked up once per task, not once per event.
+        found = self._task_metrics.get(task)
+        if found is None:
+            m = self._metrics
+            found = self._task_metrics[task] = _TaskMetrics(
+                completed=m.completed.labels(task),
+                failed=m.failed.labels(task),
+                latency=m.handler_latency.labels(task),
+            )
+        return found
 
     async def process(
         self, record: Any, *, maybe_redelivered: bool = False, retry: bool = False
@@ -97,14 +128,13 @@ class EventProcessor:
         `retry`: an earlier call for this record failed, possibly after its result reached the
         log; the look-up then also covers results published since the probe's first scan.
         """
-        ce = parse_headers(record.headers or ())
-        traceparent = child_traceparent(ce.traceparent if ce else None)
-        with structlog.contextvars.bound_contextvars(
-            topic=record.topic, partition=record.partition, offset=record.offset
-        ):
-            try:
-                event = self._decode(record)
-            except EventRejected as exc:
+        traceparent = child_traceparent(_parent_traceparent(record.headers))
+        try:
+            event = self._decode(record)
+        except EventRejected as exc:
+            with structlog.contextvars.bound_contextvars(
+                topic=record.topic, partition=record.partition, offset=record.offset
+            ):
                 await self._dead_letter(
                     record,
                     exc.reason,
@@ -112,9 +142,20 @@ class EventProcessor:
                     attempts=0,
                     traceparent=traceparent,
                 )
-                return
-            with structlog.contextvars.bound_contextvars(event_id=event.event_id, task=event.task):
-                await self._process_event(record, event, traceparent, maybe_redelivered, retry)
+            return
+        # One bind and one reset per event: this runs for every record, and the context
+        # manager form costs several times more.
+        tokens = structlog.contextvars.bind_contextvars(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            event_id=event.event_id,
+            task=event.task,
+        )
+        try:
+            await self._process_event(record, event, traceparent, maybe_redelivered, retry)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     def _decode(self, record: Any) -> RequestEvent:
         value: bytes | None = record.value
@@ -182,9 +223,9 @@ class EventProcessor:
             )
         if await self._publish_once(event, result, traceparent):
             if isinstance(result, CompletionSucceeded):
-                self._metrics.completed.labels(event.task).inc()
+                self._metrics_for(event.task).completed.inc()
             else:
-                self._metrics.failed.labels(event.task).inc()
+                self._metrics_for(event.task).failed.inc()
 
     async def _handle_with_retries(
         self, event: RequestEvent, traceparent: str
@@ -273,7 +314,7 @@ class EventProcessor:
         try:
             return await handler.handle(event, ctx)
         finally:
-            self._metrics.handler_latency.labels(event.task).observe(time.monotonic() - started)
+            self._metrics_for(event.task).latency.observe(time.monotonic() - started)
 
     async def _penalize(self, handler: Handler, event: RequestEvent, error: BaseException) -> None:
         limit = self._limit_for(handler, event.task)

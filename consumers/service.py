@@ -130,6 +130,10 @@ class ConsumerService:
         for handler in self.registry.unique():
             await handler.start()
         await self._publisher.start()
+        # Fetch the output topics' metadata now, so the first results do not wait for it.
+        for topic in (s.topics.results, s.topics.status, s.topics.dead_letters):
+            with contextlib.suppress(KafkaError):
+                await self._publisher.partitions_for(topic.name)
         self._processor = EventProcessor(
             settings=s,
             codec=self._codec,
@@ -235,16 +239,17 @@ class ConsumerService:
             self._consumer.pause(state.tp)
             state.paused = True
             self._update_paused()
-        self.metrics.in_flight.set(self.in_flight)
 
     async def _run(self, state: PartitionState, record: Any) -> None:
         assert self._processor is not None
         processor = self._processor
         try:
-            await state.sequencer.run(
-                state.key_of(record),
-                lambda: self._settle(processor, record, state.maybe_redelivered(record)),
-            )
+            redelivered = state.maybe_redelivered(record)
+            key = state.key_of(record)
+            if key is None:
+                await self._settle(processor, record, redelivered)
+            else:
+                await state.sequencer.run(key, lambda: self._settle(processor, record, redelivered))
         finally:
             state.tasks.pop(record.offset, None)
         if state.revoked:
@@ -290,6 +295,8 @@ class ConsumerService:
             await asyncio.sleep(self.settings.commit_interval_s)
             await self._commit(list(self._partitions.values()))
             self._update_lag()
+            # Sampled here rather than per event: the sum runs over every partition.
+            self.metrics.in_flight.set(self.in_flight)
 
     async def _commit(self, states: list[PartitionState]) -> None:
         offsets = {}

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
+from consumer_support import NAMESPACES
 
 from consumers import ConsumerService, Handler, KafkaSettings
 
@@ -26,3 +28,22 @@ async def start_service() -> AsyncIterator[ServiceFactory]:
     yield start
     for service in services:
         await service.stop()
+
+
+@pytest.fixture(autouse=True)
+async def _drop_redis_namespaces() -> AsyncIterator[None]:
+    """Deletes the Redis keys of every namespace fast_settings() handed out during the test."""
+    first = len(NAMESPACES)
+    yield
+    created = NAMESPACES[first:]
+    del NAMESPACES[first:]
+    if not created:
+        return
+    client = aioredis.Redis()
+    try:
+        for namespace in created:
+            keys = [key async for key in client.scan_iter(f"{namespace}:*", count=1000)]
+            if keys:
+                await client.unlink(*keys)
+    finally:
+        await client.aclose()

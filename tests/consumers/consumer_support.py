@@ -29,6 +29,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
+# Redis namespaces handed out by fast_settings(); the autouse fixture in conftest.py deletes
+# their keys after each test so runs do not accumulate dedupe and rate-limit state.
+NAMESPACES: list[str] = []
+
+
 def fast_settings(
     broker: Any, *, partitions: int = 4, group: str | None = None, **overrides: Any
 ) -> KafkaSettings:
@@ -58,6 +63,7 @@ def fast_settings(
         ),
     }
     base.update(overrides)
+    NAMESPACES.extend([base["dedupe_namespace"], base["rate_limit_namespace"]])
     return msgspec.convert(msgspec.to_builtins(base), KafkaSettings)
 
 
