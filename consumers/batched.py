@@ -21,28 +21,45 @@ _Batch = Callable[[Sequence[str]], Awaitable[Any]]
 
 
 class _Coalescer:
-    """Queues ids of one call kind; flushes them on the next loop iteration."""
+    """Queues ids of one call kind and sends them in batches ("group commit").
 
-    def __init__(self, call: _Batch, max_batch: int) -> None:
+    At most `max_in_flight` batches of a kind are outstanding: while they are, new calls
+    queue up and go out together when one returns. Idle, a call goes out on the next loop
+    iteration; under load, batches grow with the load instead of the round trips.
+    """
+
+    def __init__(self, call: _Batch, max_batch: int, max_in_flight: int) -> None:
         self._call = call
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._queue: list[tuple[str, asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flush_pending = False
 
     def submit(self, event_id: str) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
         self._queue.append((event_id, future))
+        self._schedule_flush(loop)
         return future
 
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._flush_pending and self._queue and len(self._tasks) < self._max_in_flight:
+            self._flush_pending = True
+            loop.call_soon(self._flush)
+
     def _flush(self) -> None:
-        queue, self._queue = self._queue, []
-        for i in range(0, len(queue), self._max_batch):
-            task = asyncio.ensure_future(self._run(queue[i : i + self._max_batch]))
+        self._flush_pending = False
+        while self._queue and len(self._tasks) < self._max_in_flight:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            task = asyncio.ensure_future(self._run(batch))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._schedule_flush(task.get_loop())
 
     async def _run(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         try:
@@ -52,6 +69,11 @@ class _Coalescer:
                 if not future.done():
                     future.set_exception(exc)
             return
+        except BaseException:
+            # Cancelled (loop shutdown): callers must not wait for an answer that never comes.
+            for _, future in batch:
+                future.cancel()
+            raise
         values = results if results is not None else [None] * len(batch)
         for (_, future), value in zip(batch, values, strict=True):
             if not future.done():
@@ -61,14 +83,14 @@ class _Coalescer:
 class BatchingDedupeStore:
     """A DedupeStore whose concurrent calls reach `inner` in batches."""
 
-    def __init__(self, inner: DedupeStore, *, max_batch: int = 500) -> None:
+    def __init__(self, inner: DedupeStore, *, max_batch: int = 500, max_in_flight: int = 2) -> None:
         self._inner = inner
         batch: BatchDedupeStore | _Fallback = (
             inner if isinstance(inner, BatchDedupeStore) else _Fallback(inner)
         )
-        self._claims = _Coalescer(batch.claim_many, max_batch)
-        self._marks = _Coalescer(batch.mark_published_many, max_batch)
-        self._lookups = _Coalescer(batch.is_published_many, max_batch)
+        self._claims = _Coalescer(batch.claim_many, max_batch, max_in_flight)
+        self._marks = _Coalescer(batch.mark_published_many, max_batch, max_in_flight)
+        self._lookups = _Coalescer(batch.is_published_many, max_batch, max_in_flight)
 
     async def start(self) -> None:
         await self._inner.start()
