@@ -65,6 +65,11 @@ class ResultsProbe:
         self._partitioner = DefaultPartitioner()
         self._scanned: dict[int, _Scanned] = {}
         self._lock = asyncio.Lock()
+        # Keys seen in any partition, and the smallest cutoff for which every partition's
+        # scan is known to be complete (None: not every partition scanned yet). Together they
+        # answer most look-ups without the lock or hashing the key to its partition.
+        self._all_keys: set[bytes] = set()
+        self._covered_above: float | None = None
 
     async def _ensure_started(self) -> Any:
         if self._consumer is None:
@@ -85,11 +90,13 @@ class ResultsProbe:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
-        self._scanned.clear()
+        self.forget()
 
     def forget(self) -> None:
         """Drop cached scans (after a rebalance: new previous owners, new ranges)."""
         self._scanned.clear()
+        self._all_keys.clear()
+        self._covered_above = None
 
     async def contains(self, key: bytes, *, since_ms: int, refresh: bool = False) -> bool:
         """True if a record keyed `key` exists among results produced after `since_ms`.
@@ -97,22 +104,46 @@ class ResultsProbe:
         `refresh` also reads results appended since the first look-up: needed when this very
         process may have published the result (a publish that failed after reaching the log).
         """
+        cutoff_ms = since_ms - self._skew_ms
+        if key in self._all_keys:
+            return True
+        if not refresh and self._covered_above is not None and cutoff_ms > self._covered_above:
+            return False
         async with self._lock:
-            consumer = await self._ensure_started()
-            if not self._partitions:
-                return False
-            partition = self._partitioner(key, self._partitions, self._partitions)
-            tp = TopicPartition(self._topic, partition)
-            scanned = self._scanned.get(partition)
-            if scanned is None:
-                end = (await consumer.end_offsets([tp]))[tp]
-                scanned = self._scanned[partition] = _Scanned(low=end, high=end)
-            if key in scanned.keys:
-                return True
-            if refresh:
-                await self._scan_forward(consumer, tp, scanned)
-            await self._scan_back(consumer, tp, scanned, since_ms - self._skew_ms)
-            return key in scanned.keys
+            found = await self._contains(key, cutoff_ms, refresh)
+            self._summarize()
+            return found
+
+    def _summarize(self) -> None:
+        if not self._partitions or len(self._scanned) < len(self._partitions):
+            self._covered_above = None
+            return
+        bound = float("-inf")
+        for scanned in self._scanned.values():
+            if self._complete(scanned):
+                continue
+            if scanned.oldest_ms is None:
+                self._covered_above = None
+                return
+            bound = max(bound, scanned.oldest_ms)
+        self._covered_above = bound
+
+    async def _contains(self, key: bytes, cutoff_ms: int, refresh: bool) -> bool:
+        consumer = await self._ensure_started()
+        if not self._partitions:
+            return False
+        partition = self._partitioner(key, self._partitions, self._partitions)
+        tp = TopicPartition(self._topic, partition)
+        scanned = self._scanned.get(partition)
+        if scanned is None:
+            end = (await consumer.end_offsets([tp]))[tp]
+            scanned = self._scanned[partition] = _Scanned(low=end, high=end)
+        if key in scanned.keys:
+            return True
+        if refresh:
+            await self._scan_forward(consumer, tp, scanned)
+        await self._scan_back(consumer, tp, scanned, cutoff_ms)
+        return key in scanned.keys
 
     async def _scan_forward(self, consumer: Any, tp: Any, scanned: _Scanned) -> None:
         end = (await consumer.end_offsets([tp]))[tp]
@@ -127,13 +158,18 @@ class ResultsProbe:
             for record in records:
                 if record.key is not None:
                     scanned.keys.add(record.key)
+                    self._all_keys.add(record.key)
             scanned.high = records[-1].offset + 1
 
-    def _covered(self, scanned: _Scanned, cutoff_ms: int) -> bool:
+    def _complete(self, scanned: _Scanned) -> bool:
+        """Scanned back to the log start or to the scan bound: complete for any cutoff."""
         return (
-            (scanned.oldest_ms is not None and scanned.oldest_ms < cutoff_ms)
-            or (scanned.begin is not None and scanned.low <= scanned.begin)
-            or scanned.records >= self._max_scan
+            scanned.begin is not None and scanned.low <= scanned.begin
+        ) or scanned.records >= self._max_scan
+
+    def _covered(self, scanned: _Scanned, cutoff_ms: int) -> bool:
+        return (scanned.oldest_ms is not None and scanned.oldest_ms < cutoff_ms) or self._complete(
+            scanned
         )
 
     async def _scan_back(self, consumer: Any, tp: Any, scanned: _Scanned, cutoff_ms: int) -> None:
@@ -162,6 +198,7 @@ class ResultsProbe:
                         break
                     if record.key is not None:
                         scanned.keys.add(record.key)
+                        self._all_keys.add(record.key)
                     if scanned.oldest_ms is None or record.timestamp < scanned.oldest_ms:
                         scanned.oldest_ms = record.timestamp
                     scanned.records += 1
