@@ -65,6 +65,20 @@ end
 return outcomes
 """
 
+# SET NX for many keys in one command (one command to encode and parse instead of one per key,
+# which dominated the client's CPU): ARGV = ttl, then one token per key; 1 = claimed.
+_CLAIM_MANY = """
+local won = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, 'c:' .. ARGV[i + 1], 'NX', 'PX', ARGV[1]) then
+    won[i] = 1
+  else
+    won[i] = 0
+  end
+end
+return won
+"""
+
 # Compare-and-delete: a holder whose claim expired must not delete a newer holder's claim.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -93,6 +107,7 @@ class _Connection:
     client: aioredis.Redis
     mark_published: AsyncScript
     mark_published_many: AsyncScript
+    claim_many: AsyncScript
     release: AsyncScript
 
 
@@ -155,6 +170,7 @@ class RedisDedupeStore:
             client=client,
             mark_published=client.register_script(_MARK_PUBLISHED),
             mark_published_many=client.register_script(_MARK_PUBLISHED_MANY),
+            claim_many=client.register_script(_CLAIM_MANY),
             release=client.register_script(_RELEASE),
         )
 
@@ -186,16 +202,17 @@ class RedisDedupeStore:
             self._held.popitem(last=False)
 
     async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
-        """`claim` for each id, in one round trip (a pipeline of SET NX)."""
+        """`claim` for each id, in one round trip (one script over all keys)."""
+        if not event_ids:
+            return []
         conn = self._connection()
         tokens = [secrets.token_hex(8) for _ in event_ids]
         with _translate():
-            async with conn.client.pipeline(transaction=False) as pipe:
-                for event_id, token in zip(event_ids, tokens, strict=True):
-                    pipe.set(
-                        self._prefix + event_id, _CLAIMED + token, nx=True, px=self._claim_ttl_ms
-                    )
-                won = [bool(w) for w in await pipe.execute()]
+            answers = await conn.claim_many(
+                keys=[self._prefix + event_id for event_id in event_ids],
+                args=[self._claim_ttl_ms, *tokens],
+            )
+        won = [answer == 1 for answer in answers]
         now = time.monotonic()
         for event_id, token, ok in zip(event_ids, tokens, won, strict=True):
             if ok:
