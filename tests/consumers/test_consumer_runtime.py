@@ -14,6 +14,7 @@ from consumer_support import CODEC, TopicReader, fast_settings, produce, request
 from structlog.testing import capture_logs
 
 from consumers import ConsumerService
+from consumers.settings import ConsumerTuning
 from schemas import (
     CompletionFailed,
     CompletionSucceeded,
@@ -325,8 +326,16 @@ async def test_a_rebalance_to_a_second_member_loses_and_repeats_nothing(
     kafka_broker: Any, start_service: Any
 ) -> None:
     """When a second consumer joins mid-stream, revoked in-flight work is settled or redone once."""
-    settings = fast_settings(kafka_broker, max_in_flight_per_partition=8)
-    first, second = SlowEcho(20), SlowEcho(20)
+    # The stream must outlast the second member's join (session timeout minus ~1 s on the
+    # embedded broker): 200 events, 2 at a time per partition, 150 ms each take ~4 s alone.
+    settings = fast_settings(
+        kafka_broker,
+        max_in_flight_per_partition=2,
+        consumer=ConsumerTuning(
+            fetch_max_wait_ms=50, session_timeout_ms=3000, heartbeat_interval_ms=300
+        ),
+    )
+    first, second = SlowEcho(150), SlowEcho(150)
     await start_service(settings, first)
     events = [request(f"item {i}") for i in range(200)]
     await produce(kafka_broker.bootstrap_servers, settings.topics.requests.name, events)
