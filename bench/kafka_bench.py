@@ -15,6 +15,8 @@ timestamps (CreateTime, set by each producer) carry send times between processes
 (b) the runtime (ConsumerService) with a no-op handler over an identically preloaded topic:
     consume, decode, dedupe, handle, publish the result, commit; timed until its own completed
     counter reaches N (no reader inside the measured process). Ratio (b)/(a) target >= 0.5.
+    Every preloaded record was in the topic when the service got its partitions, so each one
+    also takes the redelivery check (dedupe look-up and results-topic probe): the costlier path.
 (c) a handler that awaits 2 s (a slow provider) at a steady offered load from a separate
     producer process: sustained events/s, added latency (result timestamp minus request
     timestamp minus 2 s) and the consumer process's peak RSS.
