@@ -179,7 +179,9 @@ class ProxyCompletionHandler:
         tool_calls = msgspec.convert(raw_calls, list[ToolCall]) if raw_calls else None
         content = message.get("content")
         return Completion(
-            provider=self._provider,
+            # The gateway says which provider actually served (after any fallback); a plain
+            # OpenAI-compatible server does not, and then the configured name stands.
+            provider=response.headers.get("x-gateway-provider", self._provider),
             model=parsed.model or event.task,
             content=content if isinstance(content, str) else None,
             tool_calls=tool_calls,

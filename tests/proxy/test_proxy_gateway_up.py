@@ -216,6 +216,7 @@ def test_embedded_default_round_trips_an_event_through_kafka(embedded: Gateway) 
     assert done.returncode == 0, done.stderr
     assert '"type":"completion.succeeded"' in done.stdout
     assert "[anthropic-emulator claude-sonnet-4" in done.stdout
+    assert '"provider":"anthropic"' in done.stdout
 
 
 def test_sigterm_stops_cleanly_without_leftover_children(embedded: Gateway) -> None:
