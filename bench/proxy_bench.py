@@ -6,7 +6,7 @@ LiteLLM's server CPU per request). One run starts an OpenAI emulator process, st
 with a separate load-generator process at several concurrencies, and prints CPU ms/request (from
 /proc/<pid>/stat of the server process and its children), req/s and p50/p99 latency.
 
-    python bench/proxy_bench.py [--requests 300,1000,1000] [--concurrency 1,16,64]
+    python bench/proxy_bench.py [--requests 600,2000,2000] [--concurrency 1,16,64]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def measure(name: str, pid: int, url: str, plan: list[tuple[int, int]]) -> list[
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", default="300,1000,1000")
+    parser.add_argument("--requests", default="600,2000,2000")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--load", nargs=3, metavar=("URL", "CONCURRENCY", "REQUESTS"))
     args = parser.parse_args()
