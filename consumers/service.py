@@ -267,11 +267,16 @@ class ConsumerService:
 
     async def _run_batch(self, state: PartitionState, batch: list[tuple[Any, bool]]) -> None:
         assert self._settler is not None
-        await self._settler.settle(
-            batch,
-            finished=lambda records: self._finished(state, records),
-            detour=lambda record, work, failures: self._detour(state, record, work, failures),
-        )
+        try:
+            await self._settler.settle(
+                batch,
+                finished=lambda records: self._finished(state, records),
+                detour=lambda record, work, failures: self._detour(state, record, work, failures),
+            )
+        finally:
+            state.batches.discard(asyncio.current_task())
+        # Scheduling waited for this batch while it ran (see _schedule).
+        self._finished(state, [])
 
     def _detour(
         self,
