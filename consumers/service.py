@@ -1,7 +1,8 @@
 """ConsumerService: consumes request events and runs them through handlers, many at a time.
 
 Why this shape: one fetch loop hands records to per-partition schedulers (`PartitionState`),
-each record runs as its own task (`EventProcessor.process`), and one commit loop commits, per
+the records that fit run as one batch task (`fastpath.BatchSettler`) which hands slow or
+failing ones to tasks of their own (`EventProcessor`), and one commit loop commits, per
 partition, only the contiguous prefix of finished offsets. Auto-commit is off: an offset is
 committed only after the event's result (or dead letter) was acknowledged by the broker.
 
