@@ -1,6 +1,7 @@
 """Kafka consumers: request events in, results / status / dead letters out.
 
 - `service.ConsumerService`: the runtime (fetch, schedule per partition, commit prefixes);
+- `fastpath`: settles a fetched batch as a unit (one dedupe call per step, acks together);
 - `processor`: one record's life (decode, rate-limit, handle with retries, publish once);
 - `handlers`: the Handler protocol and registry; `proxy_handler.ProxyCompletionHandler`;
 - `offsets`, `keyed`, `partitions`: commit tracking, per-key order, backpressure;

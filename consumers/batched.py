@@ -88,6 +88,8 @@ class BatchingDedupeStore:
         batch: BatchDedupeStore | _Fallback = (
             inner if isinstance(inner, BatchDedupeStore) else _Fallback(inner)
         )
+        self._batch = batch
+        self._max_batch = max_batch
         self._claims = _Coalescer(batch.claim_many, max_batch, max_in_flight)
         self._marks = _Coalescer(batch.mark_published_many, max_batch, max_in_flight)
         self._lookups = _Coalescer(batch.is_published_many, max_batch, max_in_flight)
@@ -110,6 +112,24 @@ class BatchingDedupeStore:
 
     async def is_published(self, event_id: str) -> bool:
         return bool(await self._lookups.submit(event_id))
+
+    # A caller that already holds a batch of ids sends them directly, in max_batch chunks.
+
+    async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
+        found: list[bool] = []
+        for i in range(0, len(event_ids), self._max_batch):
+            found.extend(await self._batch.claim_many(event_ids[i : i + self._max_batch]))
+        return found
+
+    async def mark_published_many(self, event_ids: Sequence[str]) -> None:
+        for i in range(0, len(event_ids), self._max_batch):
+            await self._batch.mark_published_many(event_ids[i : i + self._max_batch])
+
+    async def is_published_many(self, event_ids: Sequence[str]) -> list[bool]:
+        found: list[bool] = []
+        for i in range(0, len(event_ids), self._max_batch):
+            found.extend(await self._batch.is_published_many(event_ids[i : i + self._max_batch]))
+        return found
 
 
 class _Fallback:

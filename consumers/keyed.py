@@ -27,6 +27,23 @@ class KeySequencer:
         """Keys with work queued or running."""
         return len(self._tails)
 
+    def hold(self, key: Hashable) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
+        """Queue work for `key` now, run by the caller: (what to wait for first, the hold).
+
+        Unlike `run`, the place in the queue is taken synchronously, so work scheduled in
+        one go keeps its order even when it starts later. The caller must `release`.
+        """
+        previous = self._tails.get(key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tails[key] = done
+        return previous, done
+
+    def release(self, key: Hashable, held: asyncio.Future[None]) -> None:
+        if not held.done():
+            held.set_result(None)
+        if self._tails.get(key) is held:
+            del self._tails[key]
+
     async def run(self, key: Hashable | None, work: Callable[[], Awaitable[T]]) -> T:
         if key is None:
             return await work()

@@ -1,9 +1,9 @@
 """Scheduling state of one assigned partition: backlog, in-flight tasks, commits, pausing.
 
 Why: concurrency is bounded PER PARTITION. Records beyond the bound wait in a small backlog (in
-offset order) and the partition is paused so the fetcher stops pulling more; as tasks finish,
-backlog records start and the partition resumes once the backlog is empty and in-flight work
-fell to half the bound (hysteresis avoids pause/resume flapping).
+offset order); once a full bound of records waits there the partition is paused so the
+fetcher stops pulling more. As work finishes, backlog records start, and the partition resumes
+once the backlog is empty, so the next batch is fetched while the current one runs.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class PartitionState:
         self.backlog: deque[Any] = deque()
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.sequencer = KeySequencer()
+        # Batch tasks (consumers.fastpath), and the per-key holds of records in flight.
+        self.batches: set[asyncio.Task[None]] = set()
+        self.holds: dict[int, tuple[Any, asyncio.Future[None]]] = {}
         self.paused = False
         self.revoked = False
         # Set while revocation or shutdown waits for in-flight work: nothing new may start.
@@ -44,10 +47,12 @@ class PartitionState:
         return not self.draining and self.offsets.in_flight < self.bound
 
     def should_pause(self) -> bool:
-        return not self.paused and (self.offsets.in_flight + len(self.backlog)) >= self.bound
+        # A full next batch waits behind the running ones: fetch nothing more for now.
+        return not self.paused and len(self.backlog) >= self.bound
 
     def should_resume(self) -> bool:
-        return self.paused and not self.backlog and self.offsets.in_flight <= self.bound // 2
+        # Fetch the next batch while the current one runs, so it is there when room frees.
+        return self.paused and not self.backlog
 
     def maybe_redelivered(self, record: Any) -> bool:
         return bool(record.offset < self.redelivery_horizon)

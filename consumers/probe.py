@@ -86,6 +86,25 @@ class ResultsProbe:
             self._consumer = consumer
         return self._consumer
 
+    async def prepare(self) -> None:
+        """Connect and read every partition's offset range now, in one request each.
+
+        Called when partitions are assigned, so the first look-ups do not wait for it.
+        """
+        async with self._lock:
+            consumer = await self._ensure_started()
+            fresh = [p for p in self._partitions if p not in self._scanned]
+            if not fresh:
+                return
+            tps = [TopicPartition(self._topic, p) for p in fresh]
+            ends = await consumer.end_offsets(tps)
+            begins = await consumer.beginning_offsets(tps)
+            for tp in tps:
+                if tp.partition not in self._scanned:
+                    end = ends[tp]
+                    self._scanned[tp.partition] = _Scanned(low=end, high=end, begin=begins[tp])
+            self._summarize()
+
     async def stop(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None

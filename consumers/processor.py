@@ -191,11 +191,48 @@ class EventProcessor:
             return
         started = time.monotonic()
         outcome, attempts, errors = await self._handle_with_retries(event, traceparent)
-        latency_ms = (time.monotonic() - started) * 1000
-        result: CompletionSucceeded | CompletionFailed
+        await self.settle_outcome(record, event, traceparent, (outcome, attempts, errors), started)
+
+    async def settle_outcome(
+        self,
+        record: Any,
+        event: RequestEvent,
+        traceparent: str,
+        handled: tuple[Completion | BaseException, int, list[ErrorInfo]],
+        started: float,
+    ) -> None:
+        """Dead-letter a failure, then publish the event's result once."""
+        result = self.result_for(event, handled, started)
+        if isinstance(result, CompletionFailed):
+            outcome, attempts, errors = handled
+            reason = "no_handler" if isinstance(outcome, NoHandler) else "handler_failed"
+            await self._dead_letter(
+                record, reason, errors, attempts=attempts, traceparent=traceparent
+            )
+        await self.publish_result(event, result, traceparent)
+
+    async def publish_result(
+        self, event: RequestEvent, result: CompletionSucceeded | CompletionFailed, traceparent: str
+    ) -> None:
+        if await self._publish_once(event, result, traceparent):
+            self.count_published(event.task, result)
+
+    def count_published(self, task: str, result: CompletionSucceeded | CompletionFailed) -> None:
+        if isinstance(result, CompletionSucceeded):
+            self._metrics_for(task).completed.inc()
+        else:
+            self._metrics_for(task).failed.inc()
+
+    def result_for(
+        self,
+        event: RequestEvent,
+        handled: tuple[Completion | BaseException, int, list[ErrorInfo]],
+        started: float,
+    ) -> CompletionSucceeded | CompletionFailed:
+        outcome, attempts, errors = handled
         result_id = f"{event.event_id}.result"
         if isinstance(outcome, Completion):
-            result = CompletionSucceeded(
+            return CompletionSucceeded(
                 event_id=result_id,
                 request_id=event.event_id,
                 subject=event.subject,
@@ -205,27 +242,17 @@ class EventProcessor:
                 content=outcome.content,
                 tool_calls=outcome.tool_calls,
                 usage=outcome.usage,
-                latency_ms=latency_ms,
+                latency_ms=(time.monotonic() - started) * 1000,
                 attempts=attempts,
             )
-        else:
-            result = CompletionFailed(
-                event_id=result_id,
-                request_id=event.event_id,
-                subject=event.subject,
-                task=event.task,
-                error=errors[0],
-                attempts=max(1, attempts),
-            )
-            reason = "no_handler" if isinstance(outcome, NoHandler) else "handler_failed"
-            await self._dead_letter(
-                record, reason, errors, attempts=attempts, traceparent=traceparent
-            )
-        if await self._publish_once(event, result, traceparent):
-            if isinstance(result, CompletionSucceeded):
-                self._metrics_for(event.task).completed.inc()
-            else:
-                self._metrics_for(event.task).failed.inc()
+        return CompletionFailed(
+            event_id=result_id,
+            request_id=event.event_id,
+            subject=event.subject,
+            task=event.task,
+            error=errors[0],
+            attempts=max(1, attempts),
+        )
 
     async def _handle_with_retries(
         self, event: RequestEvent, traceparent: str

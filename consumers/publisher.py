@@ -55,6 +55,35 @@ class EventPublisher:
             raise RuntimeError("EventPublisher used before start()")
         return set(await self._producer.partitions_for(topic))
 
+    async def send(
+        self,
+        topic: str,
+        event: Event,
+        *,
+        key: str | bytes | None,
+        subject: str | None = None,
+        traceparent: str | None = None,
+    ) -> Any:
+        """Queue one event; returns the future the broker's acknowledgement resolves.
+
+        Batches of events queue all their records first and await the acknowledgements
+        together: one trip through the event loop per batch instead of one per record.
+        """
+        if self._producer is None:
+            raise RuntimeError("EventPublisher used before start()")
+        headers = build_headers(
+            event_id=event.event_id,
+            event_type=event_type_of(event),
+            source=self._settings.source,
+            time=event.occurred_at,
+            subject=subject,
+            traceparent=traceparent,
+        )
+        key_bytes = key.encode() if isinstance(key, str) else key
+        return await self._producer.send(
+            topic, self._codec.encode(event), key=key_bytes, headers=headers
+        )
+
     async def publish(
         self,
         topic: str,

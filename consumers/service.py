@@ -1,7 +1,8 @@
 """ConsumerService: consumes request events and runs them through handlers, many at a time.
 
 Why this shape: one fetch loop hands records to per-partition schedulers (`PartitionState`),
-each record runs as its own task (`EventProcessor.process`), and one commit loop commits, per
+the records that fit run as one batch task (`fastpath.BatchSettler`) which hands slow or
+failing ones to tasks of their own (`EventProcessor`), and one commit loop commits, per
 partition, only the contiguous prefix of finished offsets. Auto-commit is off: an offset is
 committed only after the event's result (or dead letter) was acknowledged by the broker.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +27,7 @@ from aiokafka.errors import KafkaError
 
 from consumers.batched import BatchingDedupeStore
 from consumers.dedupe import DedupeStore, open_dedupe_store
+from consumers.fastpath import BatchSettler
 from consumers.handlers import Handler, HandlerRegistry
 from consumers.metrics import ConsumerMetrics
 from consumers.partitions import PartitionState
@@ -82,6 +85,7 @@ class ConsumerService:
         self._publisher = EventPublisher(settings, servers, self._codec)
         self._consumer: Any = None
         self._processor: EventProcessor | None = None
+        self._settler: BatchSettler | None = None
         self._probe: ResultsProbe | None = ResultsProbe(
             bootstrap_servers=servers,
             topic=settings.topics.results.name,
@@ -91,6 +95,7 @@ class ConsumerService:
         self._partitions: dict[Any, PartitionState] = {}
         self._fetch_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
+        self._prepare_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
         self._commit_lock = asyncio.Lock()
@@ -134,7 +139,7 @@ class ConsumerService:
         for topic in (s.topics.results, s.topics.status, s.topics.dead_letters):
             with contextlib.suppress(KafkaError):
                 await self._publisher.partitions_for(topic.name)
-        self._processor = EventProcessor(
+        self._processor = processor = EventProcessor(
             settings=s,
             codec=self._codec,
             registry=self.registry,
@@ -145,6 +150,7 @@ class ConsumerService:
             policy=RetryPolicy(s.retry),
             probe=self._probe,
         )
+        self._settler = BatchSettler(processor)
         c = s.consumer
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
@@ -175,7 +181,7 @@ class ConsumerService:
             return
         self._started = False
         self._stopping.set()
-        for task in (self._fetch_task, self._commit_task):
+        for task in (self._fetch_task, self._commit_task, self._prepare_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -230,31 +236,110 @@ class ConsumerService:
                 self._schedule(state)
 
     def _schedule(self, state: PartitionState) -> None:
+        # Records go out as one batch task; a record whose key has earlier work still
+        # pending waits for it in a task of its own (per-key order).
+        batch: list[tuple[Any, bool]] = []
+        # While a batch runs, wait for half the bound to free up rather than starting a
+        # trickle of tiny batches: every batch pays the same few round trips.
+        if state.batches and state.bound - state.in_flight < max(1, state.bound // 2):
+            return self._pause_if_full(state)
         while state.backlog and state.has_room() and not state.revoked:
             record = state.backlog.popleft()
             state.offsets.add(record.offset)
-            task = asyncio.create_task(self._run(state, record))
-            state.tasks[record.offset] = task
+            key = state.key_of(record)
+            if key is not None:
+                previous, held = state.sequencer.hold(key)
+                state.holds[record.offset] = (key, held)
+                if previous is not None:
+                    self._detour(state, record, None, 0, previous)
+                    continue
+            batch.append((record, state.maybe_redelivered(record)))
+        if batch:
+            task = asyncio.create_task(self._run_batch(state, batch))
+            state.batches.add(task)
+            task.add_done_callback(state.batches.discard)
+        self._pause_if_full(state)
+
+    def _pause_if_full(self, state: PartitionState) -> None:
         if state.should_pause():
             self._consumer.pause(state.tp)
             state.paused = True
             self._update_paused()
 
-    async def _run(self, state: PartitionState, record: Any) -> None:
+    async def _run_batch(self, state: PartitionState, batch: list[tuple[Any, bool]]) -> None:
+        assert self._settler is not None
+        try:
+            await self._settler.settle(
+                batch,
+                finished=lambda records: self._finished(state, records),
+                detour=lambda record, work, failures: self._detour(state, record, work, failures),
+            )
+        finally:
+            state.batches.discard(asyncio.current_task())
+        # Scheduling waited for this batch while it ran (see _schedule).
+        self._finished(state, [])
+
+    def _detour(
+        self,
+        state: PartitionState,
+        record: Any,
+        work: Awaitable[None] | None,
+        failures: int,
+        after: asyncio.Future[None] | None = None,
+    ) -> None:
+        """Settle `record` in a task of its own (a slow handler, a failure, a busy key)."""
+        task = asyncio.create_task(self._run(state, record, work, failures, after))
+        state.tasks[record.offset] = task
+
+    async def _run(
+        self,
+        state: PartitionState,
+        record: Any,
+        work: Awaitable[None] | None,
+        failures: int,
+        after: asyncio.Future[None] | None,
+    ) -> None:
         assert self._processor is not None
         processor = self._processor
         try:
-            redelivered = state.maybe_redelivered(record)
-            key = state.key_of(record)
-            if key is None:
-                await self._settle(processor, record, redelivered)
-            else:
-                await state.sequencer.run(key, lambda: self._settle(processor, record, redelivered))
+            if after is not None:
+                # asyncio.wait does not cancel `after` if we are cancelled while waiting.
+                await asyncio.wait([after])
+            if work is not None:
+                pending, work = work, None
+                try:
+                    await pending
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    _log.exception(
+                        "consumer.process_failed", offset=record.offset, error=type(exc).__name__
+                    )
+                    await asyncio.sleep(self._infra_policy.backoff(failures))
+                else:
+                    failures = -1
+            if failures >= 0:
+                await self._settle(processor, record, state.maybe_redelivered(record), failures)
         finally:
+            if isinstance(work, Coroutine):
+                work.close()  # never started (cancelled while waiting for its key)
             state.tasks.pop(record.offset, None)
+            self._release(state, record)
+        self._finished(state, [record])
+
+    def _release(self, state: PartitionState, record: Any) -> None:
+        held = state.holds.pop(record.offset, None)
+        if held is not None:
+            state.sequencer.release(*held)
+
+    def _finished(self, state: PartitionState, records: list[Any]) -> None:
+        for record in records:
+            self._release(state, record)
         if state.revoked:
             return
-        state.offsets.complete(record.offset)
+        for record in records:
+            state.offsets.complete(record.offset)
         self._schedule(state)
         if state.should_resume() and self._started:
             with contextlib.suppress(KafkaError, KeyError, AssertionError):
@@ -263,7 +348,9 @@ class ConsumerService:
             state.paused = False
             self._update_paused()
 
-    async def _settle(self, processor: EventProcessor, record: Any, redelivered: bool) -> None:
+    async def _settle(
+        self, processor: EventProcessor, record: Any, redelivered: bool, failures: int = 0
+    ) -> None:
         """Process `record` until its outcome is published.
 
         `process()` settles every event-level failure itself; what escapes is infrastructure
@@ -271,7 +358,6 @@ class ConsumerService:
         record is then processed again after a backoff rather than left unfinished, which
         would hold its partition's commits back forever; the dedupe store makes the repeat safe.
         """
-        failures = 0
         while True:
             try:
                 await processor.process(record, maybe_redelivered=redelivered, retry=failures > 0)
@@ -317,6 +403,12 @@ class ConsumerService:
             if state.tp in offsets:
                 state.offsets.committed(offsets[state.tp])
 
+    async def _prepare_probe(self, probe: ResultsProbe) -> None:
+        try:
+            await probe.prepare()
+        except KafkaError as exc:
+            _log.warning("consumer.probe_prepare_failed", error=type(exc).__name__)
+
     def _update_lag(self) -> None:
         for tp, state in list(self._partitions.items()):
             highwater = self._consumer.highwater(tp)
@@ -331,9 +423,13 @@ class ConsumerService:
         for state in states:
             state.draining = True
             state.backlog.clear()
-        tasks = [task for state in states for task in state.tasks.values()]
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + deadline_s
+        # Batch tasks may hand records to new tasks while we wait: collect until none is left.
+        while tasks := [
+            task for state in states for task in (*state.tasks.values(), *state.batches)
+        ]:
+            _done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
             for task in pending:
                 task.cancel()
             if pending:
@@ -370,6 +466,9 @@ class ConsumerService:
             state.redelivery_horizon = ends.get(tp, 0)
             self._partitions[tp] = state
         self._update_paused()
+        if self._probe is not None and fresh:
+            # In the background: the rebalance must not wait for it; look-ups take its lock.
+            self._prepare_task = asyncio.create_task(self._prepare_probe(self._probe))
         _log.info(
             "consumer.partitions_assigned", partitions=sorted(tp.partition for tp in assigned)
         )
