@@ -6,7 +6,8 @@
 - `handlers`: the Handler protocol and registry; `proxy_handler.ProxyCompletionHandler`;
 - `offsets`, `keyed`, `partitions`: commit tracking, per-key order, backpressure;
 - `retry`: the one retry policy; `errors`: the error tree; `settings`: gateway_settings.kafka;
-- `dedupe`, `ratelimit`: cross-process dedupe of results and rate limits (Redis or memory);
+- `dedupe`, `ratelimit`: cross-process dedupe of results and rate limits (Redis or memory),
+  both opening Redis through `redis_client`;
 - `batched`: coalesces concurrent events' dedupe calls into batched round trips;
 - `heap`: garbage-collector settings for a long-running consumer process;
 - `cli`: `gateway consume`, `gateway topics ensure`, `gateway send`.

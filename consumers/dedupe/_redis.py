@@ -26,6 +26,7 @@ from consumers.dedupe.errors import (
     DedupeStoreNotStarted,
     DedupeStoreUnavailable,
 )
+from consumers.redis_client import open_redis
 
 __all__ = ["RedisDedupeStore"]
 
@@ -149,23 +150,14 @@ class RedisDedupeStore:
     async def start(self) -> None:
         if self._conn is not None:
             return
-        # A blocking pool makes calls beyond max_connections wait for a free connection
-        # (bounded by op_timeout_s) instead of failing with MaxConnectionsError.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        client = await open_redis(
             self._url,
-            decode_responses=True,
-            socket_connect_timeout=self._connect_timeout_s,
-            socket_timeout=self._op_timeout_s,
+            connect_timeout_s=self._connect_timeout_s,
+            op_timeout_s=self._op_timeout_s,
             max_connections=self._max_connections,
-            timeout=self._op_timeout_s,
+            probe=lambda c: c.ping(),
+            translate=_translate,
         )
-        client = aioredis.Redis.from_pool(pool)
-        try:
-            with _translate():
-                await client.ping()
-        except BaseException:
-            await client.aclose()
-            raise
         self._conn = _Connection(
             client=client,
             mark_published=client.register_script(_MARK_PUBLISHED),

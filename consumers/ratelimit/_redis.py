@@ -24,6 +24,7 @@ from consumers.ratelimit.errors import (
     RateLimiterNotStarted,
     RateLimiterUnavailable,
 )
+from consumers.redis_client import open_redis
 
 __all__ = ["RedisRateLimiter"]
 
@@ -117,11 +118,13 @@ class RedisRateLimiter:
         namespace: str = "gateway",
         connect_timeout_s: float = 1.0,
         op_timeout_s: float = 2.0,
+        max_connections: int = 32,
     ) -> None:
         self._url = url
         self._prefix = f"{namespace}:ratelimit:"
         self._connect_timeout_s = connect_timeout_s
         self._op_timeout_s = op_timeout_s
+        self._max_connections = max_connections
         self._conn: _Connection | None = None
 
     async def __aenter__(self) -> RedisRateLimiter:
@@ -135,18 +138,14 @@ class RedisRateLimiter:
         """Connect and load the script (EVALSHA from then on); idempotent."""
         if self._conn is not None:
             return
-        client = aioredis.Redis.from_url(
+        client = await open_redis(
             self._url,
-            decode_responses=True,
-            socket_connect_timeout=self._connect_timeout_s,
-            socket_timeout=self._op_timeout_s,
+            connect_timeout_s=self._connect_timeout_s,
+            op_timeout_s=self._op_timeout_s,
+            max_connections=self._max_connections,
+            probe=lambda c: c.script_load(_BUCKET),
+            translate=_translate,
         )
-        try:
-            with _translate():
-                await client.script_load(_BUCKET)
-        except BaseException:
-            await client.aclose()
-            raise
         # AsyncScript reloads the script by itself if Redis restarted and lost it.
         self._conn = _Connection(client=client, bucket=client.register_script(_BUCKET))
 

@@ -1,0 +1,44 @@
+"""One way to open the Redis client that the dedupe store and the rate limiter share.
+
+Why one module: both need the same connection behaviour (connect and operation timeouts, and a
+BLOCKING pool, so a burst of concurrent calls beyond the pool size waits for a free connection
+instead of failing with MaxConnectionsError), and both must close the client when the first
+probe fails. Each caller keeps its own error translation, passed in as a context manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+
+import redis.asyncio as aioredis
+
+__all__ = ["open_redis"]
+
+
+async def open_redis(
+    url: str,
+    *,
+    connect_timeout_s: float,
+    op_timeout_s: float,
+    max_connections: int,
+    probe: Callable[[aioredis.Redis], Awaitable[object]],
+    translate: Callable[[], AbstractContextManager[None]],
+) -> aioredis.Redis:
+    """A started client whose `probe` (a PING, a script load) succeeded; errors translated."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=connect_timeout_s,
+        socket_timeout=op_timeout_s,
+        max_connections=max_connections,
+        timeout=op_timeout_s,  # how long a call waits for a free pooled connection
+    )
+    client = aioredis.Redis.from_pool(pool)
+    try:
+        with translate():
+            await probe(client)
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
