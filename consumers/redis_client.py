@@ -8,12 +8,31 @@ probe fails. Each caller keeps its own error translation, passed in as a context
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 
-__all__ = ["open_redis"]
+__all__ = ["open_redis", "redis_errors_as"]
+
+
+def redis_errors_as(
+    unavailable: type[Exception], backend: type[Exception]
+) -> Callable[[], AbstractContextManager[None]]:
+    """A context manager factory translating Redis client errors into a package's own tree:
+    connection and timeout failures become `unavailable` (retriable), the rest `backend`."""
+
+    @contextmanager
+    def translate() -> Iterator[None]:
+        try:
+            yield
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise unavailable(f"redis unreachable: {type(exc).__name__}") from exc
+        except redis_errors.RedisError as exc:
+            raise backend(f"redis error: {type(exc).__name__}: {exc}") from exc
+
+    return translate
 
 
 async def open_redis(

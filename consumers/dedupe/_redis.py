@@ -11,12 +11,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
 import structlog
 from redis.commands.core import AsyncScript
 
@@ -26,7 +24,7 @@ from consumers.dedupe.errors import (
     DedupeStoreNotStarted,
     DedupeStoreUnavailable,
 )
-from consumers.redis_client import open_redis
+from consumers.redis_client import open_redis, redis_errors_as
 
 __all__ = ["RedisDedupeStore"]
 
@@ -92,15 +90,8 @@ _OUTCOME_LOST = 0
 _OUTCOME_ALREADY_PUBLISHED = 2
 
 
-@contextmanager
-def _translate() -> Iterator[None]:
-    """The one place where Redis client errors become this package's errors."""
-    try:
-        yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        raise DedupeStoreUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
-    except redis_errors.RedisError as exc:
-        raise DedupeStoreBackendError(f"redis error: {type(exc).__name__}: {exc}") from exc
+# The one place where Redis client errors become this package's errors.
+_translate = redis_errors_as(DedupeStoreUnavailable, DedupeStoreBackendError)
 
 
 @dataclass(frozen=True)

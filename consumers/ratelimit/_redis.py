@@ -10,12 +10,9 @@ newer (scripts replicated by effects, so a script may write after reading TIME).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
 from redis.commands.core import AsyncScript
 
 from consumers.ratelimit._limit import RateLimit, wait_for_token
@@ -24,7 +21,7 @@ from consumers.ratelimit.errors import (
     RateLimiterNotStarted,
     RateLimiterUnavailable,
 )
-from consumers.redis_client import open_redis
+from consumers.redis_client import open_redis, redis_errors_as
 
 __all__ = ["RedisRateLimiter"]
 
@@ -91,15 +88,8 @@ return result
 """
 
 
-@contextmanager
-def _translate() -> Iterator[None]:
-    """The one place where Redis client errors become this package's errors."""
-    try:
-        yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        raise RateLimiterUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
-    except redis_errors.RedisError as exc:
-        raise RateLimiterBackendError(f"redis error: {type(exc).__name__}: {exc}") from exc
+# The one place where Redis client errors become this package's errors.
+_translate = redis_errors_as(RateLimiterUnavailable, RateLimiterBackendError)
 
 
 @dataclass(frozen=True)
