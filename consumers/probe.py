@@ -23,7 +23,8 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
+
+from consumers.partitioner import default_partitioner
 
 __all__ = ["ResultsProbe"]
 
@@ -62,7 +63,7 @@ class ResultsProbe:
         self._consumer: Any = None
         self._partitions: list[int] = []
         self._partitions_of = partitions_of
-        self._partitioner = DefaultPartitioner()
+        self._partitioner = default_partitioner()  # the publisher's: same placement
         self._scanned: dict[int, _Scanned] = {}
         self._lock = asyncio.Lock()
         # Keys seen in any partition, and the smallest cutoff for which every partition's

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from consumers.partitioner import default_partitioner
 from consumers.settings import KafkaSettings
 from schemas import Event, EventCodec, build_headers, event_type_of
 
@@ -34,6 +35,8 @@ class EventPublisher:
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
+            # Same placement as aiokafka's default (the results probe relies on it), in C.
+            partitioner=default_partitioner(),
             # Large batches: many concurrent events publish at once, and a full batch makes
             # every further send wait for the in-flight one (one in flight per partition).
             max_batch_size=1_048_576,

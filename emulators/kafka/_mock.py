@@ -10,9 +10,9 @@ ownership). Every symbol bound here was checked to exist in librdkafka 2.16.0.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 from pathlib import Path
 
+import core.librdkafka
 from emulators.kafka.errors import LibrdkafkaNotFoundError, MockClusterError
 
 __all__ = ["MockCluster", "find_librdkafka"]
@@ -24,15 +24,10 @@ _ERRSTR_SIZE = 512
 
 def find_librdkafka() -> Path:
     """Locate the librdkafka shared library shipped inside the installed confluent-kafka."""
-    spec = importlib.util.find_spec("confluent_kafka")
-    if spec is None or spec.origin is None:
-        raise LibrdkafkaNotFoundError("confluent-kafka is not installed; it bundles librdkafka")
-    site = Path(spec.origin).parent.parent
-    candidates = sorted(site.glob("confluent_kafka.libs/librdkafka*.so*"))
-    candidates += sorted(Path(spec.origin).parent.glob("**/librdkafka*.so*"))
-    if not candidates:
-        raise LibrdkafkaNotFoundError(f"no librdkafka*.so found next to {spec.origin}")
-    return candidates[0]
+    path = core.librdkafka.find_librdkafka()
+    if path is None:
+        raise LibrdkafkaNotFoundError("no librdkafka found: confluent-kafka bundles it")
+    return path
 
 
 def _bind(lib: ctypes.CDLL) -> None:
