@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import redis.asyncio as aioredis
 import structlog
 from redis.commands.core import AsyncScript
@@ -45,37 +46,49 @@ end
 return 0
 """
 
-# _MARK_PUBLISHED for many keys in one round trip: ARGV = ttl, then one token per key.
+# The *_MANY scripts take a whole batch as a few arguments: ARGV[1] is the key prefix and
+# ARGV[2] a JSON array of event ids, so the client encodes a handful of arguments per batch
+# instead of one or two per event (which dominated the client's CPU), and each answers with
+# one string of digits, one per id. They build key names themselves, which a single Redis
+# server allows; a Redis Cluster would need the ids hash-tagged to one slot.
+
+# _MARK_PUBLISHED per id: ARGV[3] = ttl ms, ARGV[4] = JSON array of each id's claim token.
 _MARK_PUBLISHED_MANY = """
+local ids, tokens = cjson.decode(ARGV[2]), cjson.decode(ARGV[4])
 local outcomes = {}
-for i, key in ipairs(KEYS) do
+for i, id in ipairs(ids) do
+  local key = ARGV[1] .. id
   local current = redis.call('GET', key)
   if current and string.sub(current, 1, 2) == 'p:' then
-    outcomes[i] = 2
+    outcomes[i] = '2'
   else
-    redis.call('SET', key, 'p:' .. ARGV[i + 1], 'PX', ARGV[1])
-    if current == 'c:' .. ARGV[i + 1] then
-      outcomes[i] = 1
-    else
-      outcomes[i] = 0
-    end
+    redis.call('SET', key, 'p:' .. tokens[i], 'PX', ARGV[3])
+    outcomes[i] = (current == 'c:' .. tokens[i]) and '1' or '0'
   end
 end
-return outcomes
+return table.concat(outcomes)
 """
 
-# SET NX for many keys in one command (one command to encode and parse instead of one per key,
-# which dominated the client's CPU): ARGV = ttl, then one token per key; 1 = claimed.
+# SET NX per id with one claim token for the batch: ARGV[3] = ttl ms, ARGV[4] = token.
 _CLAIM_MANY = """
+local ids = cjson.decode(ARGV[2])
+local value = 'c:' .. ARGV[4]
 local won = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('SET', key, 'c:' .. ARGV[i + 1], 'NX', 'PX', ARGV[1]) then
-    won[i] = 1
-  else
-    won[i] = 0
-  end
+for i, id in ipairs(ids) do
+  won[i] = redis.call('SET', ARGV[1] .. id, value, 'NX', 'PX', ARGV[3]) and '1' or '0'
 end
-return won
+return table.concat(won)
+"""
+
+# Published flags per id ('1' published, '0' not).
+_PUBLISHED_MANY = """
+local ids = cjson.decode(ARGV[2])
+local flags = {}
+for i, id in ipairs(ids) do
+  local current = redis.call('GET', ARGV[1] .. id)
+  flags[i] = (current and string.sub(current, 1, 2) == 'p:') and '1' or '0'
+end
+return table.concat(flags)
 """
 
 # Compare-and-delete: a holder whose claim expired must not delete a newer holder's claim.
@@ -90,6 +103,8 @@ _OUTCOME_LOST = 0
 _OUTCOME_ALREADY_PUBLISHED = 2
 
 
+_json = msgspec.json.encode
+
 # The one place where Redis client errors become this package's errors.
 _translate = redis_errors_as(DedupeStoreUnavailable, DedupeStoreBackendError)
 
@@ -100,6 +115,7 @@ class _Connection:
     mark_published: AsyncScript
     mark_published_many: AsyncScript
     claim_many: AsyncScript
+    published_many: AsyncScript
     release: AsyncScript
 
 
@@ -154,6 +170,7 @@ class RedisDedupeStore:
             mark_published=client.register_script(_MARK_PUBLISHED),
             mark_published_many=client.register_script(_MARK_PUBLISHED_MANY),
             claim_many=client.register_script(_CLAIM_MANY),
+            published_many=client.register_script(_PUBLISHED_MANY),
             release=client.register_script(_RELEASE),
         )
 
@@ -185,51 +202,47 @@ class RedisDedupeStore:
             self._held.popitem(last=False)
 
     async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
-        """`claim` for each id, in one round trip (one script over all keys)."""
+        """`claim` for each id, in one round trip; the ids share one claim token."""
         if not event_ids:
             return []
         conn = self._connection()
-        tokens = [secrets.token_hex(8) for _ in event_ids]
+        token = secrets.token_hex(8)
         with _translate():
-            answers = await conn.claim_many(
-                keys=[self._prefix + event_id for event_id in event_ids],
-                args=[self._claim_ttl_ms, *tokens],
+            answer = await conn.claim_many(
+                args=[self._prefix, _json(event_ids), self._claim_ttl_ms, token]
             )
-        won = [answer == 1 for answer in answers]
+        won = [flag == "1" for flag in answer]
         now = time.monotonic()
-        for event_id, token, ok in zip(event_ids, tokens, won, strict=True):
+        for event_id, ok in zip(event_ids, won, strict=True):
             if ok:
                 self._remember(event_id, token, now)
         return won
 
     async def mark_published_many(self, event_ids: Sequence[str]) -> None:
-        """`mark_published` for each id, in one round trip (one script over all keys)."""
+        """`mark_published` for each id, in one round trip."""
         if not event_ids:
             return
         conn = self._connection()
         tokens = [self.holder_token(event_id) or "unclaimed" for event_id in event_ids]
         with _translate():
             outcomes = await conn.mark_published_many(
-                keys=[self._prefix + event_id for event_id in event_ids],
-                args=[self._published_ttl_ms, *tokens],
+                args=[self._prefix, _json(event_ids), self._published_ttl_ms, _json(tokens)]
             )
         for event_id, outcome in zip(event_ids, outcomes, strict=True):
             self._held.pop(event_id, None)
-            if outcome in (_OUTCOME_LOST, _OUTCOME_ALREADY_PUBLISHED):
+            if outcome != "1":
                 structlog.get_logger(__name__).warning(
-                    "dedupe.claim_lost",
-                    event_id=event_id,
-                    already_published=outcome == _OUTCOME_ALREADY_PUBLISHED,
+                    "dedupe.claim_lost", event_id=event_id, already_published=outcome == "2"
                 )
 
     async def is_published_many(self, event_ids: Sequence[str]) -> list[bool]:
-        """`is_published` for each id, in one round trip (MGET)."""
+        """`is_published` for each id, in one round trip."""
         if not event_ids:
             return []
         conn = self._connection()
         with _translate():
-            values = await conn.client.mget([self._prefix + event_id for event_id in event_ids])
-        return [isinstance(v, str) and v.startswith(_PUBLISHED) for v in values]
+            flags = await conn.published_many(args=[self._prefix, _json(event_ids)])
+        return [flag == "1" for flag in flags]
 
     async def mark_published(self, event_id: str) -> None:
         conn = self._connection()

@@ -75,6 +75,26 @@ async def test_published_ids_cannot_be_claimed_in_a_batch(make_store: StoreFacto
     assert await second.claim_many(["done"]) == [False]
 
 
+async def test_batch_calls_take_ids_of_any_characters(make_store: StoreFactory) -> None:
+    """Ids travel through the batch calls intact, whatever characters they hold."""
+    first, second = await make_store(), await make_store()
+    ids = ['q"uote', "back\\slash", "new\nline", "ünï cödé", "[]", "", "x" * 300]
+    assert await first.claim_many(ids) == [True] * len(ids)
+    assert await second.claim_many(ids) == [False] * len(ids)
+    await first.mark_published_many(ids[:3])
+    assert await second.is_published_many(ids) == [True] * 3 + [False] * (len(ids) - 3)
+
+
+async def test_releasing_one_id_of_a_claimed_batch_frees_only_that_id(
+    make_store: StoreFactory,
+) -> None:
+    """Ids claimed together are still released (and re-claimable) one by one."""
+    first, second = await make_store(), await make_store()
+    assert await first.claim_many(["r1", "r2", "r3"]) == [True, True, True]
+    await first.release("r2")
+    assert await second.claim_many(["r1", "r2", "r3"]) == [False, True, False]
+
+
 class _CountingStore(MemoryDedupeStore):
     """A memory store that records the size of every batch call it receives."""
 
