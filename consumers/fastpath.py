@@ -29,6 +29,7 @@ from consumers.dedupe import DedupeStoreError
 from consumers.errors import EventRejected
 from consumers.handlers import Completion
 from consumers.processor import EventProcessor, _parent_traceparent
+from core.logging import bind_log_scope, reset_log_scope
 from schemas import (
     CompletionFailed,
     CompletionSucceeded,
@@ -123,18 +124,20 @@ class BatchSettler:
         return [item for i, item in enumerate(decoded) if i not in skip]
 
     def _start(self, record: Any, event: RequestEvent, traceparent: str) -> asyncio.Task[_Handled]:
-        tokens = structlog.contextvars.bind_contextvars(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            event_id=event.event_id,
-            task=event.task,
+        token = bind_log_scope(
+            {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "event_id": event.event_id,
+                "task": event.task,
+            }
         )
         try:
             # The task copies the context bound above.
             return asyncio.create_task(self._p._handle_with_retries(event, traceparent))
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            reset_log_scope(token)
 
     def _handled(
         self,

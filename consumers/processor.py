@@ -47,6 +47,7 @@ from consumers.publisher import EventPublisher
 from consumers.ratelimit import RateLimit, RateLimiter
 from consumers.retry import RetryPolicy, is_retriable
 from consumers.settings import KafkaSettings
+from core.logging import bind_log_scope, reset_log_scope
 from schemas import (
     CompletionFailed,
     CompletionSucceeded,
@@ -132,9 +133,10 @@ class EventProcessor:
         try:
             event = self._decode(record)
         except EventRejected as exc:
-            with structlog.contextvars.bound_contextvars(
-                topic=record.topic, partition=record.partition, offset=record.offset
-            ):
+            token = bind_log_scope(
+                {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+            )
+            try:
                 await self._dead_letter(
                     record,
                     exc.reason,
@@ -142,20 +144,22 @@ class EventProcessor:
                     attempts=0,
                     traceparent=traceparent,
                 )
+            finally:
+                reset_log_scope(token)
             return
-        # One bind and one reset per event: this runs for every record, and the context
-        # manager form costs several times more.
-        tokens = structlog.contextvars.bind_contextvars(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            event_id=event.event_id,
-            task=event.task,
+        token = bind_log_scope(
+            {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "event_id": event.event_id,
+                "task": event.task,
+            }
         )
         try:
             await self._process_event(record, event, traceparent, maybe_redelivered, retry)
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            reset_log_scope(token)
 
     def _decode(self, record: Any) -> RequestEvent:
         value: bytes | None = record.value

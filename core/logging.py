@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
@@ -76,10 +77,39 @@ def _redact_processor(
     return {k: redact(v) if k != "event" else redact(str(v)) for k, v in event_dict.items()}
 
 
+# Fields of the unit of work this context belongs to (an event: topic, partition, offset, id).
+# Why not structlog's bind_contextvars: it sets one context variable per field and resets each
+# again, for every event, whether or not anything is logged; here a unit of work costs one
+# set and one reset, and the fields are only read when a line is actually logged.
+_scope: ContextVar[Mapping[str, Any] | None] = ContextVar("log_scope", default=None)
+
+
+def bind_log_scope(fields: Mapping[str, Any]) -> Token[Mapping[str, Any] | None]:
+    """Add `fields` to every line logged in this context and in tasks created from it."""
+    parent = _scope.get()
+    return _scope.set(fields if parent is None else {**parent, **fields})
+
+
+def reset_log_scope(token: Token[Mapping[str, Any] | None]) -> None:
+    _scope.reset(token)
+
+
+def merge_log_scope(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the bound scope's fields, under the line's own."""
+    fields = _scope.get()
+    if fields:
+        for key, value in fields.items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
+
 def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
     """Install the shared structlog pipeline; JSON in production, readable on a terminal."""
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        merge_log_scope,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import msgspec
-import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from consumer_handlers import Scripted, SlowEcho
 from consumer_support import CODEC, TopicReader, fast_settings, produce, request
@@ -15,6 +14,7 @@ from structlog.testing import capture_logs
 
 from consumers import ConsumerService
 from consumers.settings import ConsumerTuning
+from core.logging import merge_log_scope
 from schemas import (
     CompletionFailed,
     CompletionSucceeded,
@@ -357,7 +357,7 @@ async def test_logs_carry_topic_partition_and_event_id(
     settings = fast_settings(kafka_broker, partitions=1)
     await start_service(settings, Scripted())
     event = request("fatal")
-    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with capture_logs(processors=[merge_log_scope]) as logs:
         await produce(kafka_broker.bootstrap_servers, settings.topics.requests.name, [event])
         async with TopicReader(kafka_broker.bootstrap_servers, settings.topics.results.name) as r:
             await r.until(lambda rd: len(rd.records) >= 1)
