@@ -2,9 +2,11 @@
 
 Why this shape: one fetch loop hands records to per-partition schedulers (`PartitionState`),
 the records that fit run as one batch task (`fastpath.BatchSettler`) which hands slow or
-failing ones to tasks of their own (`EventProcessor`), and one commit loop commits, per
-partition, only the contiguous prefix of finished offsets. Auto-commit is off: an offset is
-committed only after the event's result (or dead letter) was acknowledged by the broker.
+failing ones to tasks of their own (`EventProcessor`), and one commit loop
+(`consumers._commits`) commits, per partition, only the contiguous prefix of finished offsets.
+Auto-commit is off: an offset is committed only after the event's result (or dead letter) was
+acknowledged by the broker. Rebalances are handled in `consumers._rebalance`; this module keeps
+the lifecycle and the fetch-and-schedule path.
 
 Guarantees: at-least-once handling; results published at most once per request id through the
 dedupe store (see `consumers.processor` for the one crash window); per-key order when
@@ -22,9 +24,11 @@ from types import TracebackType
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from consumers._commits import Committer
+from consumers._rebalance import Rebalancer, finish
 from consumers.batched import BatchingDedupeStore
 from consumers.dedupe import DedupeStore, open_dedupe_store
 from consumers.fastpath import BatchSettler
@@ -42,17 +46,6 @@ from schemas import EventCodec
 __all__ = ["ConsumerService"]
 
 _log = structlog.get_logger(__name__)
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base class
-    def __init__(self, service: ConsumerService) -> None:
-        self._service = service
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._service._revoke(list(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._service._assign(list(assigned))
 
 
 class ConsumerService:
@@ -86,6 +79,10 @@ class ConsumerService:
         self._consumer: Any = None
         self._processor: EventProcessor | None = None
         self._settler: BatchSettler | None = None
+        # Commits and rebalances (consumers._commits, consumers._rebalance), made by start()
+        # with the consumer; both share `_partitions`, the live assignment.
+        self._committer: Committer | None = None
+        self._rebalancer: Rebalancer | None = None
         self._probe: ResultsProbe | None = ResultsProbe(
             bootstrap_servers=servers,
             topic=settings.topics.results.name,
@@ -95,10 +92,8 @@ class ConsumerService:
         self._partitions: dict[Any, PartitionState] = {}
         self._fetch_task: asyncio.Task[None] | None = None
         self._commit_task: asyncio.Task[None] | None = None
-        self._prepare_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
-        self._commit_lock = asyncio.Lock()
         self._infra_policy = RetryPolicy(
             RetrySettings(initial_backoff_s=0.5, max_backoff_s=10.0, max_attempts=1)
         )
@@ -166,28 +161,41 @@ class ConsumerService:
             retry_backoff_ms=c.retry_backoff_ms,
             max_partition_fetch_bytes=max(1_048_576, s.max_event_bytes * 2),
         )
-        self._consumer.subscribe([s.topics.requests.name], listener=_Rebalance(self))
+        self._committer = committer = Committer(
+            self._consumer, self._partitions, self.metrics, interval_s=s.commit_interval_s
+        )
+        self._rebalancer = Rebalancer(
+            self._consumer,
+            self._partitions,
+            committer=committer,
+            settings=s,
+            probe=self._probe,
+            on_assigned=self._update_paused,
+        )
+        self._consumer.subscribe([s.topics.requests.name], listener=self._rebalancer)
         await self._consumer.start()
         if s.metrics_port is not None:
             self.metrics_port = self.metrics.serve(s.metrics_port)
         self._started = True
         self._fetch_task = asyncio.create_task(self._fetch_loop(), name="consumer-fetch")
-        self._commit_task = asyncio.create_task(self._commit_loop(), name="consumer-commit")
+        self._commit_task = asyncio.create_task(committer.run(), name="consumer-commit")
         _log.info("consumer.started", group_id=s.group_id, topic=s.topics.requests.name)
 
     async def stop(self) -> None:
         """Drain in-flight work within `drain_timeout_s`, commit what finished, then leave."""
         if not self._started:
             return
+        # Both are made by start() before it sets `_started`.
+        assert self._committer is not None and self._rebalancer is not None
         self._started = False
         self._stopping.set()
-        for task in (self._fetch_task, self._commit_task, self._prepare_task):
+        for task in (self._fetch_task, self._commit_task, self._rebalancer.prepare_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._finish(list(self._partitions.values()), self.settings.drain_timeout_s)
-        await self._commit(list(self._partitions.values()))
+        await finish(list(self._partitions.values()), self.settings.drain_timeout_s)
+        await self._committer.commit(list(self._partitions.values()))
         self._partitions.clear()
         with contextlib.suppress(KafkaError):
             await self._consumer.stop()
@@ -373,102 +381,3 @@ class ConsumerService:
 
     def _update_paused(self) -> None:
         self.metrics.paused.set(sum(1 for st in self._partitions.values() if st.paused))
-
-    # ------------------------------------------------------------------ commits & rebalances
-
-    async def _commit_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.commit_interval_s)
-            await self._commit(list(self._partitions.values()))
-            self._update_lag()
-            # Sampled here rather than per event: the sum runs over every partition.
-            self.metrics.in_flight.set(self.in_flight)
-
-    async def _commit(self, states: list[PartitionState]) -> None:
-        offsets = {}
-        for state in states:
-            offset = state.offsets.take_commit()
-            if offset is not None:
-                offsets[state.tp] = offset
-        if not offsets:
-            return
-        async with self._commit_lock:
-            try:
-                await self._consumer.commit(offsets)
-            except KafkaError as exc:
-                # Lost the partitions or the coordinator; the events will be redelivered.
-                _log.warning("consumer.commit_failed", error=type(exc).__name__)
-                return
-        for state in states:
-            if state.tp in offsets:
-                state.offsets.committed(offsets[state.tp])
-
-    async def _prepare_probe(self, probe: ResultsProbe) -> None:
-        try:
-            await probe.prepare()
-        except KafkaError as exc:
-            _log.warning("consumer.probe_prepare_failed", error=type(exc).__name__)
-
-    def _update_lag(self) -> None:
-        for tp, state in list(self._partitions.items()):
-            highwater = self._consumer.highwater(tp)
-            position = state.next_fetch_offset
-            if highwater is not None and position is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
-
-    async def _finish(self, states: list[PartitionState], deadline_s: float) -> None:
-        """Let in-flight tasks finish within `deadline_s`, then cancel (abandon) the rest."""
-        for state in states:
-            state.draining = True
-            state.backlog.clear()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + deadline_s
-        # Batch tasks may hand records to new tasks while we wait: collect until none is left.
-        while tasks := [
-            task for state in states for task in (*state.tasks.values(), *state.batches)
-        ]:
-            _done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
-            for task in pending:
-                task.cancel()
-            if pending:
-                _log.warning("consumer.abandoned_in_flight", count=len(pending))
-                await asyncio.wait(pending)
-
-    async def _revoke(self, revoked: list[Any]) -> None:
-        states = [self._partitions[tp] for tp in revoked if tp in self._partitions]
-        if not states:
-            return
-        await self._finish(states, self.settings.revoke_timeout_s)
-        await self._commit(states)
-        for state in states:
-            state.revoked = True
-            self._partitions.pop(state.tp, None)
-        _log.info("consumer.partitions_revoked", partitions=[tp.partition for tp in revoked])
-
-    async def _assign(self, assigned: list[Any]) -> None:
-        if self._probe is not None:
-            self._probe.forget()
-        fresh = [tp for tp in assigned if tp not in self._partitions]
-        try:
-            ends = await self._consumer.end_offsets(fresh) if fresh else {}
-        except KafkaError as exc:
-            # Unknown ends: treat everything as possibly redelivered (only costs look-ups).
-            _log.warning("consumer.end_offsets_failed", error=type(exc).__name__)
-            ends = {tp: 2**62 for tp in fresh}
-        for tp in fresh:
-            state = PartitionState(
-                tp,
-                bound=self.settings.max_in_flight_per_partition,
-                ordered=self.settings.ordering_per_key,
-            )
-            state.redelivery_horizon = ends.get(tp, 0)
-            self._partitions[tp] = state
-        self._update_paused()
-        if self._probe is not None and fresh:
-            # In the background: the rebalance must not wait for it; look-ups take its lock.
-            self._prepare_task = asyncio.create_task(self._prepare_probe(self._probe))
-        _log.info(
-            "consumer.partitions_assigned", partitions=sorted(tp.partition for tp in assigned)
-        )

@@ -1,0 +1,83 @@
+"""Commits of finished offsets, and the lag and in-flight gauges sampled alongside them.
+
+Why a module of its own: committing is where the consumer keeps its at-least-once promise
+(per partition, only the contiguous prefix of finished offsets, and only once their results
+were acknowledged), and three callers share it: the periodic loop, revocation (before the
+partitions go to another owner) and stop(). Apart from fetching and scheduling, it reads on
+its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from aiokafka.errors import KafkaError
+
+from consumers.metrics import ConsumerMetrics
+from consumers.partitions import PartitionState
+
+__all__ = ["Committer"]
+
+_log = structlog.get_logger(__name__)
+
+
+class Committer:
+    """Commits for one started consumer.
+
+    `partitions` is the service's live assignment, shared rather than copied: the periodic
+    loop always sees the partitions assigned at that moment.
+    """
+
+    def __init__(
+        self,
+        consumer: Any,
+        partitions: dict[Any, PartitionState],
+        metrics: ConsumerMetrics,
+        *,
+        interval_s: float,
+    ) -> None:
+        self._consumer = consumer
+        self._partitions = partitions
+        self._metrics = metrics
+        self._interval_s = interval_s
+        # The loop, a revocation and stop() may commit at the same time: one at a time.
+        self._lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Commit, then sample the gauges, every `interval_s` until cancelled."""
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.commit(list(self._partitions.values()))
+            self._update_lag()
+            # Sampled here rather than per event: the sum runs over every partition.
+            self._metrics.in_flight.set(sum(state.in_flight for state in self._partitions.values()))
+
+    async def commit(self, states: list[PartitionState]) -> None:
+        offsets = {}
+        for state in states:
+            offset = state.offsets.take_commit()
+            if offset is not None:
+                offsets[state.tp] = offset
+        if not offsets:
+            return
+        async with self._lock:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:
+                # Lost the partitions or the coordinator; the events will be redelivered.
+                _log.warning("consumer.commit_failed", error=type(exc).__name__)
+                return
+        for state in states:
+            if state.tp in offsets:
+                state.offsets.committed(offsets[state.tp])
+
+    def _update_lag(self) -> None:
+        for tp, state in list(self._partitions.items()):
+            highwater = self._consumer.highwater(tp)
+            position = state.next_fetch_offset
+            if highwater is not None and position is not None:
+                self._metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
