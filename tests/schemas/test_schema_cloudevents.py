@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from schemas import (
     build_headers,
@@ -26,6 +26,23 @@ def test_headers_carry_the_required_attributes() -> None:
     assert headers["ce_source"] == b"urn:t"
     assert headers["ce_time"] == b"2026-01-02T03:04:05Z"
     assert headers["content-type"] == b"application/json"
+
+
+def test_ce_time_is_utc_rfc3339_whatever_the_zone_of_the_event_time() -> None:
+    """Times in other zones are converted to UTC; microseconds are kept."""
+    plus_two = timezone(timedelta(hours=2))
+    when = datetime(2026, 1, 2, 5, 4, 5, 7, tzinfo=plus_two)
+    headers = dict(build_headers(event_id="e", event_type="t", source="s", time=when))
+    assert headers["ce_time"] == b"2026-01-02T03:04:05.000007Z"
+
+
+def test_generated_trace_and_span_ids_are_valid_and_distinct() -> None:
+    """Every new traceparent is valid W3C, and span ids do not repeat."""
+    parents = [new_traceparent() for _ in range(2000)]
+    assert all(trace_id_of(p) is not None for p in parents)
+    assert len({p.split("-")[1] for p in parents}) == 2000
+    children = [child_traceparent(parents[0]) for _ in range(2000)]
+    assert len({c.split("-")[2] for c in children}) == 2000
 
 
 def test_headers_round_trip() -> None:
