@@ -28,12 +28,12 @@ import structlog
 from consumers.dedupe import DedupeStoreError
 from consumers.errors import EventRejected
 from consumers.handlers import Completion
+from consumers.invoker import Handled
 from consumers.processor import EventProcessor, _parent_traceparent
 from core.logging import bind_log_scope, reset_log_scope
 from schemas import (
     CompletionFailed,
     CompletionSucceeded,
-    ErrorInfo,
     RequestEvent,
     child_traceparent,
 )
@@ -42,7 +42,6 @@ __all__ = ["BatchSettler", "Detour"]
 
 _log = structlog.get_logger(__name__)
 
-_Handled = tuple[Completion | BaseException, int, list[ErrorInfo]]
 # Hands a record to the per-event path: with the work that finishes it, or None to process
 # it from the start (`failures` > 0: a previous attempt failed after possibly publishing).
 Detour = Callable[[Any, Awaitable[None] | None, int], None]
@@ -123,7 +122,7 @@ class BatchSettler:
         finished([decoded[i][0] for i in sorted(skip)])
         return [item for i, item in enumerate(decoded) if i not in skip]
 
-    def _start(self, record: Any, event: RequestEvent, traceparent: str) -> asyncio.Task[_Handled]:
+    def _start(self, record: Any, event: RequestEvent, traceparent: str) -> asyncio.Task[Handled]:
         token = bind_log_scope(
             {
                 "topic": record.topic,
@@ -135,7 +134,7 @@ class BatchSettler:
         )
         try:
             # The task copies the context bound above.
-            return asyncio.create_task(self._p._handle_with_retries(event, traceparent))
+            return asyncio.create_task(self._p.invoker.handle(event, traceparent))
         finally:
             reset_log_scope(token)
 
@@ -144,7 +143,7 @@ class BatchSettler:
         record: Any,
         event: RequestEvent,
         traceparent: str,
-        task: asyncio.Task[_Handled],
+        task: asyncio.Task[Handled],
         *,
         started: float,
         detour: Detour,
@@ -169,7 +168,7 @@ class BatchSettler:
         record: Any,
         event: RequestEvent,
         traceparent: str,
-        task: asyncio.Task[_Handled],
+        task: asyncio.Task[Handled],
         *,
         started: float,
     ) -> None:

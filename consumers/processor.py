@@ -37,15 +37,16 @@ from typing import Any
 import msgspec
 import structlog
 
-from consumers.deadletters import classify_decode_error, dead_letter_for, error_chain
+from consumers.deadletters import classify_decode_error, dead_letter_for
 from consumers.dedupe import DedupeStore, DedupeStoreError
-from consumers.errors import EventRejected, NoHandler, ProviderRateLimited
-from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry
+from consumers.errors import EventRejected, NoHandler
+from consumers.handlers import Completion, HandlerRegistry
+from consumers.invoker import Handled, HandlerInvoker
 from consumers.metrics import ConsumerMetrics
 from consumers.probe import ResultsProbe
 from consumers.publisher import EventPublisher
-from consumers.ratelimit import RateLimit, RateLimiter
-from consumers.retry import RetryPolicy, is_retriable
+from consumers.ratelimit import RateLimiter
+from consumers.retry import RetryPolicy
 from consumers.settings import KafkaSettings
 from core.logging import bind_log_scope, reset_log_scope
 from schemas import (
@@ -53,7 +54,6 @@ from schemas import (
     CompletionSucceeded,
     ErrorInfo,
     EventCodec,
-    JobProgress,
     RequestEvent,
     child_traceparent,
 )
@@ -78,7 +78,6 @@ def _parent_traceparent(headers: Any) -> str | None:
 class _TaskMetrics:
     completed: Any
     failed: Any
-    latency: Any
 
 
 class EventProcessor:
@@ -97,14 +96,18 @@ class EventProcessor:
     ) -> None:
         self._settings = settings
         self._codec = codec
-        self._registry = registry
         self._publisher = publisher
         self._dedupe = dedupe
-        self._limiter = limiter
         self._metrics = metrics
-        self._policy = policy
         self._probe = probe
-        self._limits: dict[tuple[str, str], RateLimit | None] = {}
+        self.invoker = HandlerInvoker(
+            settings=settings,
+            registry=registry,
+            publisher=publisher,
+            limiter=limiter,
+            metrics=metrics,
+            policy=policy,
+        )
         self._task_metrics: dict[str, _TaskMetrics] = {}
 
     def _metrics_for(self, task: str) -> _TaskMetrics:
@@ -115,7 +118,6 @@ class EventProcessor:
             found = self._task_metrics[task] = _TaskMetrics(
                 completed=m.completed.labels(task),
                 failed=m.failed.labels(task),
-                latency=m.handler_latency.labels(task),
             )
         return found
 
@@ -194,7 +196,7 @@ class EventProcessor:
             _log.info("consumer.duplicate_skipped")
             return
         started = time.monotonic()
-        outcome, attempts, errors = await self._handle_with_retries(event, traceparent)
+        outcome, attempts, errors = await self.invoker.handle(event, traceparent)
         await self.settle_outcome(record, event, traceparent, (outcome, attempts, errors), started)
 
     async def settle_outcome(
@@ -202,7 +204,7 @@ class EventProcessor:
         record: Any,
         event: RequestEvent,
         traceparent: str,
-        handled: tuple[Completion | BaseException, int, list[ErrorInfo]],
+        handled: Handled,
         started: float,
     ) -> None:
         """Dead-letter a failure, then publish the event's result once."""
@@ -230,7 +232,7 @@ class EventProcessor:
     def result_for(
         self,
         event: RequestEvent,
-        handled: tuple[Completion | BaseException, int, list[ErrorInfo]],
+        handled: Handled,
         started: float,
     ) -> CompletionSucceeded | CompletionFailed:
         outcome, attempts, errors = handled
@@ -257,106 +259,6 @@ class EventProcessor:
             error=errors[0],
             attempts=max(1, attempts),
         )
-
-    async def _handle_with_retries(
-        self, event: RequestEvent, traceparent: str
-    ) -> tuple[Completion | BaseException, int, list[ErrorInfo]]:
-        try:
-            handler = self._registry.resolve(event)
-        except NoHandler as exc:
-            return exc, 0, error_chain(exc)
-        attempts = 0
-        rate_limited = 0
-        errors: list[ErrorInfo] = []
-        while True:
-            try:
-                return (
-                    await self._attempt(handler, event, attempts + 1, traceparent),
-                    attempts + 1,
-                    [],
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failure: BaseException = exc
-            decision = self._policy.decide(
-                failure, attempts=attempts + 1, rate_limited=rate_limited
-            )
-            if decision.rate_limited:
-                rate_limited += 1
-                await self._penalize(handler, event, failure)
-            else:
-                attempts += 1
-            errors = error_chain(failure) + errors
-            _log.warning(
-                "consumer.handler_failed",
-                error=type(failure).__name__,
-                retriable=is_retriable(failure),
-                attempt=attempts,
-                retry=decision.retry,
-            )
-            if not decision.retry:
-                return failure, max(1, attempts), errors[:16]
-            self._metrics.retries.labels(event.task).inc()
-            await asyncio.sleep(decision.delay_s)
-
-    def _limit_for(self, handler: Handler, task: str) -> RateLimit | None:
-        key = (handler.provider, task)
-        if key not in self._limits:
-            rule = self._settings.rate_limit_for(*key)
-            self._limits[key] = (
-                None
-                if rule is None
-                else RateLimit(
-                    rule.rate_per_s, rule.burst, rule.min_rate_per_s, rule.recovery_per_s
-                )
-            )
-        return self._limits[key]
-
-    async def _attempt(
-        self, handler: Handler, event: RequestEvent, attempt: int, traceparent: str
-    ) -> Completion:
-        limit = self._limit_for(handler, event.task)
-        if limit is not None:
-            key = f"{handler.provider}:{event.task}"
-            waited = await self._limiter.acquire(key, limit)
-            self._metrics.rate_limit_wait.labels(key).observe(waited)
-
-        async def report(stage: str, progress: float, message: str) -> None:
-            status = JobProgress(
-                event_id=f"{event.event_id}.progress.{time.time_ns()}",
-                request_id=event.event_id,
-                subject=event.subject,
-                task=event.task,
-                stage=stage,
-                progress=progress,
-                message=message,
-            )
-            await self._publisher.publish(
-                self._settings.topics.status.name,
-                status,
-                key=event.subject,
-                subject=event.subject,
-                traceparent=child_traceparent(traceparent),
-            )
-
-        ctx = HandlerContext(attempt=attempt, traceparent=traceparent, report=report)
-        started = time.monotonic()
-        try:
-            return await handler.handle(event, ctx)
-        finally:
-            self._metrics_for(event.task).latency.observe(time.monotonic() - started)
-
-    async def _penalize(self, handler: Handler, event: RequestEvent, error: BaseException) -> None:
-        limit = self._limit_for(handler, event.task)
-        if limit is None or not isinstance(error, ProviderRateLimited):
-            return
-        try:
-            await self._limiter.penalize(
-                f"{handler.provider}:{event.task}", limit, retry_after_s=error.retry_after_s
-            )
-        except Exception as exc:
-            _log.warning("consumer.penalize_failed", error=type(exc).__name__)
 
     async def _already_published(self, event_id: str) -> bool:
         try:

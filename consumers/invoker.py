@@ -1,0 +1,161 @@
+"""Running a handler for one event: rate-limit tokens, attempts, retries with backoff.
+
+Why a module of its own: what happens between "this event needs its handler" and "here is its
+outcome" (a token from the shared bucket before every provider call, the retry decision per
+error, the adaptive slow-down after a 429, progress reports) is independent of how records are
+decoded, deduplicated and published (`consumers.processor`), and both the per-event path and the
+batch path (`consumers.fastpath`) call it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+
+from consumers.deadletters import error_chain
+from consumers.errors import NoHandler, ProviderRateLimited
+from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry
+from consumers.metrics import ConsumerMetrics
+from consumers.publisher import EventPublisher
+from consumers.ratelimit import RateLimit, RateLimiter
+from consumers.retry import RetryPolicy, is_retriable
+from consumers.settings import KafkaSettings
+from schemas import ErrorInfo, JobProgress, RequestEvent, child_traceparent
+
+__all__ = ["Handled", "HandlerInvoker"]
+
+_log = structlog.get_logger(__name__)
+
+# (completion or the final error, attempts made, error chain newest first).
+Handled = tuple[Completion | BaseException, int, list[ErrorInfo]]
+
+
+class HandlerInvoker:
+    def __init__(
+        self,
+        *,
+        settings: KafkaSettings,
+        registry: HandlerRegistry,
+        publisher: EventPublisher,
+        limiter: RateLimiter,
+        metrics: ConsumerMetrics,
+        policy: RetryPolicy,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._publisher = publisher
+        self._limiter = limiter
+        self._metrics = metrics
+        self._policy = policy
+        self._limits: dict[tuple[str, str], RateLimit | None] = {}
+        self._latency: dict[str, Any] = {}
+
+    async def handle(self, event: RequestEvent, traceparent: str) -> Handled:
+        """The event's outcome after every attempt the retry policy allows; never raises
+        (except cancellation): a failure is returned, for the caller to dead-letter."""
+        try:
+            handler = self._registry.resolve(event)
+        except NoHandler as exc:
+            return exc, 0, error_chain(exc)
+        attempts = 0
+        rate_limited = 0
+        errors: list[ErrorInfo] = []
+        while True:
+            try:
+                return (
+                    await self._attempt(handler, event, attempts + 1, traceparent),
+                    attempts + 1,
+                    [],
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure: BaseException = exc
+            decision = self._policy.decide(
+                failure, attempts=attempts + 1, rate_limited=rate_limited
+            )
+            if decision.rate_limited:
+                rate_limited += 1
+                await self._penalize(handler, event, failure)
+            else:
+                attempts += 1
+            errors = error_chain(failure) + errors
+            _log.warning(
+                "consumer.handler_failed",
+                error=type(failure).__name__,
+                retriable=is_retriable(failure),
+                attempt=attempts,
+                retry=decision.retry,
+            )
+            if not decision.retry:
+                return failure, max(1, attempts), errors[:16]
+            self._metrics.retries.labels(event.task).inc()
+            await asyncio.sleep(decision.delay_s)
+
+    def _limit_for(self, handler: Handler, task: str) -> RateLimit | None:
+        key = (handler.provider, task)
+        if key not in self._limits:
+            rule = self._settings.rate_limit_for(*key)
+            self._limits[key] = (
+                None
+                if rule is None
+                else RateLimit(
+                    rule.rate_per_s, rule.burst, rule.min_rate_per_s, rule.recovery_per_s
+                )
+            )
+        return self._limits[key]
+
+    def _latency_for(self, task: str) -> Any:
+        # The labelled child is looked up once per task, not once per event.
+        found = self._latency.get(task)
+        if found is None:
+            found = self._latency[task] = self._metrics.handler_latency.labels(task)
+        return found
+
+    async def _attempt(
+        self, handler: Handler, event: RequestEvent, attempt: int, traceparent: str
+    ) -> Completion:
+        limit = self._limit_for(handler, event.task)
+        if limit is not None:
+            key = f"{handler.provider}:{event.task}"
+            waited = await self._limiter.acquire(key, limit)
+            self._metrics.rate_limit_wait.labels(key).observe(waited)
+
+        async def report(stage: str, progress: float, message: str) -> None:
+            status = JobProgress(
+                event_id=f"{event.event_id}.progress.{time.time_ns()}",
+                request_id=event.event_id,
+                subject=event.subject,
+                task=event.task,
+                stage=stage,
+                progress=progress,
+                message=message,
+            )
+            await self._publisher.publish(
+                self._settings.topics.status.name,
+                status,
+                key=event.subject,
+                subject=event.subject,
+                traceparent=child_traceparent(traceparent),
+            )
+
+        ctx = HandlerContext(attempt=attempt, traceparent=traceparent, report=report)
+        started = time.monotonic()
+        try:
+            return await handler.handle(event, ctx)
+        finally:
+            self._latency_for(event.task).observe(time.monotonic() - started)
+
+    async def _penalize(self, handler: Handler, event: RequestEvent, error: BaseException) -> None:
+        limit = self._limit_for(handler, event.task)
+        if limit is None or not isinstance(error, ProviderRateLimited):
+            return
+        try:
+            await self._limiter.penalize(
+                f"{handler.provider}:{event.task}", limit, retry_after_s=error.retry_after_s
+            )
+        except Exception as exc:
+            _log.warning("consumer.penalize_failed", error=type(exc).__name__)
