@@ -1,8 +1,11 @@
 """Kafka consumers: request events in, results / status / dead letters out.
 
-- `service.ConsumerService`: the runtime (fetch, schedule per partition, commit prefixes);
+- `service.ConsumerService`: the runtime (fetch, schedule per partition); `_commits` commits
+  contiguous prefixes of finished offsets; `_rebalance` drains revoked partitions in time;
 - `fastpath`: settles a fetched batch as a unit (one dedupe call per step, acks together);
-- `processor`: one record's life (decode, rate-limit, handle with retries, publish once);
+- `processor`: one record's life (decode, dedupe, publish once, dead-letter);
+- `invoker`: running its handler (rate-limit tokens, attempts, retries, progress reports);
+- `publisher`: CloudEvents-headed, idempotent publishing; `partitioner`: murmur2 in C;
 - `handlers`: the Handler protocol and registry; `proxy_handler.ProxyCompletionHandler`;
 - `offsets`, `keyed`, `partitions`: commit tracking, per-key order, backpressure;
 - `retry`: the one retry policy; `errors`: the error tree; `settings`: gateway_settings.kafka;
