@@ -215,34 +215,24 @@ class BatchSettler:
         p = self._p
         store: Any = p._dedupe
         topic = p._settings.topics.results.name
-        acks: list[Any] = []
         try:
-            for _, event, traceparent, result in mine:
-                try:
-                    acks.append(
-                        await p._publisher.send(
-                            topic,
-                            result,
-                            key=event.event_id,
-                            subject=event.subject,
-                            traceparent=traceparent,
-                        )
-                    )
-                except Exception as exc:
-                    acks.append(exc)
-            outcomes = await asyncio.gather(
-                *(a for a in acks if not isinstance(a, Exception)), return_exceptions=True
+            acks = await p._publisher.send_many(
+                topic,
+                [(result, event.event_id, event.subject, tp) for _, event, tp, result in mine],
             )
+            # Records of one partition share their batch's future: await each once.
+            futures = {id(a): a for a in acks if not isinstance(a, BaseException)}
+            settled = await asyncio.gather(*futures.values(), return_exceptions=True)
         except BaseException:
             # Cancelled (revocation deadline): let a redelivery claim again.
             for _, event, _, _ in mine:
                 with contextlib.suppress(DedupeStoreError):
                     await asyncio.shield(store.release(event.event_id))
             raise
-        it = iter(outcomes)
+        by_future = dict(zip(futures, settled, strict=True))
         done: list[tuple[Any, RequestEvent, str, CompletionSucceeded | CompletionFailed]] = []
         for item, ack in zip(mine, acks, strict=True):
-            outcome = ack if isinstance(ack, Exception) else next(it)
+            outcome = ack if isinstance(ack, BaseException) else by_future[id(ack)]
             if isinstance(outcome, BaseException):
                 with contextlib.suppress(DedupeStoreError):
                     await store.release(item[1].event_id)

@@ -1,0 +1,110 @@
+"""Specifications of `EventPublisher.send_many`: batches per partition, same placement as send()."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
+
+from consumers import KafkaSettings
+from consumers.publisher import EventPublisher, Outgoing
+from consumers.settings import TopicSettings, TopicsSettings
+from emulators.kafka.broker import EmbeddedKafka
+from schemas import CompletionSucceeded, EventCodec, parse_headers
+
+CODEC = EventCodec()
+
+
+def result(content: str = "ok") -> CompletionSucceeded:
+    request_id = str(uuid.uuid4())
+    return CompletionSucceeded(
+        event_id=f"{request_id}.result",
+        request_id=request_id,
+        subject=f"s-{request_id[:8]}",
+        task="captioning",
+        provider="p",
+        model="m",
+        content=content,
+        attempts=1,
+    )
+
+
+@pytest.fixture
+async def publisher(
+    kafka_broker: EmbeddedKafka, kafka_topic: Callable[..., str]
+) -> AsyncIterator[EventPublisher]:
+    topics = TopicsSettings(
+        requests=TopicSettings(name=kafka_topic(1, "req"), partitions=1),
+        results=TopicSettings(name=kafka_topic(1, "res"), partitions=1),
+        status=TopicSettings(name=kafka_topic(1, "st"), partitions=1),
+        dead_letters=TopicSettings(name=kafka_topic(1, "dlq"), partitions=1),
+    )
+    settings = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap_servers, topics=topics)
+    pub = EventPublisher(settings, kafka_broker.bootstrap_servers, CODEC)
+    await pub.start()
+    try:
+        yield pub
+    finally:
+        await pub.stop()
+
+
+async def read_all(servers: str, topic: str, count: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(15):
+            while len(records) < count:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_records_land_where_aiokafkas_default_partitioner_puts_them(
+    publisher: EventPublisher, kafka_broker: EmbeddedKafka, kafka_topic: Callable[..., str]
+) -> None:
+    """Each record goes to its key's murmur2 partition, with its CloudEvents headers."""
+    topic = kafka_topic(5, "many")
+    events = [result(f"r{i}") for i in range(60)]
+    items: list[Outgoing] = [(e, e.request_id, e.subject, None) for e in events]
+    acks = await publisher.send_many(topic, items)
+    await asyncio.gather(*{id(a): a for a in acks}.values())
+    # One batch (one future) per partition, not one per record.
+    assert len({id(a) for a in acks}) <= 5
+    records = await read_all(kafka_broker.bootstrap_servers, topic, len(events))
+    partitioner, partitions = DefaultPartitioner(), [0, 1, 2, 3, 4]
+    by_key = {r.key: r for r in records}
+    assert len(records) == len(events) == len(by_key)
+    for event in events:
+        record = by_key[event.request_id.encode()]
+        assert record.partition == partitioner(record.key, partitions, partitions)
+        assert CODEC.decode_result(record.value) == event
+        headers = parse_headers(record.headers)
+        assert headers is not None
+        assert (headers.id, headers.type, headers.subject) == (
+            event.event_id,
+            "completion.succeeded",
+            event.subject,
+        )
+
+
+async def test_more_than_a_batch_holds_is_split_and_keeps_its_order(
+    publisher: EventPublisher, kafka_broker: EmbeddedKafka, kafka_topic: Callable[..., str]
+) -> None:
+    """Records beyond one batch's size go in further batches of the same partition, in order."""
+    topic = kafka_topic(1, "big")
+    events = [result(f"{i:03d}" + "x" * 300_000) for i in range(6)]  # ~1.8 MB > one batch
+    acks = await publisher.send_many(topic, [(e, e.request_id, None, None) for e in events])
+    assert len({id(a) for a in acks}) >= 2
+    await asyncio.gather(*{id(a): a for a in acks}.values())
+    records = await read_all(kafka_broker.bootstrap_servers, topic, len(events))
+    assert [CODEC.decode_result(r.value).event_id for r in records] == [e.event_id for e in events]
