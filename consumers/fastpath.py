@@ -29,7 +29,7 @@ from consumers.dedupe import DedupeStoreError
 from consumers.errors import EventRejected
 from consumers.handlers import Completion
 from consumers.invoker import Handled
-from consumers.processor import EventProcessor, _parent_traceparent
+from consumers.processor import EventProcessor, _parent_traceparent, event_scope
 from core.logging import bind_log_scope, reset_log_scope
 from schemas import (
     CompletionFailed,
@@ -123,15 +123,7 @@ class BatchSettler:
         return [item for i, item in enumerate(decoded) if i not in skip]
 
     def _start(self, record: Any, event: RequestEvent, traceparent: str) -> asyncio.Task[Handled]:
-        token = bind_log_scope(
-            {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "event_id": event.event_id,
-                "task": event.task,
-            }
-        )
+        token = bind_log_scope(event_scope(record, event))
         try:
             # The task copies the context bound above.
             return asyncio.create_task(self._p.invoker.handle(event, traceparent))

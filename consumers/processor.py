@@ -58,7 +58,7 @@ from schemas import (
     child_traceparent,
 )
 
-__all__ = ["EventProcessor"]
+__all__ = ["EventProcessor", "event_scope"]
 
 _log = structlog.get_logger(__name__)
 
@@ -72,6 +72,17 @@ def _parent_traceparent(headers: Any) -> str | None:
             except UnicodeDecodeError:
                 return None
     return None
+
+
+def event_scope(record: Any, event: RequestEvent) -> dict[str, Any]:
+    """The fields every log line about this event carries."""
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "event_id": event.event_id,
+        "task": event.task,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,15 +160,7 @@ class EventProcessor:
             finally:
                 reset_log_scope(token)
             return
-        token = bind_log_scope(
-            {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "event_id": event.event_id,
-                "task": event.task,
-            }
-        )
+        token = bind_log_scope(event_scope(record, event))
         try:
             await self._process_event(record, event, traceparent, maybe_redelivered, retry)
         finally:

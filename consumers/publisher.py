@@ -58,6 +58,18 @@ class EventPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
+    def _headers(
+        self, event: Event, subject: str | None, traceparent: str | None
+    ) -> list[tuple[str, bytes]]:
+        return build_headers(
+            event_id=event.event_id,
+            event_type=event_type_of(event),
+            source=self._settings.source,
+            time=event.occurred_at,
+            subject=subject,
+            traceparent=traceparent,
+        )
+
     async def partitions_for(self, topic: str) -> set[int]:
         """The partition ids of `topic` (waits for metadata)."""
         if self._producer is None:
@@ -80,14 +92,7 @@ class EventPublisher:
         """
         if self._producer is None:
             raise RuntimeError("EventPublisher used before start()")
-        headers = build_headers(
-            event_id=event.event_id,
-            event_type=event_type_of(event),
-            source=self._settings.source,
-            time=event.occurred_at,
-            subject=subject,
-            traceparent=traceparent,
-        )
+        headers = self._headers(event, subject, traceparent)
         key_bytes = key.encode() if isinstance(key, str) else key
         return await self._producer.send(
             topic, self._codec.encode(event), key=key_bytes, headers=headers
@@ -110,14 +115,7 @@ class EventPublisher:
         for i, (event, key, subject, traceparent) in enumerate(items):
             key_bytes = key.encode()
             partition = self._partitioner(key_bytes, partitions, partitions)
-            headers = build_headers(
-                event_id=event.event_id,
-                event_type=event_type_of(event),
-                source=self._settings.source,
-                time=event.occurred_at,
-                subject=subject,
-                traceparent=traceparent,
-            )
+            headers = self._headers(event, subject, traceparent)
             value = self._codec.encode(event)
             entry = open_batch.get(partition)
             if entry is None or not entry[1].append(
@@ -155,14 +153,7 @@ class EventPublisher:
         """Send one event and wait until the broker acknowledged it."""
         if self._producer is None:
             raise RuntimeError("EventPublisher used before start()")
-        headers = build_headers(
-            event_id=event.event_id,
-            event_type=event_type_of(event),
-            source=self._settings.source,
-            time=event.occurred_at,
-            subject=subject,
-            traceparent=traceparent,
-        )
+        headers = self._headers(event, subject, traceparent)
         if extra_headers:
             headers.extend(extra_headers)
         key_bytes = key.encode() if isinstance(key, str) else key
