@@ -6,7 +6,6 @@ accepts unchanged, answers deterministically and fails on demand.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,7 +17,7 @@ from emulators.anthropic.render import error_response, message, stream_events
 from emulators.anthropic.wire import WireError, parse_request
 from emulators.http.content import plan_reply
 from emulators.http.control import build_app, runtime_of
-from emulators.http.pipeline import guard, sse_response
+from emulators.http.pipeline import bearer_token, guard, read_json_body, sse_response
 from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
 
 __all__ = ["DEFAULT_MODELS", "create_app"]
@@ -40,19 +39,13 @@ def _key(request: Request) -> str | None:
     key = request.headers.get("x-api-key", "").strip()
     if key:
         return key
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return bearer_token(request)
 
 
 # Each early return is one of the API's checks, in the order the real service applies them.
 async def _messages(request: Request) -> Response:  # noqa: PLR0911
     runtime = runtime_of(request)
-    try:
-        body: Any = json.loads(await request.body())
-    except ValueError:
-        body = None
-    model = body.get("model") if isinstance(body, dict) else None
-    runtime.record(request.url.path, model if isinstance(model, str) else None)
+    body: Any = await read_json_body(request, runtime)
     if not runtime.key_allowed(_key(request)):
         return error_response(401, "invalid x-api-key")
     if not request.headers.get("anthropic-version"):

@@ -24,7 +24,7 @@ from emulators.gemini.render import error_response, response, stream_chunks
 from emulators.gemini.wire import WireError, parse_request
 from emulators.http.content import plan_reply
 from emulators.http.control import build_app, runtime_of
-from emulators.http.pipeline import guard, sse, sse_response
+from emulators.http.pipeline import bearer_token, guard, sse, sse_response
 from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
 
 __all__ = ["create_app"]
@@ -48,8 +48,7 @@ def _key(request: Request) -> str | None:
     key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
     if key:
         return key.strip() or None
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return bearer_token(request)
 
 
 # Each early return is one of the API's checks, in the order the real service applies them.

@@ -17,7 +17,15 @@ from starlette.responses import Response, StreamingResponse
 from emulators.http.faults import FAULT_HEADER, FaultSpecError
 from emulators.http.runtime import EmulatorRuntime
 
-__all__ = ["DEFAULT_MESSAGES", "ErrorRenderer", "guard", "sse", "sse_response"]
+__all__ = [
+    "DEFAULT_MESSAGES",
+    "ErrorRenderer",
+    "bearer_token",
+    "guard",
+    "read_json_body",
+    "sse",
+    "sse_response",
+]
 
 # status -> message; a provider's renderer may replace the status (Anthropic turns 503 to 529).
 ErrorRenderer = Callable[[int, str], Response]
@@ -32,6 +40,23 @@ DEFAULT_MESSAGES = {
     503: "The model is overloaded. Please try again later.",
     529: "Overloaded.",
 }
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, or None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def read_json_body(request: Request, runtime: EmulatorRuntime) -> object:
+    """The parsed JSON body (None when it is not JSON), recording the call and its model."""
+    try:
+        body: object = json.loads(await request.body())
+    except ValueError:
+        body = None
+    model = body.get("model") if isinstance(body, dict) else None
+    runtime.record(request.url.path, model if isinstance(model, str) else None)
+    return body
 
 
 async def guard(  # noqa: PLR0911 - one early return per check reads as the spec

@@ -6,7 +6,6 @@ unchanged, answers deterministically and fails on demand.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,7 +15,7 @@ from starlette.routing import Route
 
 from emulators.http.content import plan_reply
 from emulators.http.control import build_app, runtime_of
-from emulators.http.pipeline import guard, sse, sse_response
+from emulators.http.pipeline import bearer_token, guard, read_json_body, sse, sse_response
 from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
 from emulators.openai.render import completion, error_response, stream_events
 from emulators.openai.wire import WireError, parse_request
@@ -37,20 +36,10 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     return build_app(routes, runtime)
 
 
-def _key(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 async def _chat(request: Request) -> Response:
     runtime = runtime_of(request)
-    try:
-        body: Any = json.loads(await request.body())
-    except ValueError:
-        body = None
-    model = body.get("model") if isinstance(body, dict) else None
-    runtime.record(request.url.path, model if isinstance(model, str) else None)
-    if not runtime.key_allowed(_key(request)):
+    body: Any = await read_json_body(request, runtime)
+    if not runtime.key_allowed(bearer_token(request)):
         return error_response(401, "Incorrect API key provided.")
     if not isinstance(body, dict):
         return error_response(400, "We could not parse the JSON body of your request.")
@@ -62,7 +51,7 @@ async def _chat(request: Request) -> Response:
     failure = await guard(
         request,
         runtime,
-        key=_key(request),
+        key=bearer_token(request),
         conversation_text=conv.all_text,
         render_error=error_response,
     )
@@ -84,7 +73,7 @@ def _model_entry(name: str) -> dict[str, Any]:
 async def _models(request: Request) -> Response:
     runtime = runtime_of(request)
     runtime.record(request.url.path, None)
-    if not runtime.key_allowed(_key(request)):
+    if not runtime.key_allowed(bearer_token(request)):
         return error_response(401, "Incorrect API key provided.")
     return JSONResponse({"object": "list", "data": [_model_entry(m) for m in DEFAULT_MODELS]})
 
@@ -92,6 +81,6 @@ async def _models(request: Request) -> Response:
 async def _model(request: Request) -> Response:
     runtime = runtime_of(request)
     runtime.record(request.url.path, None)
-    if not runtime.key_allowed(_key(request)):
+    if not runtime.key_allowed(bearer_token(request)):
         return error_response(401, "Incorrect API key provided.")
     return JSONResponse(_model_entry(request.path_params["model"]))
