@@ -76,35 +76,13 @@ class EventPublisher:
             raise RuntimeError("EventPublisher used before start()")
         return set(await self._producer.partitions_for(topic))
 
-    async def send(
-        self,
-        topic: str,
-        event: Event,
-        *,
-        key: str | bytes | None,
-        subject: str | None = None,
-        traceparent: str | None = None,
-    ) -> Any:
-        """Queue one event; returns the future the broker's acknowledgement resolves.
-
-        Batches of events queue all their records first and await the acknowledgements
-        together: one trip through the event loop per batch instead of one per record.
-        """
-        if self._producer is None:
-            raise RuntimeError("EventPublisher used before start()")
-        headers = self._headers(event, subject, traceparent)
-        key_bytes = key.encode() if isinstance(key, str) else key
-        return await self._producer.send(
-            topic, self._codec.encode(event), key=key_bytes, headers=headers
-        )
-
     async def send_many(self, topic: str, items: Sequence[Outgoing]) -> list[Any]:
         """Queue events as one record batch per partition; per item, the future its batch's
         acknowledgement resolves, or the exception that kept it from being queued.
 
-        Why: `send()` per record pays aiokafka's per-record path (metadata wait, partitioner
+        Why: aiokafka's `send()` per record pays its per-record path (metadata wait, partitioner
         lists, accumulator look-up, one future per record), a third of a no-op event's cost.
-        Records land where `send()` would put them: the same partitioner over the same list.
+        Records land where aiokafka's `send()` would put them: same partitioner, same list.
         """
         producer = self._producer
         if producer is None:
@@ -122,7 +100,7 @@ class EventPublisher:
                 timestamp=None, key=key_bytes, value=value, headers=headers
             ):
                 # No batch yet, or it is full: an empty batch takes any record (the broker
-                # judges its size, as for send()).
+                # judges its size).
                 entry = open_batch[partition] = (partition, producer.create_batch(), [])
                 batches.append(entry)
                 entry[1].append(timestamp=None, key=key_bytes, value=value, headers=headers)

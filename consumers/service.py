@@ -321,10 +321,7 @@ class ConsumerService:
                     raise
                 except Exception as exc:
                     failures += 1
-                    _log.exception(
-                        "consumer.process_failed", offset=record.offset, error=type(exc).__name__
-                    )
-                    await asyncio.sleep(self._infra_policy.backoff(failures))
+                    await self._back_off(record, exc, failures)
                 else:
                     failures = -1
             if failures >= 0:
@@ -374,10 +371,17 @@ class ConsumerService:
                 raise
             except Exception as exc:
                 failures += 1
-                _log.exception(
-                    "consumer.process_failed", offset=record.offset, error=type(exc).__name__
-                )
-                await asyncio.sleep(self._infra_policy.backoff(failures))
+                await self._back_off(record, exc, failures)
+
+    async def _back_off(self, record: Any, error: Exception, failures: int) -> None:
+        """Log an infrastructure failure of `record`'s settling and wait before the next try."""
+        _log.error(
+            "consumer.process_failed",
+            offset=record.offset,
+            error=type(error).__name__,
+            exc_info=error,
+        )
+        await asyncio.sleep(self._infra_policy.backoff(failures))
 
     def _update_paused(self) -> None:
         self.metrics.paused.set(sum(1 for st in self._partitions.values() if st.paused))
