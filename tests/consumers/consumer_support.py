@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from consumers import KafkaSettings
 from consumers.settings import ConsumerTuning, RetrySettings, TopicSettings, TopicsSettings
@@ -32,6 +34,9 @@ ROOT = HERE.parents[1]
 # Redis namespaces handed out by fast_settings(); the autouse fixture in conftest.py deletes
 # their keys after each test so runs do not accumulate dedupe and rate-limit state.
 NAMESPACES: list[str] = []
+# URL of the session's throw-away Redis, set by the autouse fixture in conftest.py before any
+# test runs; fast_settings() points dedupe and rate limits at it.
+REDIS_URL: list[str] = []
 
 
 def fast_settings(
@@ -54,6 +59,8 @@ def fast_settings(
         "commit_interval_s": 0.2,
         "drain_timeout_s": 5.0,
         "revoke_timeout_s": 3.0,
+        "dedupe_redis_url": REDIS_URL[0],
+        "rate_limit_redis_url": REDIS_URL[0],
         "dedupe_namespace": f"test-dedupe-{tag}",
         "rate_limit_namespace": f"test-rl-{tag}",
         "dedupe_claim_ttl_s": 3.0,
@@ -65,6 +72,15 @@ def fast_settings(
     base.update(overrides)
     NAMESPACES.extend([base["dedupe_namespace"], base["rate_limit_namespace"]])
     return msgspec.convert(msgspec.to_builtins(base), KafkaSettings)
+
+
+def subject_for(partition: int, partitions: int) -> str:
+    """A subject whose key the producer's default partitioner places on ``partition``."""
+    for n in itertools.count():
+        subject = f"subject-{partition}-{n}"
+        if (murmur2(subject.encode()) & 0x7FFFFFFF) % partitions == partition:
+            return subject
+    raise AssertionError("unreachable")
 
 
 def request(text: str, *, subject: str | None = None, task: str = "captioning") -> Any:

@@ -1,4 +1,5 @@
-"""Crash safety of consumer PROCESSES: SIGKILL mid-batch, restarts, and group failover."""
+"""Crash safety of consumer PROCESSES: SIGKILL mid-batch, restarts, and group failover, each on
+the embedded broker and on a real Kafka node (``event_broker``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any
 
 import pytest
 from consumer_support import (
+    CODEC,
     ConsumerProcess,
     TopicReader,
     fast_settings,
     produce,
     request,
+    subject_for,
     write_config,
 )
 
@@ -24,14 +27,32 @@ pytestmark = pytest.mark.slow
 TUNING = ConsumerTuning(fetch_max_wait_ms=50, session_timeout_ms=3000, heartbeat_interval_ms=300)
 
 
-def _settings(kafka_broker: Any, **overrides: Any) -> Any:
+def _settings(event_broker: Any, **overrides: Any) -> Any:
     return fast_settings(
-        kafka_broker,
+        event_broker,
         consumer=TUNING,
         max_in_flight_per_partition=4,
         dedupe_claim_ttl_s=2.0,
         **overrides,
     )
+
+
+async def _await_markers(servers: str, settings: Any, reader: TopicReader) -> None:
+    """Sends one marker event per partition behind the stream and waits for their results.
+
+    Each partition is settled in offset order, so a marker's result means everything before
+    it on its partition was finished; the markers are removed from the reader afterwards.
+    """
+    partitions = settings.topics.requests.partitions
+    markers = [
+        request(f"marker {p}", subject=subject_for(p, partitions)) for p in range(partitions)
+    ]
+    ids = {m.event_id for m in markers}
+    await produce(servers, settings.topics.requests.name, markers)
+    await reader.until(lambda rd: ids <= {r.request_id for r in rd.results()}, timeout_s=30)
+    reader.records = [
+        rec for rec in reader.records if CODEC.decode_result(rec.value).request_id not in ids
+    ]
 
 
 def _assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
@@ -44,10 +65,10 @@ def _assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
 
 
 async def test_repeated_sigkill_loses_and_duplicates_nothing(
-    kafka_broker: Any, tmp_path: Path
+    event_broker: Any, tmp_path: Path
 ) -> None:
     """Three SIGKILLs of the consumer mid-batch, each followed by a restart: one result each."""
-    settings = _settings(kafka_broker)
+    settings = _settings(event_broker)
     config = write_config(settings, tmp_path / "config.yaml")
     events = [request(f"item {i}") for i in range(300)]
 
@@ -60,7 +81,7 @@ async def test_repeated_sigkill_loses_and_duplicates_nothing(
         )
 
     proc = await spawn().start()
-    servers = kafka_broker.bootstrap_servers
+    servers = event_broker.bootstrap_servers
     try:
         await produce(servers, settings.topics.requests.name, events)
         async with TopicReader(servers, settings.topics.results.name) as reader:
@@ -73,21 +94,21 @@ async def test_repeated_sigkill_loses_and_duplicates_nothing(
                 lambda rd: {r.request_id for r in rd.results()} >= {e.event_id for e in events},
                 timeout_s=40,
             )
-            # Give any late duplicate (an expired claim republishing) time to surface.
+            # A late duplicate (an expired claim republishing) would come from a record before
+            # the markers, so once every partition's marker has its result there is none left.
+            await _await_markers(servers, settings, reader)
             proc.terminate()
             assert await proc.wait() == 0
-            await reader.poll()
-            await reader.poll()
         _assert_exactly_once(reader, events)
     finally:
         await proc.stop()
 
 
 async def test_group_members_take_over_a_killed_members_partitions(
-    kafka_broker: Any, tmp_path: Path
+    event_broker: Any, tmp_path: Path
 ) -> None:
     """Three consumers share 6 partitions; after one is killed the others finish its share."""
-    settings = _settings(kafka_broker, partitions=6)
+    settings = _settings(event_broker, partitions=6)
     config = write_config(settings, tmp_path / "config.yaml")
     events = [request(f"item {i}") for i in range(300)]
     procs = [
@@ -99,7 +120,7 @@ async def test_group_members_take_over_a_killed_members_partitions(
         ).start()
         for n in range(3)
     ]
-    servers = kafka_broker.bootstrap_servers
+    servers = event_broker.bootstrap_servers
     try:
         await produce(servers, settings.topics.requests.name, events)
         async with TopicReader(servers, settings.topics.results.name) as reader:
@@ -109,10 +130,10 @@ async def test_group_members_take_over_a_killed_members_partitions(
                 lambda rd: {r.request_id for r in rd.results()} >= {e.event_id for e in events},
                 timeout_s=40,
             )
+            await _await_markers(servers, settings, reader)
             for proc in procs[1:]:
                 proc.terminate()
                 assert await proc.wait() == 0
-            await reader.poll()
         _assert_exactly_once(reader, events)
         logs = [(tmp_path / f"consumer-{n}.log").read_text() for n in (1, 2)]
         assert all("partitions_assigned" in log for log in logs)

@@ -74,9 +74,10 @@ async def test_results_carry_cloudevents_headers_and_the_request_trace(
 
 
 async def test_malformed_records_are_dead_lettered_while_good_ones_flow(
-    kafka_broker: Any, start_service: Any
+    event_broker: Any, start_service: Any
 ) -> None:
     """Bad JSON, a wrong field type, an unknown type and an oversized record go to the DLQ."""
+    kafka_broker = event_broker
     settings = fast_settings(kafka_broker, max_event_bytes=4096)
     await start_service(settings, SlowEcho())
     good = [request(f"ok {i}") for i in range(10)]

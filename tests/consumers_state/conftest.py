@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from services import RedisServer
 
 
 class FakeClock:
@@ -28,16 +27,9 @@ class FakeClock:
 
 
 @pytest.fixture
-async def redis_url() -> str:
-    """URL of the local Redis; a test needing it fails loudly when it is not running."""
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1.0)
-    try:
-        await client.ping()
-    except redis_errors.ConnectionError as exc:
-        pytest.fail(f"these tests need Redis on 127.0.0.1:6379: {exc}")
-    finally:
-        await client.aclose()
-    return REDIS_URL
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session's throw-away Redis."""
+    return redis_server.url
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import openai
 import psycopg
 import pytest
 from proxy_support import (
-    DATABASE_URL,
     MASTER_KEY,
     USER_ID,
     USER_KEY,
@@ -29,6 +28,7 @@ from psycopg import sql
 from emulators.testing import EmulatorHandle
 from proxy.server import ProxyServer
 from proxy.settings import build_settings
+from services import PostgresServer
 
 # Like its cost map, LiteLLM fetches Anthropic beta-header data from the network unless told not
 # to; tests never touch the network.
@@ -41,13 +41,15 @@ def proxy(
     anthropic_emulator: EmulatorHandle,
     openai_emulator: EmulatorHandle,
     gemini_emulator: EmulatorHandle,
+    postgres_server: PostgresServer,
 ) -> Iterator[ThreadedProxy]:
     """The gateway proxy, in-process, with the three emulators as its providers.
 
     Its key store is a PostgreSQL table holding one user-level key (USER_KEY for USER_ID).
     """
+    database_url = postgres_server.url
     table = f"provider_api_keys_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL(
                 "CREATE TABLE {} (user_id text NULL, provider text NOT NULL, api_key text NOT NULL)"
@@ -59,7 +61,7 @@ def proxy(
         )
 
     def with_key_store(data: dict[str, Any]) -> None:
-        data["gateway_settings"]["keys"] = {"database_url": DATABASE_URL, "table": table}
+        data["gateway_settings"]["keys"] = {"database_url": database_url, "table": table}
 
     config = write_config(tmp_path_factory.mktemp("proxy") / "litellm_config.yaml", with_key_store)
     env = emulator_env(anthropic_emulator, openai_emulator, gemini_emulator)
@@ -68,7 +70,7 @@ def proxy(
     running.start()
     yield running
     running.stop()
-    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
 
 

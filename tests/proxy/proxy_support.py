@@ -19,7 +19,6 @@ FAKE_KEYS = {
     "OPENAI_API_KEY": "sk-fakeopenaikey-0123456789abcdef",
     "GEMINI_API_KEY": "AIzaFakeGeminiKey0123456789abcdefgh",
 }
-DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A user-level Anthropic key stored in the session proxy's key store.
 USER_ID = "user-with-own-key"
 USER_KEY = "user-level-anthropic-key-5d2e"

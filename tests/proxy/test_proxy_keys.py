@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 import httpx
 import psycopg
 import pytest
-from proxy_support import DATABASE_URL, MASTER_KEY, USER_ID, USER_KEY, ThreadedProxy
+from proxy_support import MASTER_KEY, USER_ID, USER_KEY, ThreadedProxy
 
 from core.logging import SecretRegistry
 from emulators.testing import EmulatorHandle
 from proxy.errors import MissingProviderKeyError
 from proxy.keys import KeyResolver, PostgresKeyStore
 from proxy.routing import Deployment
+from services import PostgresServer
 
 ANTHROPIC = Deployment(
     group="captioning",
@@ -28,19 +29,20 @@ ANTHROPIC = Deployment(
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[PostgresKeyStore]:
+async def store(postgres_server: PostgresServer) -> AsyncIterator[PostgresKeyStore]:
     """A key store on a fresh table, dropped afterwards."""
+    database_url = postgres_server.url
     table = f"provider_api_keys_test_{uuid.uuid4().hex[:8]}"
-    key_store = PostgresKeyStore(DATABASE_URL, table)
+    key_store = PostgresKeyStore(database_url, table)
     await key_store.start()
-    async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(
             f"INSERT INTO {table} (user_id, provider, api_key) VALUES "  # noqa: S608 - test table
             "('alice', 'anthropic', 'user-key-alice'), (NULL, 'anthropic', 'system-key')"
         )
     yield key_store
     await key_store.stop()
-    async with await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(f"DROP TABLE {table}")
 
 

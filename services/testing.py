@@ -1,0 +1,54 @@
+"""pytest fixtures that start real services for a test session (loaded by tests/conftest.py).
+
+Why session scope for Redis, PostgreSQL and the single Kafka node: each costs from 0.1 s
+(Redis) to ~6 s (Kafka) to start, and tests isolate themselves by unique key prefixes, table,
+topic and group names instead. Each is started only when a test first asks for it, and stopped
+when the session ends, failed or not. The three-node cluster is per test: its tests kill and
+restart nodes, so no other test may see it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from services.kafka import KafkaCluster
+from services.postgres import PostgresServer
+from services.redis import RedisServer
+
+__all__ = ["kafka_cluster3", "postgres_server", "real_kafka", "redis_server"]
+
+
+def _heap_mb() -> int:
+    # Three nodes beside a JVM-free suite fit at 384 MiB each; a developer may shrink them.
+    return int(os.environ.get("GATEWAY_TEST_KAFKA_HEAP_MB", "384"))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A throw-away redis-server for the whole session."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL for the whole session."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def real_kafka() -> Iterator[KafkaCluster]:
+    """A single-node Apache Kafka (KRaft) shared by the session."""
+    with KafkaCluster(1, heap_mb=_heap_mb()) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def kafka_cluster3() -> Iterator[KafkaCluster]:
+    """A fresh three-node cluster (replication 3, min.insync.replicas 2) for one test."""
+    with KafkaCluster(3, heap_mb=_heap_mb()) as cluster:
+        yield cluster
