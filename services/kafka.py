@@ -276,11 +276,21 @@ class KafkaCluster:
             node.process.kill()
 
     def restart(self, node_id: int, timeout_s: float = 90.0) -> None:
-        """Starts a killed or stopped node again on the data it had."""
+        """Starts a killed node again on the data it had and waits until it serves."""
+        self.start_node(node_id)
+        self.wait_node(node_id, timeout_s)
+
+    def start_node(self, node_id: int) -> None:
+        """Spawns a killed node again on its data without waiting (see ``_process`` on why
+        the spawning thread must outlive the node: async callers spawn on the loop's thread
+        and wait in a worker with ``wait_node``)."""
         node = self._node(node_id)
         if node.alive:
             raise ServiceError(f"node {node_id} is still running")
         self._spawn(node)
+
+    def wait_node(self, node_id: int, timeout_s: float = 90.0) -> None:
+        """Blocks until ``node_id`` is registered with the cluster again."""
         self._wait_for_brokers({node_id}, timeout_s)
 
     # -- internals ---------------------------------------------------------------------

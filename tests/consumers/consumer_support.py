@@ -96,7 +96,8 @@ async def produce(
     bootstrap: str, topic: str, events: Iterable[Any], *, raw: Iterable[bytes] = ()
 ) -> None:
     """Publish request events (keyed by subject, with CloudEvents headers) and raw values."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    # acks="all": on a replicated cluster a test that kills a leader must not lose its input.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await producer.start()
     try:
         futures = []
@@ -154,6 +155,26 @@ class TopicReader:
 
     def results(self) -> list[ResultEvent]:
         return [CODEC.decode_result(record.value) for record in self.records]
+
+
+async def await_markers(servers: str, settings: Any, reader: TopicReader) -> None:
+    """Sends one marker event per partition behind the stream and waits for their results.
+
+    Each partition is settled in offset order, so a marker's result means everything before
+    it on its partition was finished: a late duplicate would have arrived by then. This is
+    how tests check for absence without sleeping. The markers' results are removed from the
+    reader afterwards.
+    """
+    partitions = settings.topics.requests.partitions
+    markers = [
+        request(f"marker {p}", subject=subject_for(p, partitions)) for p in range(partitions)
+    ]
+    ids = {m.event_id for m in markers}
+    await produce(servers, settings.topics.requests.name, markers)
+    await reader.until(lambda rd: ids <= {r.request_id for r in rd.results()}, timeout_s=30)
+    reader.records = [
+        rec for rec in reader.records if CODEC.decode_result(rec.value).request_id not in ids
+    ]
 
 
 def write_config(settings: KafkaSettings, path: Path) -> Path:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
 import pytest
 from consumer_handlers import SlowEcho
-from consumer_support import TopicReader, fast_settings, produce, request
+from consumer_support import TopicReader, await_markers, fast_settings, produce, request
 
 from emulators.kafka import ApiKey, ErrorCode
 
@@ -41,8 +40,7 @@ async def test_request_errors_are_survived_without_loss(
         await produce(kafka_broker.bootstrap_servers, settings.topics.requests.name, events[100:])
         async with TopicReader(kafka_broker.bootstrap_servers, settings.topics.results.name) as r:
             await r.until(lambda rd: len(rd.records) >= 200, timeout_s=40)
-            await asyncio.sleep(0.5)  # let a duplicate, if any, arrive
-            await r.poll()
+            await await_markers(kafka_broker.bootstrap_servers, settings, r)
     finally:
         for api_key in faults:
             kafka_broker.clear_request_errors(api_key)
@@ -61,6 +59,5 @@ async def test_a_ten_second_broker_outage_is_survived_without_loss(
         await r.until(lambda rd: len(rd.records) >= 30, timeout_s=20)
         await kafka_broker.outage_for(1, 10.0)
         await r.until(lambda rd: len({x.request_id for x in rd.results()}) >= 300, timeout_s=40)
-        await asyncio.sleep(0.5)
-        await r.poll()
+        await await_markers(kafka_broker.bootstrap_servers, settings, r)
     _assert_exactly_once(r, events)

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 from consumer_support import (
-    CODEC,
     ConsumerProcess,
     TopicReader,
+    await_markers,
     fast_settings,
     produce,
     request,
-    subject_for,
     write_config,
 )
 
@@ -35,24 +34,6 @@ def _settings(event_broker: Any, **overrides: Any) -> Any:
         dedupe_claim_ttl_s=2.0,
         **overrides,
     )
-
-
-async def _await_markers(servers: str, settings: Any, reader: TopicReader) -> None:
-    """Sends one marker event per partition behind the stream and waits for their results.
-
-    Each partition is settled in offset order, so a marker's result means everything before
-    it on its partition was finished; the markers are removed from the reader afterwards.
-    """
-    partitions = settings.topics.requests.partitions
-    markers = [
-        request(f"marker {p}", subject=subject_for(p, partitions)) for p in range(partitions)
-    ]
-    ids = {m.event_id for m in markers}
-    await produce(servers, settings.topics.requests.name, markers)
-    await reader.until(lambda rd: ids <= {r.request_id for r in rd.results()}, timeout_s=30)
-    reader.records = [
-        rec for rec in reader.records if CODEC.decode_result(rec.value).request_id not in ids
-    ]
 
 
 def _assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
@@ -96,7 +77,7 @@ async def test_repeated_sigkill_loses_and_duplicates_nothing(
             )
             # A late duplicate (an expired claim republishing) would come from a record before
             # the markers, so once every partition's marker has its result there is none left.
-            await _await_markers(servers, settings, reader)
+            await await_markers(servers, settings, reader)
             proc.terminate()
             assert await proc.wait() == 0
         _assert_exactly_once(reader, events)
@@ -130,7 +111,7 @@ async def test_group_members_take_over_a_killed_members_partitions(
                 lambda rd: {r.request_id for r in rd.results()} >= {e.event_id for e in events},
                 timeout_s=40,
             )
-            await _await_markers(servers, settings, reader)
+            await await_markers(servers, settings, reader)
             for proc in procs[1:]:
                 proc.terminate()
                 assert await proc.wait() == 0

@@ -1,0 +1,128 @@
+"""The local-services launchers: each server really starts, answers, and leaves nothing behind,
+even when the process that started it is SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+
+from services import KafkaCluster, PostgresServer, RedisServer, ServiceNotRunning
+from services.kafka import kafka_classpath
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _gone(pid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie still answers kill(0); its parent (this test) reaps only its own children.
+        status = Path(f"/proc/{pid}/stat")
+        if status.exists() and status.read_text().split()[2] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_redis_server_answers_and_stops_without_trace() -> None:
+    """A started RedisServer answers on its URL; stop() ends the process and removes its dir."""
+    server = RedisServer()
+    server.start()
+    pid = server._process.pid  # type: ignore[union-attr]
+    client = redis.Redis.from_url(server.url)
+    assert client.set("k", "v") and client.get("k") == b"v"
+    client.close()
+    server.stop()
+    assert _gone(pid)
+    with pytest.raises(ServiceNotRunning):
+        _ = server.url
+
+
+def test_postgres_server_runs_queries_and_stops_without_trace() -> None:
+    """A started PostgresServer accepts connections and SQL; stop() ends the postmaster."""
+    with PostgresServer() as server:
+        pid = server._process.pid  # type: ignore[union-attr]
+        with psycopg.connect(server.url) as conn:
+            conn.execute("CREATE TABLE t (x int)")
+            conn.execute("INSERT INTO t VALUES (41)")
+            assert conn.execute("SELECT x + 1 FROM t").fetchone() == (42,)
+    assert _gone(pid)
+
+
+def test_a_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """SIGKILL of the launching process (no finaliser runs) still ends its server."""
+    script = (
+        "import sys, time\n"
+        "from services import RedisServer\n"
+        "s = RedisServer(); s.start()\n"
+        "print(s._process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ}
+    )
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    assert _gone(child)
+
+
+def test_the_kafka_classpath_is_cached_and_complete() -> None:
+    """The classpath resolved through Maven names the broker jar and only existing files."""
+    jars = kafka_classpath().split(":")
+    assert any(Path(jar).name == "kafka_2.13-4.1.1.jar" for jar in jars)
+    assert all(Path(jar).is_file() for jar in jars)
+
+
+def test_records_survive_a_sigkill_and_restart_of_the_node(real_kafka: KafkaCluster) -> None:
+    """Records acknowledged with acks=all are there after the node is killed and restarted."""
+    topic = f"survive-{uuid.uuid4().hex[:8]}"
+    real_kafka.create_topic(topic, 2)
+    producer = Producer({"bootstrap.servers": real_kafka.bootstrap_servers, "acks": "all"})
+    for n in range(50):
+        producer.produce(topic, value=f"v{n}".encode(), key=f"k{n}".encode())
+    assert producer.flush(30) == 0
+    real_kafka.kill(1)
+    real_kafka.restart(1)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": real_kafka.bootstrap_servers,
+            "group.id": f"g-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < 50 and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            seen.add(message.value())
+    consumer.close()
+    assert seen == {f"v{n}".encode() for n in range(50)}
+
+
+def test_a_three_node_cluster_replicates_and_stops_every_jvm(
+    kafka_cluster3: KafkaCluster,
+) -> None:
+    """New topics on three nodes have three in-sync replicas; stop() ends all three JVMs."""
+    topic = f"rep-{uuid.uuid4().hex[:8]}"
+    kafka_cluster3.create_topic(topic, 3)
+    assert sorted(kafka_cluster3.in_sync_replicas(topic, 0)) == [1, 2, 3]
+    pids = [kafka_cluster3._process(n).pid for n in kafka_cluster3.node_ids]
+    kafka_cluster3.stop()
+    assert all(_gone(pid) for pid in pids)
+    assert not kafka_cluster3.running
