@@ -4,7 +4,8 @@ Modules: `routing` (task -> ordered providers, from litellm_config.yaml), `setti
 settings built once), `errors` (the one error tree), `upstream` (translation of upstream errors),
 `resilience` (the only retry/fallback loop), `keys` (user > system > env key resolution),
 `auth` (master-key check, also LiteLLM's custom_auth hook), `fastpath` (the ASGI wrapper),
-`server` (uvicorn lifecycle), `components` and `cli` (`gateway up`).
+`server` (uvicorn lifecycle), `broker` (which Kafka broker `gateway up` and `gateway kafka` use),
+`components`, `eventing` and `cli` (`gateway up`, `gateway kafka`).
 
 Only the light modules are re-exported here: importing LiteLLM takes seconds, so modules that
 need it are imported by whoever starts a server.

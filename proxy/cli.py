@@ -1,8 +1,10 @@
-"""The `gateway` command: `up`, `config check`, and the subcommands other packages register.
+"""The `gateway` command: `up`, `kafka`, `config check`, and the subcommands other packages
+register.
 
 Why it exists: one entry point starts everything a developer or a deployment needs. Without
 provider keys `gateway up` runs on the EMBEDDED DEFAULT: provider emulators started in-process,
-so the whole product works offline; with keys it uses the real providers.
+so the whole product works offline; with keys it uses the real providers. Without a configured
+Kafka cluster it starts a broker (`proxy.broker` says which); `gateway kafka` runs one alone.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from core.config import ConfigError
+from proxy.broker import BROKER_MODES
 
 __all__ = ["build_parser", "main"]
 
 # Modules that add subcommands through `register(subparsers)`; absent ones are skipped.
-_PLUGIN_MODULES = ("emulators.cli", "emulators.kafka.cli", "consumers.cli")
+# `kafka` is not among them: `gateway kafka` chooses between Apache Kafka and the mock, which
+# `python -m emulators.kafka` alone still runs.
+_PLUGIN_MODULES = ("emulators.cli", "consumers.cli")
 DEFAULT_CONFIG = "litellm_config.yaml"
 
 
@@ -53,7 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve the proxy only: no Kafka broker and no consumers in this process",
     )
+    _add_broker_mode(up)
     up.set_defaults(handler=_cmd_up)
+
+    kafka = sub.add_parser(
+        "kafka", help="run a Kafka broker alone (Apache Kafka when Java is present, else the mock)"
+    )
+    _add_broker_mode(kafka)
+    kafka.add_argument(
+        "--port", type=int, help="the mock broker's port (default: a free one; Kafka picks its own)"
+    )
+    kafka.add_argument("--partitions", type=int, default=4, help="for auto-created topics")
+    kafka.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="NAME[:PARTITIONS]",
+        help="create a topic at start-up (repeatable)",
+    )
+    kafka.set_defaults(handler=_cmd_kafka)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -65,8 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_broker_mode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kafka",
+        choices=BROKER_MODES,
+        default="auto",
+        help="broker to start when no cluster is configured: auto (Apache Kafka when Java is "
+        "present, else the embedded mock), real or mock",
+    )
+
+
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from proxy.settings import build_settings  # noqa: PLC0415 - keeps `--help` instant
+    from proxy.components import keys_line  # noqa: PLC0415 - keeps `--help` instant
+    from proxy.settings import build_settings  # noqa: PLC0415
 
     try:
         settings = build_settings(args.config, os.environ, master_key="config-check-only")
@@ -80,11 +116,11 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         f"resilience: attempts={r.attempts} backoff={r.backoff_base_s}s..{r.backoff_max_s}s "
         f"timeout={r.request_timeout_s}s max_retry_after={r.max_retry_after_s}s"
     )
-    print(f"keys: {'postgresql store' if settings.keys.database_url else 'environment only'}")
+    print(keys_line(settings.keys))
     if kafka is not None:
         t = kafka.topics
         print(
-            f"kafka: {kafka.bootstrap_servers or 'embedded (or KAFKA_BOOTSTRAP_SERVERS)'} "
+            f"kafka: {kafka.bootstrap_servers or 'a local broker (or KAFKA_BOOTSTRAP_SERVERS)'} "
             f"group={kafka.group_id} topics={t.requests.name}/{t.results.name}/"
             f"{t.status.name}/{t.dead_letters.name}"
         )
@@ -104,6 +140,8 @@ def _kafka_settings(config: Path) -> Any:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from core.logging import configure_logging  # noqa: PLC0415
+    from emulators.kafka import KafkaEmulatorError  # noqa: PLC0415
+    from services import ServiceError  # noqa: PLC0415
 
     configure_logging(json=args.log_json)
     import uvloop  # noqa: PLC0415
@@ -114,6 +152,50 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except (ServiceError, KafkaEmulatorError) as exc:
+        print(f"gateway: the Kafka broker did not start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_kafka(args: argparse.Namespace) -> int:
+    """Run the broker `--kafka` chooses until SIGINT/SIGTERM; print its address first."""
+    from core.logging import configure_logging  # noqa: PLC0415
+    from emulators.kafka import KafkaEmulatorError  # noqa: PLC0415
+    from proxy.broker import LocalBroker, choose_broker  # noqa: PLC0415
+    from services import ServiceError  # noqa: PLC0415
+
+    configure_logging(json=False)
+    # A broker run alone serves whoever connects, so a configured cluster plays no part.
+    choice = choose_broker(args.kafka, None)
+    if args.port is not None and choice.kind == "real":
+        hint = "--port sets the mock's port; Apache Kafka picks free ones (add --kafka mock)"
+        print(f"gateway kafka: {hint}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Installed before the start, so a Ctrl-C during the JVM's start-up still stops it.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    broker = LocalBroker(choice, default_partitions=args.partitions, mock_port=args.port or 0)
+    try:
+        try:
+            broker.start()
+            for spec in args.topic:
+                name, _, partitions = spec.partition(":")
+                broker.create_topic(name, int(partitions) if partitions else None)
+        except (ServiceError, KafkaEmulatorError, ValueError) as exc:
+            print(f"gateway kafka: the broker did not start: {exc}", file=sys.stderr)
+            return 1
+        print(broker.describe(), flush=True)
+        # Last, and alone on its line: scripts and tests read the address from it.
+        print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+        stop.wait()
+    finally:
+        broker.stop()
     return 0
 
 
@@ -138,13 +220,15 @@ async def _up(args: argparse.Namespace) -> None:
     )
     # Started in this order, stopped in reverse. New components go here.
     components: list[Component] = [emulators, proxy]
-    kafka = None
+    # What each says about itself under the banner, once everything has started.
+    described: list[Callable[[], list[str]]] = [proxy.describe]
     if not args.no_kafka:
         from proxy.eventing import ConsumersComponent, KafkaComponent  # noqa: PLC0415
 
-        kafka = KafkaComponent(args.config, environ)
+        kafka = KafkaComponent(args.config, environ, mode=args.kafka)
         consumers = ConsumersComponent(kafka, proxy_url=lambda: proxy.url, master_key=master_key)
         components += [kafka, consumers]
+        described += [kafka.describe, consumers.describe]
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,15 +237,9 @@ async def _up(args: argparse.Namespace) -> None:
 
     def ready() -> None:
         _print_banner(missing, emulators.urls, proxy.url, master_key if generated else None)
-        if kafka is not None:
-            where = "EMBEDDED broker" if kafka.embedded else "configured cluster"
-            topics = kafka.settings.topics
-            print(
-                f"gateway: kafka {where} at {kafka.bootstrap_servers}; consumers read "
-                f"{topics.requests.name}, write {topics.results.name} / {topics.status.name} / "
-                f"{topics.dead_letters.name}",
-                flush=True,
-            )
+        for describe in described:
+            for line in describe():
+                print(line, flush=True)
         print("gateway: ready", flush=True)
 
     await run_components(components, stop, on_ready=ready)

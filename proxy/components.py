@@ -8,13 +8,14 @@ one line in `proxy.cli`.
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.server import ProxyServer
-from proxy.settings import build_settings
+from proxy.settings import KeysSettings, ProxySettings, build_settings
 
 if TYPE_CHECKING:
     from emulators import EmulatorServer
@@ -25,8 +26,10 @@ __all__ = [
     "Component",
     "EmbeddedEmulators",
     "ProxyComponent",
+    "keys_line",
     "missing_providers",
     "run_components",
+    "safe_url",
 ]
 
 # provider -> (key env var, base env var, path the API base needs after the emulator origin)
@@ -44,6 +47,35 @@ class Component(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def safe_url(url: str) -> str:
+    """`url` as start-up lines may print it: scheme, host, port and path, nothing else.
+
+    User names, passwords and query strings (PostgreSQL accepts `?password=`) are dropped, and
+    a libpq key/value string, which is no URL, is not printed at all.
+    """
+    hidden = "(a connection string, not printed)"
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return hidden
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a port: the URL is malformed, so print none of it
+        return hidden
+    if port is not None:
+        host = f"{host}:{port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def keys_line(keys: KeysSettings) -> str:
+    """The start-up line saying where provider keys come from besides the environment."""
+    if keys.database_url:
+        return f"keys: PostgreSQL at {safe_url(keys.database_url)}, then the environment"
+    return "keys: environment only (no gateway_settings.keys.database_url)"
 
 
 def missing_providers(environ: MutableMapping[str, str]) -> list[str]:
@@ -101,6 +133,7 @@ class ProxyComponent:
         self._port = port
         self._master_key = master_key
         self.server: ProxyServer | None = None
+        self.settings: ProxySettings | None = None
 
     @property
     def url(self) -> str:
@@ -108,8 +141,16 @@ class ProxyComponent:
             raise RuntimeError("the proxy has not started")
         return self.server.url
 
+    def describe(self) -> list[str]:
+        """Start-up lines: where the provider keys come from."""
+        if self.settings is None:
+            raise RuntimeError("the proxy has not started")
+        return [keys_line(self.settings.keys)]
+
     async def start(self) -> None:
-        settings = build_settings(self._config, self._environ, master_key=self._master_key)
+        self.settings = settings = build_settings(
+            self._config, self._environ, master_key=self._master_key
+        )
         self.server = ProxyServer(settings, host=self._host, port=self._port)
         await self.server.start()
 

@@ -1,8 +1,10 @@
-"""Command line for running the embedded Kafka broker outside tests.
+"""Command line for running the embedded (mock) Kafka broker outside tests.
 
-Why it exists: developers run the consumers against a local broker without Docker;
-``python -m emulators.kafka`` (or the project CLI's ``kafka`` subcommand) starts one, prints the
-bootstrap address, and runs until Ctrl-C or SIGTERM.
+Why it exists: the mock is what a machine without Java can run, and the only broker with
+protocol-level fault injection; ``python -m emulators.kafka`` starts one (several brokers if
+asked), prints the bootstrap address, and runs until Ctrl-C or SIGTERM. ``gateway kafka`` is the
+project's command for a local broker: it starts Apache Kafka when Java is present and this mock
+otherwise (``proxy.broker``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from core.logging import configure_logging
 from emulators.kafka.broker import EmbeddedKafka
 from emulators.kafka.errors import KafkaEmulatorError
 
-__all__ = ["main", "register"]
+__all__ = ["main", "run"]
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,17 +39,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``kafka`` subcommand to a parent CLI."""
-    parser = subparsers.add_parser("kafka", help="run an embedded Kafka broker")
-    _add_arguments(parser)
-    parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
     """Start the broker described by ``args`` and block until SIGINT/SIGTERM."""
     if not structlog.is_configured():
-        # Reached through a parent CLI that set nothing up: keep stdout for the address line.
+        # Called without logging set up: keep stdout for the address line.
         configure_logging(json=False)
     stop = threading.Event()
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
-
-from emulators.kafka import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,11 +38,3 @@ def test_cli_prints_the_bootstrap_address_and_exits_cleanly_on_sigterm() -> None
         process.kill()
         process.wait()
     assert (first_line, returncode) == (f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}", 0)
-
-
-def test_register_adds_a_kafka_subcommand_to_a_parent_cli() -> None:
-    """register() adds ``kafka`` with the broker options and a runnable handler."""
-    parser = argparse.ArgumentParser(prog="gateway")
-    cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["kafka", "--port", "0", "--brokers", "2", "--partitions", "6"])
-    assert (args.port, args.brokers, args.partitions, args.func) == (0, 2, 6, cli.run)

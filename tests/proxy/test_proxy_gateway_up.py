@@ -1,5 +1,6 @@
-"""`gateway up` as a real process: the embedded default serves every task through emulators,
-a config edit switches a task's provider, and SIGTERM stops everything cleanly."""
+"""`gateway up` as a real process: the embedded default serves every task through emulators
+and round-trips events through Apache Kafka when Java is present (the mock otherwise), a config
+edit switches a task's provider, and SIGTERM stops everything, the JVM included."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pytest
 from proxy_support import FAKE_KEYS, emulator_env, write_config
 
 from emulators.testing import EmulatorHandle
+from services import RedisServer, java_available
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = Path(sys.executable).parent / "gateway"
@@ -35,13 +37,24 @@ _MODE_VARS = {
     "ANTHROPIC_API_BASE",
     "OPENAI_API_BASE",
     "GEMINI_API_BASE",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "REDIS_URL",
 }
+_KAFKA_LINE = r"^kafka: (.+) on (127\.0\.0\.1:\d+) \((.+)\)$"
+needs_java = pytest.mark.skipif(not java_available(), reason="no Java for a real Kafka broker")
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _is_java(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/java")
+    except OSError:
+        return False
 
 
 def _children(pid: int) -> set[int]:
@@ -93,9 +106,12 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
     def printed(self, pattern: str) -> str:
+        return self.matched(pattern).group(1)
+
+    def matched(self, pattern: str) -> re.Match[str]:
         for line in self.lines:
             if match := re.search(pattern, line):
-                return match.group(1)
+                return match
         raise AssertionError(f"{pattern!r} not in {self.lines}")
 
     def terminate(self) -> int:
@@ -109,14 +125,32 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _MODE_VARS}
 
 
+def _unreachable_redis() -> str:
+    # A port nothing listens on: the default 127.0.0.1:6379 may have a developer's Redis.
+    return f"redis://127.0.0.1:{_free_port()}/0"
+
+
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """`gateway up` with no provider keys and no master key: the embedded default."""
+    """`gateway up` with no provider keys, master key, Kafka cluster or reachable Redis."""
     stderr = tmp_path_factory.mktemp("gateway") / "stderr.log"
-    gateway = Gateway([], _base_env(), stderr)
+    gateway = Gateway([], {**_base_env(), "REDIS_URL": _unreachable_redis()}, stderr)
     yield gateway
     if gateway.process.poll() is None:
         gateway.terminate()
+
+
+def _round_trip(servers: str) -> subprocess.CompletedProcess[str]:
+    """`gateway send --wait` of one captioning request to the broker at `servers`."""
+    return subprocess.run(
+        [str(GATEWAY), "send", "--task", "captioning", "--text", "kafka round trip", "--wait"],
+        cwd=ROOT,
+        env={**_base_env(), "KAFKA_BOOTSTRAP_SERVERS": servers},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_embedded_default_is_announced(embedded: Gateway) -> None:
@@ -201,18 +235,32 @@ def test_embedded_default_serves_every_mode_of_every_task(
             assert "3 image(s)" in (reply.choices[0].message.content or "")
 
 
-def test_embedded_default_round_trips_an_event_through_kafka(embedded: Gateway) -> None:
-    """An event sent with `gateway send --wait` is answered on the results topic via the proxy."""
-    servers = embedded.printed(r"kafka EMBEDDED broker at (\S+);")
-    done = subprocess.run(
-        [str(GATEWAY), "send", "--task", "captioning", "--text", "kafka round trip", "--wait"],
-        cwd=ROOT,
-        env={**_base_env(), "KAFKA_BOOTSTRAP_SERVERS": servers},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_embedded_default_needs_neither_redis_nor_postgresql(embedded: Gateway) -> None:
+    """Without a reachable Redis or a key database, the lines say what is kept in-process."""
+    assert embedded.printed(r"^(keys: .*)") == (
+        "keys: environment only (no gateway_settings.keys.database_url)"
     )
+    for store in ("dedupe", "rate limits"):
+        line = embedded.printed(rf"^({store}: .*)")
+        assert line.startswith(f"{store}: in-process (Redis at redis://127.0.0.1:"), line
+        assert "unreachable; set REDIS_URL" in line
+
+
+@pytest.mark.real_broker
+@needs_java
+def test_embedded_default_starts_apache_kafka_when_java_is_present(embedded: Gateway) -> None:
+    """With Java on the machine the start-up line names Apache Kafka 4.1.1 and says why."""
+    name, _, why = embedded.matched(_KAFKA_LINE).groups()
+    assert (name, why) == ("Apache Kafka 4.1.1", "Java found")
+
+
+@pytest.mark.real_broker
+@needs_java
+def test_embedded_default_round_trips_an_event_through_apache_kafka(embedded: Gateway) -> None:
+    """An event sent with `gateway send --wait` is answered on the results topic via the proxy."""
+    name, servers, _ = embedded.matched(_KAFKA_LINE).groups()
+    assert name == "Apache Kafka 4.1.1"
+    done = _round_trip(servers)
     assert done.returncode == 0, done.stderr
     assert '"type":"completion.succeeded"' in done.stdout
     assert "[anthropic-emulator claude-sonnet-4" in done.stdout
@@ -220,13 +268,49 @@ def test_embedded_default_round_trips_an_event_through_kafka(embedded: Gateway) 
 
 
 def test_sigterm_stops_cleanly_without_leftover_children(embedded: Gateway) -> None:
-    """SIGTERM makes `gateway up` exit 0, leaving no child process and a closed port."""
-    assert any("kafka EMBEDDED broker" in line for line in embedded.lines)
+    """SIGTERM makes `gateway up` exit 0, leaving no child process (JVM included), port closed."""
     children = _children(embedded.process.pid)
+    if embedded.matched(_KAFKA_LINE).group(1).startswith("Apache Kafka"):
+        assert {pid for pid in children if _is_java(pid)}, "the broker's JVM is not a child"
     assert embedded.terminate() == 0
     assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{embedded.url}/health/liveliness")
+
+
+@pytest.fixture(scope="module")
+def on_mock(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[Gateway]:
+    """`gateway up --kafka mock` with REDIS_URL naming a running Redis."""
+    stderr = tmp_path_factory.mktemp("gateway-mock") / "stderr.log"
+    gateway = Gateway(["--kafka", "mock"], {**_base_env(), "REDIS_URL": redis_server.url}, stderr)
+    yield gateway
+    if gateway.process.poll() is None:
+        gateway.terminate()
+
+
+def test_kafka_mock_starts_the_embedded_mock_broker(on_mock: Gateway) -> None:
+    """`--kafka mock` picks librdkafka's mock broker and the start-up line says it was asked."""
+    name, _, why = on_mock.matched(_KAFKA_LINE).groups()
+    assert (name, why) == ("embedded mock broker", "--kafka mock")
+
+
+def test_kafka_mock_round_trips_an_event(on_mock: Gateway) -> None:
+    """The mock broker carries a `gateway send --wait` request and its result."""
+    done = _round_trip(on_mock.matched(_KAFKA_LINE).group(2))
+    assert done.returncode == 0, done.stderr
+    assert '"type":"completion.succeeded"' in done.stdout
+
+
+def test_redis_url_backs_dedupe_and_rate_limits(
+    on_mock: Gateway, redis_server: RedisServer
+) -> None:
+    """With REDIS_URL set, the consumers keep dedupe records and rate limits in that Redis."""
+    for store in ("dedupe", "rate limits"):
+        assert on_mock.printed(rf"^({store}: .*)") == (
+            f"{store}: Redis at {redis_server.url} (REDIS_URL)"
+        )
 
 
 def test_editing_the_config_switches_a_tasks_provider(
