@@ -11,7 +11,7 @@ Families and their topics (names and partition counts come from `gateway_setting
 - results:      one result per request (success OR final failure), keyed by the request id so
                 a redelivered request can be recognised downstream;
 - status:       progress of long jobs, keyed by `subject`;
-- dead letters: events the runtime could not decode or handle, with the raw bytes.
+- dead letters: events the runtime could not decode or handle, with their raw bytes (bounded).
 """
 
 from __future__ import annotations
@@ -142,7 +142,15 @@ class RawHeader(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeadLetter(Event, frozen=True, kw_only=True, tag="dead_letter"):
-    """An event the runtime gave up on, with everything needed to inspect or replay it."""
+    """An event the runtime gave up on, with what is needed to inspect or replay it.
+
+    A dead letter must always fit on the dead-letter topic, so `key`, `value` and `headers` are
+    bounded copies (`consumers.deadletters` sets the limits): `value` is whole when
+    `len(value) == value_size`, otherwise an excerpt (its first bytes), and `value_sha256`
+    identifies the original either way. `truncated` is true when anything was cut or left out;
+    such a letter cannot be replayed from its own bytes. Letters written before these fields
+    existed decode with them unset (sizes and digests None, `truncated` false).
+    """
 
     original_topic: str
     partition: Annotated[int, msgspec.Meta(ge=0)]
@@ -154,6 +162,12 @@ class DeadLetter(Event, frozen=True, kw_only=True, tag="dead_letter"):
     error_chain: list[ErrorInfo] = msgspec.field(default_factory=list)
     first_seen: datetime
     attempts: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Sizes and SHA-256 (lowercase hex) of the ORIGINAL key and value; None when it had none.
+    key_size: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    key_sha256: str | None = None
+    value_size: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    value_sha256: str | None = None
+    truncated: bool = False
 
 
 DeadLetterEvent = DeadLetter

@@ -126,6 +126,28 @@ def test_status_and_dead_letter_round_trip() -> None:
     assert msgspec.json.decode(CODEC.encode(letter))["value"] == "/yBub3QganNvbg=="
 
 
+def test_dead_letters_written_before_the_size_fields_still_decode() -> None:
+    """A dead letter without key_size / value_size / digests / truncated decodes with them unset."""
+    letter = DeadLetter(
+        event_id="d-2",
+        original_topic="ai.requests",
+        partition=0,
+        offset=1,
+        value=b"{}",
+        reason="invalid",
+        first_seen=WHEN,
+        occurred_at=WHEN,
+        value_size=2,
+        value_sha256="44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+    )
+    wire = msgspec.json.decode(CODEC.encode(letter))
+    for field in ("key_size", "key_sha256", "value_size", "value_sha256", "truncated"):
+        del wire[field]
+    old = CODEC.decode_dead_letter(msgspec.json.encode(wire))
+    assert (old.value_size, old.value_sha256, old.truncated) == (None, None, False)
+    assert old.value == b"{}"
+
+
 def test_unknown_fields_are_tolerated() -> None:
     """An event from a newer producer with extra fields still decodes."""
     wire = msgspec.json.decode(CODEC.encode(_request()))
