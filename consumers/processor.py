@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from consumers.deadletters import classify_decode_error, dead_letter_for
+from consumers.deadletters import classify_decode_error, dead_letter_for, publish_dead_letter
 from consumers.dedupe import DedupeStore, DedupeStoreError
 from consumers.errors import EventRejected, NoHandler
 from consumers.handlers import Completion, HandlerRegistry
@@ -340,6 +340,10 @@ class EventProcessor:
         if not self._settings.dead_letters_enabled:
             return
         letter, key = dead_letter_for(record, reason, errors, attempts=attempts)
-        await self._publisher.publish(
-            self._settings.topics.dead_letters.name, letter, key=key, traceparent=traceparent
+        topic = self._settings.topics.dead_letters.name
+        # A refused letter is sent again in its minimal form, so the record still settles.
+        await publish_dead_letter(
+            lambda dl: self._publisher.publish(topic, dl, key=key, traceparent=traceparent),
+            letter,
+            renew=self._publisher.renew,
         )

@@ -53,6 +53,22 @@ class EventPublisher:
         await producer.start()
         self._producer = producer
 
+    async def renew(self) -> None:
+        """Swap in a new producer (a new producer id), then stop the old one.
+
+        Why: when the broker refuses a batch for good (e.g. MESSAGE_TOO_LARGE), aiokafka's
+        idempotent producer keeps the sequence numbers it gave that batch, and the broker then
+        refuses every later batch to that partition as out of order. The new one is started
+        before the swap, so no concurrent send finds no producer.
+        """
+        if self._producer is None:
+            return  # stopped (or never started): nothing to renew
+        fresh = EventPublisher(self._settings, self._bootstrap, self._codec)
+        await fresh.start()
+        old, self._producer = self._producer, fresh._producer
+        if old is not None:
+            await old.stop()
+
     async def stop(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
