@@ -18,12 +18,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from core.config import ConfigError
 from proxy.broker import choose_broker, configured_cluster, real_broker_missing
-from services import java_available
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = Path(sys.executable).parent / "gateway"
 CLUSTER = ("kafka.example:9092", "KAFKA_BOOTSTRAP_SERVERS")
-needs_java = pytest.mark.skipif(not java_available(), reason="no Java for a real Kafka broker")
 
 
 def _java_found() -> str | None:
@@ -159,7 +157,7 @@ def _produce_and_consume(servers: str, topic: str) -> bytes:
         consumer.close()
 
 
-_MODES = ["mock", pytest.param("real", marks=[pytest.mark.real_broker, needs_java])]
+_MODES = ["mock", pytest.param("real", marks=pytest.mark.real_broker)]
 
 
 @pytest.mark.parametrize("running", _MODES, indirect=True)
@@ -176,7 +174,6 @@ def test_gateway_kafka_names_the_broker_before_its_address(running: BrokerProces
 
 
 @pytest.mark.real_broker
-@needs_java
 @pytest.mark.parametrize("running", ["auto"], indirect=True)
 def test_gateway_kafka_sigterm_leaves_no_jvm_behind(running: BrokerProcess) -> None:
     """On a machine with Java, auto runs a JVM; SIGTERM exits 0 and takes its process group."""

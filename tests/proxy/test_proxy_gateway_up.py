@@ -24,7 +24,7 @@ import pytest
 from proxy_support import FAKE_KEYS, emulator_env, write_config
 
 from emulators.testing import EmulatorHandle
-from services import RedisServer, java_available
+from services import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = Path(sys.executable).parent / "gateway"
@@ -41,7 +41,6 @@ _MODE_VARS = {
     "REDIS_URL",
 }
 _KAFKA_LINE = r"^kafka: (.+) on (127\.0\.0\.1:\d+) \((.+)\)$"
-needs_java = pytest.mark.skipif(not java_available(), reason="no Java for a real Kafka broker")
 
 
 def _free_port() -> int:
@@ -247,7 +246,6 @@ def test_embedded_default_needs_neither_redis_nor_postgresql(embedded: Gateway) 
 
 
 @pytest.mark.real_broker
-@needs_java
 def test_embedded_default_starts_apache_kafka_when_java_is_present(embedded: Gateway) -> None:
     """With Java on the machine the start-up line names Apache Kafka 4.1.1 and says why."""
     name, _, why = embedded.matched(_KAFKA_LINE).groups()
@@ -255,7 +253,6 @@ def test_embedded_default_starts_apache_kafka_when_java_is_present(embedded: Gat
 
 
 @pytest.mark.real_broker
-@needs_java
 def test_embedded_default_round_trips_an_event_through_apache_kafka(embedded: Gateway) -> None:
     """An event sent with `gateway send --wait` is answered on the results topic via the proxy."""
     name, servers, _ = embedded.matched(_KAFKA_LINE).groups()
