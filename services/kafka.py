@@ -117,6 +117,8 @@ class _Node:
 class KafkaCluster:
     """A real Kafka cluster of ``nodes`` nodes on 127.0.0.1, at ``bootstrap_servers``.
 
+    ``workdir`` keeps the nodes' data across runs (a temporary directory, removed on stop, is
+    used when it is None): a node whose data is already formatted starts on it again.
     ``broker_config`` adds or overrides server properties for every node. With three nodes
     the defaults are production-shaped: replication factor 3 and ``min.insync.replicas`` 2 for
     new topics and for Kafka's internal topics.
@@ -164,7 +166,9 @@ class KafkaCluster:
         try:
             for node in self._nodes.values():
                 self._write_config(node)
-                self._format(node, cluster_id)
+                # A kept workdir holds a formatted log: the node rejoins its own cluster.
+                if not (node.data / "meta.properties").exists():
+                    self._format(node, cluster_id)
             for node in self._nodes.values():
                 self._spawn(node)
             self._wait_for_brokers(set(self._nodes), timeout_s)

@@ -126,3 +126,30 @@ def test_a_three_node_cluster_replicates_and_stops_every_jvm(
     kafka_cluster3.stop()
     assert all(_gone(pid) for pid in pids)
     assert not kafka_cluster3.running
+
+
+def test_a_kept_workdir_brings_the_records_back_on_the_next_start(tmp_path: Path) -> None:
+    """A cluster stopped and started again on the same workdir still has its records."""
+    topic = "kept"
+    with KafkaCluster(1, workdir=tmp_path) as first:
+        first.create_topic(topic, 1)
+        producer = Producer({"bootstrap.servers": first.bootstrap_servers, "acks": "all"})
+        producer.produce(topic, value=b"still here")
+        assert producer.flush(30) == 0
+    with KafkaCluster(1, workdir=tmp_path) as second:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": second.bootstrap_servers,
+                "group.id": "kept-reader",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        consumer.subscribe([topic])
+        value = None
+        deadline = time.monotonic() + 60
+        while value is None and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                value = message.value()
+        consumer.close()
+    assert value == b"still here"
