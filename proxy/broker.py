@@ -24,6 +24,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal, Protocol
 
 from core.config import ConfigError
@@ -141,10 +142,12 @@ class LocalBroker:
         *,
         default_partitions: int = 4,
         mock_port: int = 0,
+        data_dir: Path | None = None,
     ) -> None:
         if choice.kind == "configured":
             raise ValueError("a configured cluster is not started here")
         self.choice = choice
+        self._data_dir = data_dir
         self._partitions = default_partitions
         self._mock_port = mock_port
         self._broker: _Broker | None = None
@@ -162,9 +165,9 @@ class LocalBroker:
         if self.choice.kind == "real":
             from services import KafkaCluster, ServiceNotInstalled  # noqa: PLC0415
 
-            # Its data lives in a temporary directory that stop() removes: services.KafkaCluster
-            # formats a fresh cluster on every start, so a kept directory could not be reused.
-            cluster = KafkaCluster(1, default_partitions=self._partitions)
+            # Without a data directory the data lives in a temporary one that stop() removes;
+            # with one, the next run starts on the records this one left.
+            cluster = KafkaCluster(1, default_partitions=self._partitions, workdir=self._data_dir)
             try:
                 cluster.start()
             except ServiceNotInstalled as exc:

@@ -98,6 +98,13 @@ def _add_broker_mode(parser: argparse.ArgumentParser) -> None:
         help="broker to start when no cluster is configured: auto (Apache Kafka when Java is "
         "present, else the embedded mock), real or mock",
     )
+    parser.add_argument(
+        "--kafka-data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep Apache Kafka's data in DIR across runs (default: a temporary directory)",
+    )
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -180,7 +187,12 @@ def _cmd_kafka(args: argparse.Namespace) -> int:
     # Installed before the start, so a Ctrl-C during the JVM's start-up still stops it.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    broker = LocalBroker(choice, default_partitions=args.partitions, mock_port=args.port or 0)
+    broker = LocalBroker(
+        choice,
+        default_partitions=args.partitions,
+        mock_port=args.port or 0,
+        data_dir=args.kafka_data,
+    )
     try:
         try:
             broker.start()
@@ -225,7 +237,7 @@ async def _up(args: argparse.Namespace) -> None:
     if not args.no_kafka:
         from proxy.eventing import ConsumersComponent, KafkaComponent  # noqa: PLC0415
 
-        kafka = KafkaComponent(args.config, environ, mode=args.kafka)
+        kafka = KafkaComponent(args.config, environ, mode=args.kafka, data_dir=args.kafka_data)
         consumers = ConsumersComponent(kafka, proxy_url=lambda: proxy.url, master_key=master_key)
         components += [kafka, consumers]
         described += [kafka.describe, consumers.describe]

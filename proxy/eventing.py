@@ -37,7 +37,12 @@ class KafkaComponent:
     name = "kafka"
 
     def __init__(
-        self, config: Path, environ: MutableMapping[str, str], *, mode: BrokerMode = "auto"
+        self,
+        config: Path,
+        environ: MutableMapping[str, str],
+        *,
+        mode: BrokerMode = "auto",
+        data_dir: Path | None = None,
     ) -> None:
         from consumers.settings import load_kafka_settings  # noqa: PLC0415 - optional stack
 
@@ -53,6 +58,7 @@ class KafkaComponent:
             self.redis_source = REDIS_ENV
         self.settings: KafkaSettings = msgspec.structs.replace(settings, **changes)
         self._broker: LocalBroker | None = None
+        self._data_dir = data_dir
 
     @property
     def bootstrap_servers(self) -> str:
@@ -69,7 +75,7 @@ class KafkaComponent:
         from consumers.cli import ensure_topics  # noqa: PLC0415 - optional stack
 
         if self.choice.kind != "configured":
-            broker = LocalBroker(self.choice)
+            broker = LocalBroker(self.choice, data_dir=self._data_dir)
             # Blocks the loop for the JVM's few seconds on purpose: it must be started from
             # this (the main) thread, see LocalBroker; nothing is served before "ready" anyway.
             broker.start()

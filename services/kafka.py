@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from services._paths import cache_dir, find_program
@@ -233,7 +233,11 @@ class KafkaCluster:
         replication: int | None = None,
         config: Mapping[str, str] | None = None,
     ) -> None:
-        """Creates ``name`` and returns once every partition has a leader."""
+        """Creates ``name`` and returns once every partition has a leader.
+
+        An existing topic is left as it is: a kept workdir brings its topics back, and callers
+        such as ``gateway kafka --topic`` ensure rather than create.
+        """
         topic = NewTopic(
             name,
             num_partitions=partitions or self.default_partitions,
@@ -244,7 +248,9 @@ class KafkaCluster:
         try:
             futures[name].result(_ADMIN_TIMEOUT_S)
         except KafkaException as exc:
-            raise ServiceError(f"creating topic {name} failed: {exc}") from exc
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise ServiceError(f"creating topic {name} failed: {exc}") from exc
+            return
         self._wait_for_leaders(name, topic.num_partitions)
 
     def delete_topic(self, name: str) -> None:

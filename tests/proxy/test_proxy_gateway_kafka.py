@@ -144,17 +144,7 @@ def _produce_and_consume(servers: str, topic: str) -> bytes:
     producer = Producer({"bootstrap.servers": servers, "log_level": 0})
     producer.produce(topic, b"hello broker", partition=1)
     assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": servers, "group.id": "gw-cli-test", "log_level": 0})
-    consumer.assign([TopicPartition(topic, 1, OFFSET_BEGINNING)])
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                return bytes(message.value())
-        raise AssertionError("the produced record never came back")
-    finally:
-        consumer.close()
+    return _read_first(servers, topic, 1)
 
 
 _MODES = ["mock", pytest.param("real", marks=pytest.mark.real_broker)]
@@ -199,3 +189,35 @@ def test_gateway_kafka_refuses_a_port_for_apache_kafka() -> None:
     )
     assert (done.returncode, done.stdout) == (2, "")
     assert "--kafka mock" in done.stderr
+
+
+@pytest.mark.real_broker
+def test_gateway_kafka_data_keeps_records_across_runs(tmp_path: Path) -> None:
+    """With --kafka-data, a record produced in one run is read back in the next."""
+    data = tmp_path / "kafka-data"
+    for run in range(2):
+        broker = BrokerProcess("real", "--topic", "kept:2", "--kafka-data", str(data))
+        try:
+            if run == 0:
+                producer = Producer({"bootstrap.servers": broker.servers, "log_level": 0})
+                producer.produce("kept", b"from the first run", partition=1)
+                assert producer.flush(30) == 0
+            else:
+                assert _read_first(broker.servers, "kept", 1) == b"from the first run"
+        finally:
+            broker.process.send_signal(signal.SIGTERM)
+            assert broker.process.wait(timeout=30) == 0
+
+
+def _read_first(servers: str, topic: str, partition: int) -> bytes:
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": "gw-kept", "log_level": 0})
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                return bytes(message.value())
+        raise AssertionError("no record came back")
+    finally:
+        consumer.close()
