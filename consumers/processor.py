@@ -58,7 +58,7 @@ from schemas import (
     child_traceparent,
 )
 
-__all__ = ["EventProcessor", "event_scope"]
+__all__ = ["EventProcessor", "decode_record", "event_scope", "result_for"]
 
 _log = structlog.get_logger(__name__)
 
@@ -83,6 +83,52 @@ def event_scope(record: Any, event: RequestEvent) -> dict[str, Any]:
         "event_id": event.event_id,
         "task": event.task,
     }
+
+
+def decode_record(record: Any, codec: EventCodec, max_event_bytes: int) -> RequestEvent:
+    """The request event a consumed record holds; raises EventRejected (dead-letter it)."""
+    value: bytes | None = record.value
+    if value is None:
+        raise EventRejected("malformed", "record has no value")
+    if len(value) > max_event_bytes:
+        raise EventRejected(
+            "oversized",
+            f"{len(value)} bytes > max_event_bytes {max_event_bytes}",
+        )
+    try:
+        return codec.decode_request(value)
+    except msgspec.DecodeError as exc:
+        raise EventRejected(classify_decode_error(exc), str(exc)[:500]) from exc
+
+
+def result_for(
+    event: RequestEvent, handled: Handled, started: float
+) -> CompletionSucceeded | CompletionFailed:
+    """The result event of a handled request (`started`: monotonic time handling began)."""
+    outcome, attempts, errors = handled
+    result_id = f"{event.event_id}.result"
+    if isinstance(outcome, Completion):
+        return CompletionSucceeded(
+            event_id=result_id,
+            request_id=event.event_id,
+            subject=event.subject,
+            task=event.task,
+            provider=outcome.provider,
+            model=outcome.model,
+            content=outcome.content,
+            tool_calls=outcome.tool_calls,
+            usage=outcome.usage,
+            latency_ms=(time.monotonic() - started) * 1000,
+            attempts=attempts,
+        )
+    return CompletionFailed(
+        event_id=result_id,
+        request_id=event.event_id,
+        subject=event.subject,
+        task=event.task,
+        error=errors[0],
+        attempts=max(1, attempts),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,18 +213,7 @@ class EventProcessor:
             reset_log_scope(token)
 
     def _decode(self, record: Any) -> RequestEvent:
-        value: bytes | None = record.value
-        if value is None:
-            raise EventRejected("malformed", "record has no value")
-        if len(value) > self._settings.max_event_bytes:
-            raise EventRejected(
-                "oversized",
-                f"{len(value)} bytes > max_event_bytes {self._settings.max_event_bytes}",
-            )
-        try:
-            return self._codec.decode_request(value)
-        except msgspec.DecodeError as exc:
-            raise EventRejected(classify_decode_error(exc), str(exc)[:500]) from exc
+        return decode_record(record, self._codec, self._settings.max_event_bytes)
 
     async def _process_event(
         self,
@@ -238,30 +273,7 @@ class EventProcessor:
         handled: Handled,
         started: float,
     ) -> CompletionSucceeded | CompletionFailed:
-        outcome, attempts, errors = handled
-        result_id = f"{event.event_id}.result"
-        if isinstance(outcome, Completion):
-            return CompletionSucceeded(
-                event_id=result_id,
-                request_id=event.event_id,
-                subject=event.subject,
-                task=event.task,
-                provider=outcome.provider,
-                model=outcome.model,
-                content=outcome.content,
-                tool_calls=outcome.tool_calls,
-                usage=outcome.usage,
-                latency_ms=(time.monotonic() - started) * 1000,
-                attempts=attempts,
-            )
-        return CompletionFailed(
-            event_id=result_id,
-            request_id=event.event_id,
-            subject=event.subject,
-            task=event.task,
-            error=errors[0],
-            attempts=max(1, attempts),
-        )
+        return result_for(event, handled, started)
 
     async def _already_published(self, event_id: str) -> bool:
         try:
