@@ -4,15 +4,19 @@ Why a wrapper: every outgoing record needs the same CloudEvents headers, trace p
 key choice, and the producer must be idempotent with acks=all so broker-side retries never
 duplicate a result. Delivery is always awaited: the runtime marks an offset complete only after
 the broker acknowledged what that event produced.
+
+With a `transactional_id` (the transactions mode, `consumers.transactional`) the publisher
+only publishes through `commit_transaction`: events and consumed offsets, all or none.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from consumers.partitioner import default_partitioner
 from consumers.settings import KafkaSettings
@@ -21,24 +25,36 @@ from schemas import Event, EventCodec, build_headers, event_type_of
 __all__ = ["EventPublisher", "Outgoing"]
 
 # One event to publish: (event, key, subject, traceparent).
-Outgoing = tuple[Event, str, str | None, str | None]
+Outgoing = tuple[Event, str | bytes, str | None, str | None]
 
 
 class EventPublisher:
-    def __init__(self, settings: KafkaSettings, bootstrap_servers: str, codec: EventCodec) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        bootstrap_servers: str,
+        codec: EventCodec,
+        *,
+        transactional_id: str | None = None,
+    ) -> None:
         self._settings = settings
         self._bootstrap = bootstrap_servers
         self._codec = codec
         self._producer: Any = None
         self._partitioner = default_partitioner()
+        self._transactional_id = transactional_id
+        self._abort_failed = False
 
     async def start(self) -> None:
         if self._producer is not None:
             return
+        # A transactional producer's start() also fences every earlier producer of its id:
+        # the broker aborts (or completes) their open transaction and rejects them from now on.
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             client_id=f"{self._settings.client_id}-producer",
             enable_idempotence=True,
+            transactional_id=self._transactional_id,
             acks="all",
             linger_ms=2,
             # Same placement as aiokafka's default (the results probe relies on it), in C.
@@ -47,7 +63,7 @@ class EventPublisher:
             # every further send wait for the in-flight one (one in flight per partition).
             max_batch_size=1_048_576,
             request_timeout_ms=self._settings.consumer.request_timeout_ms,
-            retry_backoff_ms=self._settings.consumer.retry_backoff_ms,
+            retry_backoff_ms=self._retry_backoff_ms(),
             max_request_size=max(1_048_576, self._settings.max_event_bytes * 3),
         )
         await producer.start()
@@ -68,6 +84,16 @@ class EventPublisher:
         old, self._producer = self._producer, fresh._producer
         if old is not None:
             await old.stop()
+
+    def _retry_backoff_ms(self) -> int:
+        backoff = self._settings.consumer.retry_backoff_ms
+        if self._transactional_id is None:
+            return backoff
+        # Kafka 4 brokers check each transactional produce with the transaction coordinator
+        # (KIP-890, transaction.partition.verification.enable) and answer aiokafka's produce
+        # version NOT_ENOUGH_REPLICAS when the check does not pass at once (in about one
+        # transaction in six, measured on 4.1.1): retried after 20 ms rather than 100.
+        return min(backoff, 20)
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -107,7 +133,7 @@ class EventPublisher:
         batches: list[tuple[int, Any, list[int]]] = []
         open_batch: dict[int, tuple[int, Any, list[int]]] = {}
         for i, (event, key, subject, traceparent) in enumerate(items):
-            key_bytes = key.encode()
+            key_bytes = key.encode() if isinstance(key, str) else key
             partition = self._partitioner(key_bytes, partitions, partitions)
             headers = self._headers(event, subject, traceparent)
             value = self._codec.encode(event)
@@ -154,3 +180,68 @@ class EventPublisher:
         await self._producer.send_and_wait(
             topic, self._codec.encode(event), key=key_bytes, headers=headers
         )
+
+    @property
+    def broken(self) -> bool:
+        """Whether a transaction failed in a way only a new producer recovers from (fenced by a
+        newer producer of the same id, or another fatal error)."""
+        producer = self._producer
+        # aiokafka exposes this state only on its transaction manager; its own
+        # TransactionContext reads it the same way.
+        return self._abort_failed or (
+            producer is not None and bool(producer._txn_manager.is_fatal_error())
+        )
+
+    async def commit_transaction(
+        self,
+        items: Sequence[tuple[str, Outgoing]],
+        offsets: Mapping[TopicPartition, int],
+        group_id: str,
+    ) -> None:
+        """Publish `items` ((topic, event) pairs) and commit `offsets` of `group_id` as one
+        transaction: readers with isolation_level=read_committed see all of it or none.
+
+        A failure aborts the transaction and raises: a KafkaError, with `broken` set when the
+        producer cannot be used again (aiokafka's ProducerFenced: another producer of this
+        transactional id took over).
+        """
+        producer = self._producer
+        if producer is None or self._transactional_id is None:
+            raise RuntimeError("commit_transaction needs a started transactional publisher")
+        by_topic: dict[str, list[Outgoing]] = {}
+        for topic, item in items:
+            by_topic.setdefault(topic, []).append(item)
+        await producer.begin_transaction()
+        acks: list[Any] = []
+        try:
+            for topic, group in by_topic.items():
+                acks.extend(await self.send_many(topic, group))
+            refused = next((a for a in acks if isinstance(a, BaseException)), None)
+            if refused is not None:
+                raise refused
+            if offsets:
+                await producer.send_offsets_to_transaction(dict(offsets), group_id)
+            # Flushes every queued batch first; fails if any of them failed.
+            await producer.commit_transaction()
+        except BaseException:
+            if not self.broken:
+                try:
+                    await producer.abort_transaction()
+                # aiokafka asserts its state transitions: an abort it cannot make is either.
+                except (KafkaError, AssertionError):
+                    self._abort_failed = True
+            raise
+        finally:
+            _retrieve(acks)
+
+
+def _retrieve(acks: list[Any]) -> None:
+    """Retrieve each batch future's outcome once it is known: the transaction's outcome already
+    says whether they landed, and asyncio would report the unread failures of an aborted one."""
+    for future in {id(a): a for a in acks if isinstance(a, asyncio.Future)}.values():
+        future.add_done_callback(_consume_outcome)
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
