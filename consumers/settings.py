@@ -1,4 +1,4 @@
-"""`gateway_settings.kafka`: topics, consumer tuning, retries, dedupe and rate limits.
+"""`gateway_settings.kafka`: topics, consumer tuning, retries, exactly-once mode, rate limits.
 
 Why one typed section: every knob of the event pipeline is validated once at start-up (unknown
 keys are errors that name the field) and passed down as one frozen object; nothing reads the
@@ -11,14 +11,26 @@ environment or the file later.
         topics:
           requests: {name: ai.requests, partitions: 12}
         max_in_flight_per_partition: 64
+        exactly_once: dedupe             # or: transactions (needs a real Kafka broker)
         rate_limits:
           - {provider: proxy, task: captioning, rate_per_s: 10, burst: 2}
+
+`exactly_once` chooses how a redelivered request is kept from publishing a second result:
+- `dedupe` (the default): claims and published markers in Redis (`dedupe_redis_url`, with a
+  per-process fallback) around an idempotent producer, plus a look-up on the results topic for
+  the one crash window (`consumers.processor`). Works on any broker, the embedded one included;
+  results are visible as soon as each is acknowledged.
+- `transactions`: Kafka's own exactly-once (`consumers.transactional`): a record's result and
+  dead letter are produced in the transaction that also commits its offset, one transactional
+  producer per input partition; no Redis calls. Needs a real broker (the embedded one is
+  refused), readers must use `isolation_level=read_committed`, and results appear per partition
+  in offset order, one transaction (`transaction_interval_s`) after they are ready.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -26,6 +38,7 @@ from core.config import load_section, read_config_file
 
 __all__ = [
     "ConsumerTuning",
+    "ExactlyOnce",
     "KafkaSettings",
     "ProxySettings",
     "RateLimitRule",
@@ -108,6 +121,9 @@ class ConsumerTuning(_Config, frozen=True, kw_only=True):
     retry_backoff_ms: _Positive = 100
 
 
+ExactlyOnce = Literal["dedupe", "transactions"]
+
+
 class KafkaSettings(_Config, frozen=True, kw_only=True):
     bootstrap_servers: str | None = None
     client_id: str = "ai-gateway"
@@ -119,6 +135,12 @@ class KafkaSettings(_Config, frozen=True, kw_only=True):
     max_event_bytes: _Positive = 1_048_576
     retry: RetrySettings = RetrySettings()
     dead_letters_enabled: bool = True
+    # How a redelivered request is kept from publishing twice (see the module docstring).
+    exactly_once: ExactlyOnce = "dedupe"
+    # Transactions mode: a partition's finished results are committed at most this often
+    # (Kafka Streams' exactly-once default is 100 ms); 0 starts the next transaction as soon as
+    # the previous one ends. Results wait up to this long, plus the transaction, to appear.
+    transaction_interval_s: _NonNegFloat = 0.1
     dedupe_redis_url: str | None = "redis://127.0.0.1:6379/0"
     dedupe_namespace: str = "ai-gateway:dedupe"
     # How long a publish claim blocks other consumers; a redelivery of an event whose
