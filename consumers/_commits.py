@@ -4,7 +4,8 @@ Why a module of its own: committing is where the consumer keeps its at-least-onc
 (per partition, only the contiguous prefix of finished offsets, and only once their results
 were acknowledged), and three callers share it: the periodic loop, revocation (before the
 partitions go to another owner) and stop(). Apart from fetching and scheduling, it reads on
-its own.
+its own. In transactions mode a subclass (`consumers._transactions`) commits the same prefix
+inside a transaction, with the outcomes of the records it covers.
 """
 
 from __future__ import annotations
@@ -46,13 +47,24 @@ class Committer:
         self._lock = asyncio.Lock()
 
     async def run(self) -> None:
-        """Commit, then sample the gauges, every `interval_s` until cancelled."""
+        """Commit, then sample the gauges, every round until cancelled."""
         while True:
-            await asyncio.sleep(self._interval_s)
-            await self.commit(list(self._partitions.values()))
+            await self._next_round()
+            await self._round()
             self._update_lag()
             # Sampled here rather than per event: the sum runs over every partition.
             self._metrics.in_flight.set(sum(state.in_flight for state in self._partitions.values()))
+
+    async def _next_round(self) -> None:
+        """Wait until the next round is due: every `interval_s` here."""
+        await asyncio.sleep(self._interval_s)
+
+    async def _round(self) -> None:
+        """One round's commits: every partition's, waited for."""
+        await self.commit(list(self._partitions.values()))
+
+    async def stop(self) -> None:
+        """Release what committing holds; nothing here (subclasses hold producers)."""
 
     async def commit(self, states: list[PartitionState]) -> None:
         offsets = {}

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -38,7 +38,7 @@ from schemas import (
     child_traceparent,
 )
 
-__all__ = ["BatchSettler", "Detour"]
+__all__ = ["BatchSettler", "Detour", "Settler"]
 
 _log = structlog.get_logger(__name__)
 
@@ -47,9 +47,41 @@ _log = structlog.get_logger(__name__)
 Detour = Callable[[Any, Awaitable[None] | None, int], None]
 
 
+class Settler(Protocol):
+    """What the runtime settles records through: a batch at a time, or one record on its own.
+
+    One per exactly-once mode: `BatchSettler` (dedupe) and `transactional.TransactionalSettler`.
+    """
+
+    async def settle(
+        self,
+        records: list[tuple[Any, bool]],
+        *,
+        finished: Callable[[list[Any]], None],
+        detour: Detour,
+    ) -> None:
+        """Settle `records` ((record, maybe_redelivered) pairs of one partition, in offset
+        order): `finished` for those whose outcome is settled, `detour` for each left to the
+        per-record path; every record gets exactly one of the two."""
+        ...
+
+    async def process(
+        self, record: Any, *, maybe_redelivered: bool = False, retry: bool = False
+    ) -> None:
+        """Settle one record; returns when its outcome is settled. What escapes is
+        infrastructure failing: the caller backs off and calls again."""
+        ...
+
+
 class BatchSettler:
     def __init__(self, processor: EventProcessor) -> None:
         self._p = processor
+
+    async def process(
+        self, record: Any, *, maybe_redelivered: bool = False, retry: bool = False
+    ) -> None:
+        """The per-record path: `EventProcessor.process`."""
+        await self._p.process(record, maybe_redelivered=maybe_redelivered, retry=retry)
 
     async def settle(
         self,
