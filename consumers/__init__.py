@@ -4,6 +4,9 @@
   contiguous prefixes of finished offsets; `_rebalance` drains revoked partitions in time;
 - `fastpath`: settles a fetched batch as a unit (one dedupe call per step, acks together);
 - `processor`: one record's life (decode, dedupe, publish once, dead-letter);
+- `transactional`: the `exactly_once: transactions` mode's settle path and rebalances, each
+  record's outcome produced in the transaction that commits its offset; `_transactions`: its
+  per-partition transactional producers and commits;
 - `invoker`: running its handler (rate-limit tokens, attempts, retries, progress reports);
 - `publisher`: CloudEvents-headed, idempotent publishing; `partitioner`: murmur2 in C;
 - `handlers`: the Handler protocol and registry; `proxy_handler.ProxyCompletionHandler`;

@@ -170,6 +170,13 @@ def _handler(settings: KafkaSettings, options: list[str]) -> Handler:
 
 async def _consume(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if settings.exactly_once == "transactions" and settings.bootstrap_servers is None:
+        sys.stderr.write(
+            "exactly_once: transactions needs a real Kafka cluster (--bootstrap, "
+            "KAFKA_BOOTSTRAP_SERVERS or kafka.bootstrap_servers); the embedded broker "
+            "supports only exactly_once: dedupe\n"
+        )
+        return 2
     handler = _handler(settings, args.handler_option)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -251,6 +258,8 @@ async def _send(args: argparse.Namespace) -> int:
             group_id=None,
             auto_offset_reset="latest",
             fetch_max_wait_ms=100,
+            # Transactions mode's results are visible once committed; plain ones at once.
+            isolation_level="read_committed",
         )
         await watcher.start()
         await watcher.seek_to_end()

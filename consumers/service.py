@@ -9,8 +9,11 @@ acknowledged by the broker. Rebalances are handled in `consumers._rebalance`; th
 the lifecycle and the fetch-and-schedule path.
 
 Guarantees: at-least-once handling; results published at most once per request id through the
-dedupe store (see `consumers.processor` for the one crash window); per-key order when
-`ordering_per_key` is on; at most `max_in_flight_per_partition` events running per partition.
+dedupe store (see `consumers.processor` for the one crash window), or, with `exactly_once:
+transactions`, exactly once per record through Kafka transactions (`consumers.transactional`:
+its settler, committer and rebalancer replace the dedupe mode's, chosen once in start());
+per-key order when `ordering_per_key` is on; at most `max_in_flight_per_partition` events
+running per partition.
 On revocation and on stop(), in-flight work gets a deadline to finish, then is abandoned
 (its offsets stay uncommitted, so it is redelivered), and completed offsets are committed.
 """
@@ -31,7 +34,7 @@ from consumers._commits import Committer
 from consumers._rebalance import Rebalancer, finish
 from consumers.batched import BatchingDedupeStore
 from consumers.dedupe import DedupeStore, open_dedupe_store
-from consumers.fastpath import BatchSettler
+from consumers.fastpath import BatchSettler, Settler
 from consumers.handlers import Handler, HandlerRegistry
 from consumers.metrics import ConsumerMetrics
 from consumers.partitions import PartitionState
@@ -41,6 +44,7 @@ from consumers.publisher import EventPublisher
 from consumers.ratelimit import RateLimiter, open_rate_limiter
 from consumers.retry import RetryPolicy
 from consumers.settings import KafkaSettings, RetrySettings
+from consumers.transactional import refuse_embedded_broker, transactional_path
 from schemas import EventCodec
 
 __all__ = ["ConsumerService"]
@@ -77,8 +81,9 @@ class ConsumerService:
         self._codec = EventCodec()
         self._publisher = EventPublisher(settings, servers, self._codec)
         self._consumer: Any = None
-        self._processor: EventProcessor | None = None
-        self._settler: BatchSettler | None = None
+        # The exactly-once mode's settle path: BatchSettler over an EventProcessor (dedupe) or
+        # TransactionalSettler; made by start().
+        self._settler: Settler | None = None
         # Commits and rebalances (consumers._commits, consumers._rebalance), made by start()
         # with the consumer; both share `_partitions`, the live assignment.
         self._committer: Committer | None = None
@@ -113,9 +118,13 @@ class ConsumerService:
         if self._started:
             return
         s = self.settings
+        transactional = s.exactly_once == "transactions"
+        if transactional:
+            # Fail here, not with a first duplicate: the mock cannot hide aborted transactions.
+            await refuse_embedded_broker(self.bootstrap_servers, s.client_id)
         # Stores handed in are started here too (start() is idempotent) but stopped by
         # their owner; stores opened here are owned and stopped by this service.
-        if self._dedupe is None:
+        elif self._dedupe is None:
             self._dedupe = await open_dedupe_store(
                 s.dedupe_redis_url, namespace=s.dedupe_namespace, claim_ttl_s=s.dedupe_claim_ttl_s
             )
@@ -129,23 +138,6 @@ class ConsumerService:
             await self._limiter.start()
         for handler in self.registry.unique():
             await handler.start()
-        await self._publisher.start()
-        # Fetch the output topics' metadata now, so the first results do not wait for it.
-        for topic in (s.topics.results, s.topics.status, s.topics.dead_letters):
-            with contextlib.suppress(KafkaError):
-                await self._publisher.partitions_for(topic.name)
-        self._processor = processor = EventProcessor(
-            settings=s,
-            codec=self._codec,
-            registry=self.registry,
-            publisher=self._publisher,
-            dedupe=BatchingDedupeStore(self._dedupe),
-            limiter=self._limiter,
-            metrics=self.metrics,
-            policy=RetryPolicy(s.retry),
-            probe=self._probe,
-        )
-        self._settler = BatchSettler(processor)
         c = s.consumer
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
@@ -160,7 +152,50 @@ class ConsumerService:
             request_timeout_ms=c.request_timeout_ms,
             retry_backoff_ms=c.retry_backoff_ms,
             max_partition_fetch_bytes=max(1_048_576, s.max_event_bytes * 2),
+            # Transactions mode also reads its input committed-only, so it can sit behind
+            # another transactional stage; with plain producers upstream both read alike.
+            isolation_level="read_committed" if transactional else "read_uncommitted",
         )
+        if transactional:
+            self._start_transactional()
+        else:
+            await self._start_dedupe()
+        assert self._rebalancer is not None and self._committer is not None
+        self._consumer.subscribe([s.topics.requests.name], listener=self._rebalancer)
+        await self._consumer.start()
+        if s.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(s.metrics_port)
+        self._started = True
+        self._fetch_task = asyncio.create_task(self._fetch_loop(), name="consumer-fetch")
+        self._commit_task = asyncio.create_task(self._committer.run(), name="consumer-commit")
+        _log.info(
+            "consumer.started",
+            group_id=s.group_id,
+            topic=s.topics.requests.name,
+            exactly_once=s.exactly_once,
+        )
+
+    async def _start_dedupe(self) -> None:
+        """The dedupe mode's settle path: publisher, results probe, dedupe store."""
+        s = self.settings
+        assert self._dedupe is not None and self._limiter is not None
+        await self._publisher.start()
+        # Fetch the output topics' metadata now, so the first results do not wait for it.
+        for topic in (s.topics.results, s.topics.status, s.topics.dead_letters):
+            with contextlib.suppress(KafkaError):
+                await self._publisher.partitions_for(topic.name)
+        processor = EventProcessor(
+            settings=s,
+            codec=self._codec,
+            registry=self.registry,
+            publisher=self._publisher,
+            dedupe=BatchingDedupeStore(self._dedupe),
+            limiter=self._limiter,
+            metrics=self.metrics,
+            policy=RetryPolicy(s.retry),
+            probe=self._probe,
+        )
+        self._settler = BatchSettler(processor)
         self._committer = committer = Committer(
             self._consumer, self._partitions, self.metrics, interval_s=s.commit_interval_s
         )
@@ -172,14 +207,22 @@ class ConsumerService:
             probe=self._probe,
             on_assigned=self._update_paused,
         )
-        self._consumer.subscribe([s.topics.requests.name], listener=self._rebalancer)
-        await self._consumer.start()
-        if s.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(s.metrics_port)
-        self._started = True
-        self._fetch_task = asyncio.create_task(self._fetch_loop(), name="consumer-fetch")
-        self._commit_task = asyncio.create_task(committer.run(), name="consumer-commit")
-        _log.info("consumer.started", group_id=s.group_id, topic=s.topics.requests.name)
+
+    def _start_transactional(self) -> None:
+        """The transactions mode's settle path; no dedupe store, no results probe."""
+        assert self._limiter is not None
+        self._probe = None
+        self._settler, self._committer, self._rebalancer = transactional_path(
+            self._consumer,
+            self._partitions,
+            settings=self.settings,
+            bootstrap_servers=self.bootstrap_servers,
+            codec=self._codec,
+            registry=self.registry,
+            limiter=self._limiter,
+            metrics=self.metrics,
+            on_assigned=self._update_paused,
+        )
 
     async def stop(self) -> None:
         """Drain in-flight work within `drain_timeout_s`, commit what finished, then leave."""
@@ -199,6 +242,7 @@ class ConsumerService:
         self._partitions.clear()
         with contextlib.suppress(KafkaError):
             await self._consumer.stop()
+        await self._committer.stop()
         await self._publisher.stop()
         if self._probe is not None:
             await self._probe.stop()
@@ -307,8 +351,8 @@ class ConsumerService:
         failures: int,
         after: asyncio.Future[None] | None,
     ) -> None:
-        assert self._processor is not None
-        processor = self._processor
+        assert self._settler is not None
+        settler = self._settler
         try:
             if after is not None:
                 # asyncio.wait does not cancel `after` if we are cancelled while waiting.
@@ -325,7 +369,7 @@ class ConsumerService:
                 else:
                     failures = -1
             if failures >= 0:
-                await self._settle(processor, record, state.maybe_redelivered(record), failures)
+                await self._settle(settler, record, state.maybe_redelivered(record), failures)
         finally:
             if isinstance(work, Coroutine):
                 work.close()  # never started (cancelled while waiting for its key)
@@ -354,7 +398,7 @@ class ConsumerService:
             self._update_paused()
 
     async def _settle(
-        self, processor: EventProcessor, record: Any, redelivered: bool, failures: int = 0
+        self, settler: Settler, record: Any, redelivered: bool, failures: int = 0
     ) -> None:
         """Process `record` until its outcome is published.
 
@@ -365,7 +409,7 @@ class ConsumerService:
         """
         while True:
             try:
-                await processor.process(record, maybe_redelivered=redelivered, retry=failures > 0)
+                await settler.process(record, maybe_redelivered=redelivered, retry=failures > 0)
                 return
             except asyncio.CancelledError:
                 raise
