@@ -281,11 +281,23 @@ class ConsumerService:
             for tp, records in batches.items():
                 state = self._partitions.get(tp)
                 if state is None or state.revoked or state.draining:
-                    continue  # revoked while the fetch was in progress
+                    self._refetch_later(tp, records)
+                    continue
                 self.metrics.consumed.labels(tp.topic).inc(len(records))
                 state.backlog.extend(records)
                 state.next_fetch_offset = records[-1].offset + 1
                 self._schedule(state)
+
+    def _refetch_later(self, tp: Any, records: list[Any]) -> None:
+        """Drops records of a partition that has no live state, and rewinds its position.
+
+        A fetch can complete between aiokafka assigning a partition and the rebalance listener
+        creating its state (the listener awaits end offsets), or while a revocation drains it.
+        The fetch already advanced the position past these records, so without the seek a
+        partition that stays ours would skip them and later commits would pass over them.
+        """
+        if tp in self._consumer.assignment():
+            self._consumer.seek(tp, records[0].offset)
 
     def _schedule(self, state: PartitionState) -> None:
         # Records go out as one batch task; a record whose key has earlier work still
