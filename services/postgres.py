@@ -12,13 +12,12 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from services._paths import find_program
 from services._process import ManagedProcess, free_port
-from services.errors import ServiceNotInstalled, ServiceNotRunning, ServiceStartFailed
+from services._server import LocalServer
+from services.errors import ServiceNotInstalled, ServiceStartFailed
 
 __all__ = ["PostgresServer"]
 
@@ -26,19 +25,13 @@ _BIN_GLOB = "/usr/lib/postgresql/*/bin/"
 _HINT = "install Debian's postgresql package (./dev does so)"
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """PostgreSQL on 127.0.0.1 at ``url`` (database ``postgres``, user ``postgres``, trust)."""
 
-    def __init__(self, *, port: int = 0) -> None:
-        self._port = port
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._process: ManagedProcess | None = None
+    name = "postgres"
 
-    @property
-    def port(self) -> int:
-        if self._process is None:
-            raise ServiceNotRunning("postgresql is not running")
-        return self._port
+    def __init__(self, *, port: int = 0) -> None:
+        super().__init__(port)
 
     @property
     def url(self) -> str:
@@ -49,8 +42,7 @@ class PostgresServer:
         bindir = Path(initdb).resolve().parent  # /usr/local/bin may hold only a few links
         postgres = str(bindir / "postgres")
         isready = str(bindir / "pg_isready")
-        self._tmp = tempfile.TemporaryDirectory(prefix="gw-postgres-")
-        root = Path(self._tmp.name)
+        root = self._tempdir()
         data, sockets = root / "data", root / "sockets"
         data.mkdir()
         sockets.mkdir()
@@ -92,23 +84,3 @@ class PostgresServer:
             return pwd.getpwnam("postgres")
         except KeyError as exc:
             raise ServiceNotInstalled(f"running as root needs the postgres user: {_HINT}") from exc
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 import socket
-import tempfile
-from pathlib import Path
-from types import TracebackType
 
 from services._paths import find_program
 from services._process import ManagedProcess, free_port
-from services.errors import ServiceNotRunning
+from services._server import LocalServer
 
 __all__ = ["RedisServer"]
 
 _HINT = "install Debian's redis-server package (./dev does so)"
 
 
-class RedisServer:
+class RedisServer(LocalServer):
     """``redis-server`` on 127.0.0.1 at ``url`` once started."""
 
-    def __init__(self, *, port: int = 0, workdir: Path | None = None) -> None:
-        self._port = port
-        self._workdir = workdir
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._process: ManagedProcess | None = None
+    name = "redis"
 
-    @property
-    def port(self) -> int:
-        if self._process is None:
-            raise ServiceNotRunning("redis is not running")
-        return self._port
+    def __init__(self, *, port: int = 0) -> None:
+        super().__init__(port)
 
     @property
     def url(self) -> str:
@@ -37,20 +27,18 @@ class RedisServer:
 
     def start(self, timeout_s: float = 20.0) -> None:
         binary = find_program("redis-server", hint=_HINT)
-        if self._workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="gw-redis-")
-            self._workdir = Path(self._tmp.name)
+        workdir = self._tempdir()
         self._port = self._port or free_port()
         argv = [
             binary,
             "--port", str(self._port),
             "--bind", "127.0.0.1",
-            "--dir", str(self._workdir),
+            "--dir", str(workdir),
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
         ]  # fmt: skip
-        self._process = ManagedProcess("redis", argv, self._workdir / "redis.log")
+        self._process = ManagedProcess("redis", argv, workdir / "redis.log")
         self._process.spawn()
         self._process.wait_ready(self._answers_ping, timeout_s)
 
@@ -61,24 +49,3 @@ class RedisServer:
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-            self._workdir = None
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

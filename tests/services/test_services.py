@@ -87,6 +87,7 @@ def test_the_kafka_classpath_is_cached_and_complete() -> None:
     assert all(Path(jar).is_file() for jar in jars)
 
 
+@pytest.mark.real_broker
 def test_records_survive_a_sigkill_and_restart_of_the_node(real_kafka: KafkaCluster) -> None:
     """Records acknowledged with acks=all are there after the node is killed and restarted."""
     topic = f"survive-{uuid.uuid4().hex[:8]}"
@@ -115,6 +116,7 @@ def test_records_survive_a_sigkill_and_restart_of_the_node(real_kafka: KafkaClus
     assert seen == {f"v{n}".encode() for n in range(50)}
 
 
+@pytest.mark.real_broker
 def test_a_three_node_cluster_replicates_and_stops_every_jvm(
     kafka_cluster3: KafkaCluster,
 ) -> None:
@@ -128,6 +130,7 @@ def test_a_three_node_cluster_replicates_and_stops_every_jvm(
     assert not kafka_cluster3.running
 
 
+@pytest.mark.real_broker
 def test_a_kept_workdir_brings_the_records_back_on_the_next_start(tmp_path: Path) -> None:
     """A cluster stopped and started again on the same workdir still has its records."""
     topic = "kept"
