@@ -7,22 +7,43 @@ the broker acknowledged what that event produced.
 
 With a `transactional_id` (the transactions mode, `consumers.transactional`) the publisher
 only publishes through `commit_transaction`: events and consumed offsets, all or none.
+
+Why results are bounded here: a result the broker refuses (over its `message.max.bytes`) would
+never settle, and the refusal leaves the idempotent producer unable to write that partition
+(see `renew`), so everything behind it would stall. Every path that publishes a result (the
+per-event `publish`, the batch `send_many`, the transactions through it) encodes it in
+`_encode`, which puts a small CompletionFailed in place of a CompletionSucceeded larger than
+`max_result_bytes`: measured on the bytes actually sent, and with no second encoding. Should the
+broker refuse a result anyway (a topic configured below that), `publish` renews the producer
+and sends the small failure instead, so the caller learns why and the partition flows.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
+from consumers.deadletters import is_refusal
 from consumers.partitioner import default_partitioner
 from consumers.settings import KafkaSettings
-from schemas import Event, EventCodec, build_headers, event_type_of
+from schemas import (
+    CompletionFailed,
+    CompletionSucceeded,
+    ErrorInfo,
+    Event,
+    EventCodec,
+    build_headers,
+    event_type_of,
+)
 
 __all__ = ["EventPublisher", "Outgoing"]
+
+_log = structlog.get_logger(__name__)
 
 # One event to publish: (event, key, subject, traceparent).
 Outgoing = tuple[Event, str | bytes, str | None, str | None]
@@ -44,6 +65,8 @@ class EventPublisher:
         self._partitioner = default_partitioner()
         self._transactional_id = transactional_id
         self._abort_failed = False
+        # Concurrent refusals of one producer renew it once (see `renew`).
+        self._renewing = asyncio.Lock()
 
     async def start(self) -> None:
         if self._producer is not None:
@@ -69,19 +92,23 @@ class EventPublisher:
         await producer.start()
         self._producer = producer
 
-    async def renew(self) -> None:
+    async def renew(self, refused_by: Any = None) -> None:
         """Swap in a new producer (a new producer id), then stop the old one.
 
         Why: when the broker refuses a batch for good (e.g. MESSAGE_TOO_LARGE), aiokafka's
         idempotent producer keeps the sequence numbers it gave that batch, and the broker then
         refuses every later batch to that partition as out of order. The new one is started
-        before the swap, so no concurrent send finds no producer.
+        before the swap, so no concurrent send finds no producer. `refused_by`: the producer a
+        refusal came from; when another caller already replaced it, nothing is renewed.
         """
-        if self._producer is None:
-            return  # stopped (or never started): nothing to renew
-        fresh = EventPublisher(self._settings, self._bootstrap, self._codec)
-        await fresh.start()
-        old, self._producer = self._producer, fresh._producer
+        async with self._renewing:
+            if self._producer is None:
+                return  # stopped (or never started): nothing to renew
+            if refused_by is not None and self._producer is not refused_by:
+                return
+            fresh = EventPublisher(self._settings, self._bootstrap, self._codec)
+            await fresh.start()
+            old, self._producer = self._producer, fresh._producer
         if old is not None:
             await old.stop()
 
@@ -135,8 +162,8 @@ class EventPublisher:
         for i, (event, key, subject, traceparent) in enumerate(items):
             key_bytes = key.encode() if isinstance(key, str) else key
             partition = self._partitioner(key_bytes, partitions, partitions)
-            headers = self._headers(event, subject, traceparent)
-            value = self._codec.encode(event)
+            sent, value = self._encode(event)
+            headers = self._headers(sent, subject, traceparent)
             entry = open_batch.get(partition)
             if entry is None or not entry[1].append(
                 timestamp=None, key=key_bytes, value=value, headers=headers
@@ -170,16 +197,89 @@ class EventPublisher:
         traceparent: str | None = None,
         extra_headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Send one event and wait until the broker acknowledged it."""
-        if self._producer is None:
+        """Send one event and wait until the broker acknowledged it.
+
+        A result the broker refuses for good is replaced by its small CompletionFailed (see
+        `_resend_refused`); any other event's refusal propagates.
+        """
+        producer = self._producer
+        if producer is None:
             raise RuntimeError("EventPublisher used before start()")
-        headers = self._headers(event, subject, traceparent)
-        if extra_headers:
-            headers.extend(extra_headers)
         key_bytes = key.encode() if isinstance(key, str) else key
-        await self._producer.send_and_wait(
-            topic, self._codec.encode(event), key=key_bytes, headers=headers
+
+        async def send(sent: Event, value: bytes) -> None:
+            headers = self._headers(sent, subject, traceparent)
+            if extra_headers:
+                headers.extend(extra_headers)
+            # The current producer: `_resend_refused` may have renewed it.
+            await self._producer.send_and_wait(topic, value, key=key_bytes, headers=headers)
+
+        sent, value = self._encode(event)
+        try:
+            await send(sent, value)
+        except KafkaError as exc:
+            if not (isinstance(sent, CompletionSucceeded) and is_refusal(exc)):
+                raise
+            await self._resend_refused(producer, exc, sent, value, send)
+
+    def _encode(self, event: Event) -> tuple[Event, bytes]:
+        """The event to send and its bytes: a CompletionSucceeded over `max_result_bytes` is
+        replaced by its small CompletionFailed. The one size check of every result path."""
+        value = self._codec.encode(event)
+        limit = self._settings.max_result_bytes
+        if not isinstance(event, CompletionSucceeded) or len(value) <= limit:
+            return event, value
+        _log.warning(
+            "consumer.result_too_large",
+            request_id=event.request_id,
+            size=len(value),
+            max_result_bytes=limit,
         )
+        failed = _failed_result(
+            event,
+            "result_too_large",
+            f"result of {len(value)} bytes exceeds max_result_bytes={limit}",
+        )
+        return failed, self._codec.encode(failed)
+
+    async def _resend_refused(
+        self,
+        producer: Any,
+        refusal: KafkaError,
+        result: CompletionSucceeded,
+        value: bytes,
+        send: Callable[[Event, bytes], Awaitable[None]],
+    ) -> None:
+        """After the broker refused `result` for good: renew the producer, then send the result
+        again unless the refusal was about its size, and its small CompletionFailed if it is
+        refused (again). A refusal of the failure itself propagates: the topic is unusable."""
+        if not isinstance(refusal, MessageSizeTooLargeError):
+            # Maybe not about this record: after an earlier refusal to its partition (a batch
+            # of the fast path, say) the old producer refuses every later batch there as out of
+            # order, so the result gets one more try on a new producer.
+            await self.renew(refused_by=producer)
+            producer = self._producer
+            try:
+                await send(result, value)
+                return
+            except KafkaError as exc:
+                if not is_refusal(exc):
+                    raise
+                refusal = exc
+        _log.warning(
+            "consumer.result_refused",
+            request_id=result.request_id,
+            size=len(value),
+            error=type(refusal).__name__,
+        )
+        await self.renew(refused_by=producer)
+        too_large = isinstance(refusal, MessageSizeTooLargeError)
+        failed = _failed_result(
+            result,
+            "result_too_large" if too_large else "result_refused",
+            f"result of {len(value)} bytes refused by the broker: {type(refusal).__name__}",
+        )
+        await send(failed, self._codec.encode(failed))
 
     @property
     def broken(self) -> bool:
@@ -233,6 +333,20 @@ class EventPublisher:
             raise
         finally:
             _retrieve(acks)
+
+
+def _failed_result(result: CompletionSucceeded, code: str, message: str) -> CompletionFailed:
+    """The small failure published in place of `result`: same ids, so the caller matches it to
+    its request; not retriable, since the same answer would be refused again."""
+    return CompletionFailed(
+        event_id=result.event_id,
+        request_id=result.request_id,
+        subject=result.subject,
+        task=result.task,
+        occurred_at=result.occurred_at,
+        error=ErrorInfo(type=code, message=message[:500], retriable=False),
+        attempts=result.attempts,
+    )
 
 
 def _retrieve(acks: list[Any]) -> None:

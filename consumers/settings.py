@@ -133,6 +133,12 @@ class KafkaSettings(_Config, frozen=True, kw_only=True):
     max_in_flight_per_partition: _Positive = 64
     ordering_per_key: bool = True
     max_event_bytes: _Positive = 1_048_576
+    # A successful result whose encoded event is larger is not published: a CompletionFailed
+    # ("result_too_large", naming both sizes) goes out in its place. Why: the broker refuses a
+    # record over its `message.max.bytes` (1048588 by default), and a refused result would
+    # stall its partition. The default leaves room for key, headers and batch framing under
+    # Kafka's default; large artifacts belong in storage, referenced from the result.
+    max_result_bytes: _Positive = 900_000
     retry: RetrySettings = RetrySettings()
     dead_letters_enabled: bool = True
     # How a redelivered request is kept from publishing twice (see the module docstring).
