@@ -1,13 +1,15 @@
 """Deterministic in-process handlers for runtime tests (selected by `--handler` in subprocesses).
 
 They answer with the request's own text so a result can be matched to its request, and can be
-told to sleep, fail a number of times, or fail for good.
+told to sleep, fail a number of times, fail for good, or answer with a huge content.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+
+import msgspec
 
 from consumers import Completion, HandlerContext, ProviderUnavailable
 from consumers.errors import HandlerError
@@ -59,7 +61,7 @@ class SlowEcho:
 
 class Scripted(SlowEcho):
     """Behaviour per request text: "fail:N" fails N times retriably, "fatal" fails for good,
-    "progress" reports progress, "gate" waits for `gate` to open."""
+    "progress" reports progress, "gate" waits for `gate` to open, "big:N" answers N bytes."""
 
     def __init__(self, delay_ms: float = 0) -> None:
         super().__init__(delay_ms)
@@ -83,3 +85,10 @@ class Scripted(SlowEcho):
             await ctx.report_progress("halfway", 0.5, "working")
         if text == "gate":
             await self.gate.wait()
+
+    async def handle(self, event: RequestEvent, ctx: HandlerContext) -> Completion:
+        answer = await super().handle(event, ctx)
+        text = first_text(event)
+        if text.startswith("big:"):
+            return msgspec.structs.replace(answer, content="x" * int(text.split(":")[1]))
+        return answer
