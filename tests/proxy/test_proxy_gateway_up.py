@@ -125,7 +125,7 @@ def _base_env() -> dict[str, str]:
 
 
 def _unreachable_redis() -> str:
-    # A port nothing listens on: the default 127.0.0.1:6379 may have a developer's Redis.
+    # A port nothing listens on: Redis's default port may have a developer's server behind it.
     return f"redis://127.0.0.1:{_free_port()}/0"
 
 
