@@ -95,7 +95,15 @@ def kafka_classpath() -> str:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random cluster id in Kafka's form (URL-safe base64 of 16 bytes).
+
+    One starting with "-" is drawn again, as Kafka's own Uuid.randomUuid does: the storage
+    tool's argument parser would read it as an option (1 start in 64 failed so).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class _Node:

@@ -16,7 +16,7 @@ import redis
 from confluent_kafka import Consumer, Producer
 
 from services import KafkaCluster, PostgresServer, RedisServer, ServiceNotRunning
-from services.kafka import kafka_classpath
+from services.kafka import _cluster_id, kafka_classpath
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,3 +156,10 @@ def test_a_kept_workdir_brings_the_records_back_on_the_next_start(tmp_path: Path
                 value = message.value()
         consumer.close()
     assert value == b"still here"
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    """The storage tool reads an id starting with "-" as an option, so none is ever drawn."""
+    ids = [_cluster_id() for _ in range(2000)]
+    assert not [cid for cid in ids if cid.startswith("-")]
+    assert all(len(cid) == 22 for cid in ids)
