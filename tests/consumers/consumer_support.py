@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,10 @@ async def produce(
 class TopicReader:
     """Reads a topic from the beginning and keeps every record it saw."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, *, isolation_level: str = "read_uncommitted"
+    ) -> None:
+        # read_committed: what readers of the transactions mode must use.
         self.records: list[Any] = []
         self._consumer = AIOKafkaConsumer(
             topic,
@@ -128,6 +132,7 @@ class TopicReader:
             group_id=None,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
+            isolation_level=isolation_level,
         )
 
     async def __aenter__(self) -> TopicReader:
@@ -175,6 +180,58 @@ async def await_markers(servers: str, settings: Any, reader: TopicReader) -> Non
     reader.records = [
         rec for rec in reader.records if CODEC.decode_result(rec.value).request_id not in ids
     ]
+
+
+def assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
+    """Every event has exactly one result in ``reader``, and no other result is there."""
+    counts = Counter(result.request_id for result in reader.results())
+    missing = [e.event_id for e in events if counts[e.event_id] == 0]
+    duplicated = {k: n for k, n in counts.items() if n > 1}
+    assert not missing, f"{len(missing)} events lost"
+    assert not duplicated, f"duplicated results: {duplicated}"
+    assert set(counts) == {e.event_id for e in events}
+
+
+async def survive_repeated_sigkill(
+    settings: KafkaSettings, tmp_path: Path, *, isolation_level: str = "read_uncommitted"
+) -> None:
+    """Three SIGKILLs of a consumer process mid-stream, each followed by a restart, over 300
+    events: asserts one result each (read with ``isolation_level``)."""
+    assert settings.bootstrap_servers is not None
+    servers = settings.bootstrap_servers
+    config = write_config(settings, tmp_path / "config.yaml")
+    events = [request(f"item {i}") for i in range(300)]
+
+    def spawn() -> ConsumerProcess:
+        return ConsumerProcess(
+            config,
+            handler="consumer_handlers:SlowEcho",
+            options={"delay_ms": "40"},
+            log=tmp_path / "consumer.log",
+        )
+
+    proc = await spawn().start()
+    try:
+        await produce(servers, settings.topics.requests.name, events)
+        results = settings.topics.results.name
+        async with TopicReader(servers, results, isolation_level=isolation_level) as reader:
+            for threshold in (30, 110, 190):
+                await reader.until(lambda rd, t=threshold: len(rd.records) >= t, timeout_s=30)
+                proc.kill()
+                await proc.wait()
+                proc = await spawn().start()
+            await reader.until(
+                lambda rd: {r.request_id for r in rd.results()} >= {e.event_id for e in events},
+                timeout_s=40,
+            )
+            # A late duplicate (an expired claim republishing) would come from a record before
+            # the markers, so once every partition's marker has its result there is none left.
+            await await_markers(servers, settings, reader)
+            proc.terminate()
+            assert await proc.wait() == 0
+        assert_exactly_once(reader, events)
+    finally:
+        await proc.stop()
 
 
 def write_config(settings: KafkaSettings, path: Path) -> Path:

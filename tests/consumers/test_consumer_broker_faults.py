@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import pytest
 from consumer_handlers import SlowEcho
-from consumer_support import TopicReader, await_markers, fast_settings, produce, request
+from consumer_support import (
+    TopicReader,
+    assert_exactly_once,
+    await_markers,
+    fast_settings,
+    produce,
+    request,
+)
 
 from emulators.kafka import ApiKey, ErrorCode
 
 pytestmark = pytest.mark.slow
-
-
-def _assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
-    counts = Counter(result.request_id for result in reader.results())
-    assert set(counts) == {e.event_id for e in events}
-    assert max(counts.values()) == 1
 
 
 async def test_request_errors_are_survived_without_loss(
@@ -44,7 +44,7 @@ async def test_request_errors_are_survived_without_loss(
     finally:
         for api_key in faults:
             kafka_broker.clear_request_errors(api_key)
-    _assert_exactly_once(r, events)
+    assert_exactly_once(r, events)
 
 
 async def test_a_ten_second_broker_outage_is_survived_without_loss(
@@ -60,4 +60,4 @@ async def test_a_ten_second_broker_outage_is_survived_without_loss(
         await kafka_broker.outage_for(1, 10.0)
         await r.until(lambda rd: len({x.request_id for x in rd.results()}) >= 300, timeout_s=40)
         await await_markers(kafka_broker.bootstrap_servers, settings, r)
-    _assert_exactly_once(r, events)
+    assert_exactly_once(r, events)

@@ -10,13 +10,19 @@ nodes are spawned on the loop's own thread, which outlives them (see services._p
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from consumer_handlers import SlowEcho
-from consumer_support import TopicReader, await_markers, fast_settings, produce, request
+from consumer_support import (
+    TopicReader,
+    assert_exactly_once,
+    await_markers,
+    fast_settings,
+    produce,
+    request,
+)
 
 from consumers.settings import ConsumerTuning
 from services import KafkaCluster
@@ -25,14 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.real_broker]
 
 # Short sessions so the group settles quickly after the broker comes back.
 TUNING = ConsumerTuning(fetch_max_wait_ms=50, session_timeout_ms=6000, heartbeat_interval_ms=500)
-
-
-def _assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
-    counts = Counter(result.request_id for result in reader.results())
-    missing = [e.event_id for e in events if counts[e.event_id] == 0]
-    duplicated = {k: n for k, n in counts.items() if n > 1}
-    assert not missing, f"{len(missing)} events lost"
-    assert not duplicated, f"duplicated results: {duplicated}"
 
 
 def _all_answered(events: list[Any]) -> Any:
@@ -59,7 +57,7 @@ async def _survives(
         await fault(settings)
         await reader.until(_all_answered(events), timeout_s=timeout_s)
         await await_markers(servers, settings, reader)
-    _assert_exactly_once(reader, events)
+    assert_exactly_once(reader, events)
 
 
 async def test_a_broker_frozen_for_ten_seconds_loses_and_duplicates_nothing(

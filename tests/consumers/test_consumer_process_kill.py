@@ -3,7 +3,6 @@ the embedded broker and on a real Kafka node (``event_broker``)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,12 @@ import pytest
 from consumer_support import (
     ConsumerProcess,
     TopicReader,
+    assert_exactly_once,
     await_markers,
     fast_settings,
     produce,
     request,
+    survive_repeated_sigkill,
     write_config,
 )
 
@@ -36,53 +37,11 @@ def _settings(event_broker: Any, **overrides: Any) -> Any:
     )
 
 
-def _assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
-    counts = Counter(result.request_id for result in reader.results())
-    missing = [e.event_id for e in events if counts[e.event_id] == 0]
-    duplicated = {k: n for k, n in counts.items() if n > 1}
-    assert not missing, f"{len(missing)} events lost"
-    assert not duplicated, f"duplicated results: {duplicated}"
-    assert set(counts) == {e.event_id for e in events}
-
-
 async def test_repeated_sigkill_loses_and_duplicates_nothing(
     event_broker: Any, tmp_path: Path
 ) -> None:
     """Three SIGKILLs of the consumer mid-batch, each followed by a restart: one result each."""
-    settings = _settings(event_broker)
-    config = write_config(settings, tmp_path / "config.yaml")
-    events = [request(f"item {i}") for i in range(300)]
-
-    def spawn() -> ConsumerProcess:
-        return ConsumerProcess(
-            config,
-            handler="consumer_handlers:SlowEcho",
-            options={"delay_ms": "40"},
-            log=tmp_path / "consumer.log",
-        )
-
-    proc = await spawn().start()
-    servers = event_broker.bootstrap_servers
-    try:
-        await produce(servers, settings.topics.requests.name, events)
-        async with TopicReader(servers, settings.topics.results.name) as reader:
-            for threshold in (30, 110, 190):
-                await reader.until(lambda rd, t=threshold: len(rd.records) >= t, timeout_s=30)
-                proc.kill()
-                await proc.wait()
-                proc = await spawn().start()
-            await reader.until(
-                lambda rd: {r.request_id for r in rd.results()} >= {e.event_id for e in events},
-                timeout_s=40,
-            )
-            # A late duplicate (an expired claim republishing) would come from a record before
-            # the markers, so once every partition's marker has its result there is none left.
-            await await_markers(servers, settings, reader)
-            proc.terminate()
-            assert await proc.wait() == 0
-        _assert_exactly_once(reader, events)
-    finally:
-        await proc.stop()
+    await survive_repeated_sigkill(_settings(event_broker), tmp_path)
 
 
 async def test_group_members_take_over_a_killed_members_partitions(
@@ -115,7 +74,7 @@ async def test_group_members_take_over_a_killed_members_partitions(
             for proc in procs[1:]:
                 proc.terminate()
                 assert await proc.wait() == 0
-        _assert_exactly_once(reader, events)
+        assert_exactly_once(reader, events)
         logs = [(tmp_path / f"consumer-{n}.log").read_text() for n in (1, 2)]
         assert all("partitions_assigned" in log for log in logs)
     finally:

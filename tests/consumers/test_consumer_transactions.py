@@ -8,24 +8,23 @@ import asyncio
 import os
 import signal
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer
 from consumer_handlers import Scripted, SlowEcho
 from consumer_support import (
-    CODEC,
     REDIS_URL,
     ROOT,
     ConsumerProcess,
     TopicReader,
+    assert_exactly_once,
+    await_markers,
     fast_settings,
     produce,
     request,
-    subject_for,
+    survive_repeated_sigkill,
     write_config,
 )
 
@@ -38,49 +37,9 @@ from core.config import ConfigError
 TUNING = ConsumerTuning(fetch_max_wait_ms=50, session_timeout_ms=3000, heartbeat_interval_ms=300)
 
 
-class CommittedReader(TopicReader):
-    """A TopicReader that sees committed transactions only, as this mode's readers must."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        # Not super().__init__(): that builds the read_uncommitted consumer this one replaces.
-        self.records: list[Any] = []
-        self._consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
-            isolation_level="read_committed",
-        )
-
-
 def _settings(broker: Any, **overrides: Any) -> Any:
     options = {"consumer": TUNING, "max_in_flight_per_partition": 4, **overrides}
     return fast_settings(broker, exactly_once="transactions", **options)
-
-
-async def _await_markers(servers: str, settings: Any, reader: TopicReader) -> None:
-    """One marker per partition behind the stream; once each has its result, everything
-    before it on its partition was committed. The markers are removed from the reader."""
-    partitions = settings.topics.requests.partitions
-    markers = [
-        request(f"marker {p}", subject=subject_for(p, partitions)) for p in range(partitions)
-    ]
-    ids = {m.event_id for m in markers}
-    await produce(servers, settings.topics.requests.name, markers)
-    await reader.until(lambda rd: ids <= {r.request_id for r in rd.results()}, timeout_s=30)
-    reader.records = [
-        rec for rec in reader.records if CODEC.decode_result(rec.value).request_id not in ids
-    ]
-
-
-def _assert_exactly_once(reader: TopicReader, events: list[Any]) -> None:
-    counts = Counter(result.request_id for result in reader.results())
-    missing = [e.event_id for e in events if counts[e.event_id] == 0]
-    duplicated = {k: n for k, n in counts.items() if n > 1}
-    assert not missing, f"{len(missing)} events lost"
-    assert not duplicated, f"duplicated results: {duplicated}"
-    assert set(counts) == {e.event_id for e in events}
 
 
 @pytest.mark.real_broker
@@ -89,38 +48,9 @@ async def test_repeated_sigkill_loses_and_duplicates_nothing(
     real_kafka: Any, tmp_path: Path
 ) -> None:
     """Three SIGKILLs mid-stream, each followed by a restart: one committed result each."""
-    settings = _settings(real_kafka)
-    config = write_config(settings, tmp_path / "config.yaml")
-    events = [request(f"item {i}") for i in range(300)]
-
-    def spawn() -> ConsumerProcess:
-        return ConsumerProcess(
-            config,
-            handler="consumer_handlers:SlowEcho",
-            options={"delay_ms": "40"},
-            log=tmp_path / "consumer.log",
-        )
-
-    proc = await spawn().start()
-    servers = real_kafka.bootstrap_servers
-    try:
-        await produce(servers, settings.topics.requests.name, events)
-        async with CommittedReader(servers, settings.topics.results.name) as reader:
-            for threshold in (30, 110, 190):
-                await reader.until(lambda rd, t=threshold: len(rd.records) >= t, timeout_s=30)
-                proc.kill()
-                await proc.wait()
-                proc = await spawn().start()
-            await reader.until(
-                lambda rd: {r.request_id for r in rd.results()} >= {e.event_id for e in events},
-                timeout_s=40,
-            )
-            await _await_markers(servers, settings, reader)
-            proc.terminate()
-            assert await proc.wait() == 0
-        _assert_exactly_once(reader, events)
-    finally:
-        await proc.stop()
+    await survive_repeated_sigkill(
+        _settings(real_kafka), tmp_path, isolation_level="read_committed"
+    )
 
 
 async def _log_contains(path: Path, text: str, timeout_s: float) -> bool:
@@ -155,7 +85,9 @@ async def test_fenced_zombie_publishes_nothing(real_kafka: Any, tmp_path: Path) 
     await zombie.start()
     try:
         await produce(servers, settings.topics.requests.name, events)
-        async with CommittedReader(servers, settings.topics.results.name) as reader:
+        async with TopicReader(
+            servers, settings.topics.results.name, isolation_level="read_committed"
+        ) as reader:
             await reader.until(lambda rd: len(rd.records) >= 4, timeout_s=30)
             assert zombie.proc is not None
             zombie.proc.send_signal(signal.SIGSTOP)  # its in-flight handlers sleep on
@@ -166,8 +98,8 @@ async def test_fenced_zombie_publishes_nothing(real_kafka: Any, tmp_path: Path) 
             )
             zombie.proc.send_signal(signal.SIGCONT)
             assert await _log_contains(zombie_log, "consumer.producer_fenced", timeout_s=20)
-            await _await_markers(servers, settings, reader)
-        _assert_exactly_once(reader, events)
+            await await_markers(servers, settings, reader)
+        assert_exactly_once(reader, events)
     finally:
         if zombie.proc is not None and zombie.proc.returncode is None:
             zombie.proc.send_signal(signal.SIGCONT)
@@ -184,8 +116,10 @@ async def test_results_wait_for_the_records_before_them(real_kafka: Any) -> None
     events = [request("gate"), *(request(f"item {i}") for i in range(5))]
     async with ConsumerService(settings, handler):
         await produce(real_kafka.bootstrap_servers, settings.topics.requests.name, events)
-        async with CommittedReader(
-            real_kafka.bootstrap_servers, settings.topics.results.name
+        async with TopicReader(
+            real_kafka.bootstrap_servers,
+            settings.topics.results.name,
+            isolation_level="read_committed",
         ) as reader:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 20
@@ -198,7 +132,7 @@ async def test_results_wait_for_the_records_before_them(real_kafka: Any) -> None
             assert (len(handler.order), reader.records) == (5, [])
             handler.gate.set()
             await reader.until(lambda rd: len(rd.records) >= len(events), timeout_s=20)
-    _assert_exactly_once(reader, events)
+    assert_exactly_once(reader, events)
 
 
 @pytest.mark.real_broker
@@ -208,11 +142,13 @@ async def test_transactions_mode_asks_no_dedupe_store(real_kafka: Any) -> None:
     events = [request(f"item {i}") for i in range(50)]
     async with ConsumerService(settings, SlowEcho()):
         await produce(real_kafka.bootstrap_servers, settings.topics.requests.name, events)
-        async with CommittedReader(
-            real_kafka.bootstrap_servers, settings.topics.results.name
+        async with TopicReader(
+            real_kafka.bootstrap_servers,
+            settings.topics.results.name,
+            isolation_level="read_committed",
         ) as reader:
             await reader.until(lambda rd: len(rd.records) >= len(events), timeout_s=30)
-    _assert_exactly_once(reader, events)
+    assert_exactly_once(reader, events)
     client = aioredis.Redis.from_url(REDIS_URL[0])
     try:
         keys = [key async for key in client.scan_iter(f"{settings.dedupe_namespace}:*")]
