@@ -5,6 +5,12 @@ outcome" (a token from the shared bucket before every provider call, the retry d
 error, the adaptive slow-down after a 429, progress reports) is independent of how records are
 decoded, deduplicated and published (`consumers.processor`), and both the per-event path and the
 batch path (`consumers.fastpath`) call it the same way.
+
+Two limits bound the retries besides the settings: no call starts after the event's deadline,
+nor a retry whose wait would end after it; and a handler may declare `max_deliveries`, the most
+calls it wants per event (the proxy handler does: the proxy retries and falls back itself, so
+each of its calls may cost a whole chain of provider calls). A plain 429 (one call, refused at
+once) does not count against it: the rate-limited budget and the limiter pace those.
 """
 
 from __future__ import annotations
@@ -13,24 +19,32 @@ import asyncio
 import time
 from typing import Any
 
+import msgspec
 import structlog
 
 from consumers.deadletters import error_chain
-from consumers.errors import NoHandler, ProviderRateLimited
-from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry
+from consumers.errors import (
+    AllProvidersRateLimited,
+    DeadlineExceeded,
+    NoHandler,
+    ProviderRateLimited,
+)
+from consumers.handlers import Handler, HandlerContext, HandlerRegistry
+from consumers.kinds import EventKind
 from consumers.metrics import ConsumerMetrics
 from consumers.publisher import EventPublisher
 from consumers.ratelimit import RateLimit, RateLimiter
 from consumers.retry import RetryPolicy, is_retriable
 from consumers.settings import KafkaSettings
-from schemas import ErrorInfo, JobProgress, RequestEvent, child_traceparent
+from core.http import seconds_until
+from schemas import ErrorInfo, JobProgress, Request, child_traceparent
 
 __all__ = ["Handled", "HandlerInvoker"]
 
 _log = structlog.get_logger(__name__)
 
-# (completion or the final error, attempts made, error chain newest first).
-Handled = tuple[Completion | BaseException, int, list[ErrorInfo]]
+# (the handler's payload or the final error, attempts made, error chain newest first).
+Handled = tuple[msgspec.Struct | BaseException, int, list[ErrorInfo]]
 
 
 class HandlerInvoker:
@@ -53,7 +67,11 @@ class HandlerInvoker:
         self._limits: dict[tuple[str, str], RateLimit | None] = {}
         self._latency: dict[str, Any] = {}
 
-    async def handle(self, event: RequestEvent, traceparent: str) -> Handled:
+    def kind_of(self, event: Request) -> EventKind[Any, Any]:
+        """The kind of a decoded request (what its result looks like)."""
+        return self._registry.kind_of(event)
+
+    async def handle(self, event: Request, traceparent: str) -> Handled:
         """The event's outcome after every attempt the retry policy allows; never raises
         (except cancellation): a failure is returned, for the caller to dead-letter."""
         try:
@@ -62,8 +80,15 @@ class HandlerInvoker:
             return exc, 0, error_chain(exc)
         attempts = 0
         rate_limited = 0
+        deliveries = 0
+        budget = getattr(handler, "max_deliveries", None)
+        max_deliveries = budget if isinstance(budget, int) else None
         errors: list[ErrorInfo] = []
         while True:
+            left = None if event.deadline is None else seconds_until(event.deadline)
+            if left is not None and left <= 0:
+                expired = DeadlineExceeded("the event's deadline passed: no further call")
+                return expired, max(deliveries, attempts), (error_chain(expired) + errors)[:16]
             try:
                 return (
                     await self._attempt(handler, event, attempts + 1, traceparent),
@@ -74,8 +99,18 @@ class HandlerInvoker:
                 raise
             except Exception as exc:
                 failure: BaseException = exc
+            # A plain 429 (one call, refused at once) is paced by the limiter and has a budget
+            # of its own; any other failed delivery may have cost a whole chain of calls.
+            if not isinstance(failure, ProviderRateLimited) or isinstance(
+                failure, AllProvidersRateLimited
+            ):
+                deliveries += 1
             decision = self._policy.decide(
-                failure, attempts=attempts + 1, rate_limited=rate_limited
+                failure,
+                attempts=attempts + 1,
+                rate_limited=rate_limited,
+                deliveries_left=None if max_deliveries is None else max_deliveries - deliveries,
+                time_left_s=None if event.deadline is None else seconds_until(event.deadline),
             )
             if decision.rate_limited:
                 rate_limited += 1
@@ -88,6 +123,7 @@ class HandlerInvoker:
                 error=type(failure).__name__,
                 retriable=is_retriable(failure),
                 attempt=attempts,
+                delivery=deliveries,
                 retry=decision.retry,
             )
             if not decision.retry:
@@ -116,8 +152,8 @@ class HandlerInvoker:
         return found
 
     async def _attempt(
-        self, handler: Handler, event: RequestEvent, attempt: int, traceparent: str
-    ) -> Completion:
+        self, handler: Handler, event: Request, attempt: int, traceparent: str
+    ) -> msgspec.Struct:
         limit = self._limit_for(handler, event.task)
         if limit is not None:
             key = f"{handler.provider}:{event.task}"
@@ -145,11 +181,12 @@ class HandlerInvoker:
         ctx = HandlerContext(attempt=attempt, traceparent=traceparent, report=report)
         started = time.monotonic()
         try:
-            return await handler.handle(event, ctx)
+            answer: msgspec.Struct = await handler.handle(event, ctx)
+            return answer
         finally:
             self._latency_for(event.task).observe(time.monotonic() - started)
 
-    async def _penalize(self, handler: Handler, event: RequestEvent, error: BaseException) -> None:
+    async def _penalize(self, handler: Handler, event: Request, error: BaseException) -> None:
         limit = self._limit_for(handler, event.task)
         if limit is None or not isinstance(error, ProviderRateLimited):
             return

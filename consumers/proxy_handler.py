@@ -3,23 +3,32 @@
 Why HTTP and not the proxy's code: the consumers scale and deploy separately from the proxy;
 the task name is the proxy's model name. Every HTTP outcome is translated into the consumers'
 error tree in ONE function (`error_for_response` / `_transport_errors`).
+
+The proxy owns retries and fallbacks (`proxy.resilience`). This handler tells it how long the
+answer may take (`x-gateway-timeout-ms`: the event's deadline, else `timeout_s`), waits a little
+longer than that for its answer, so it never starts a second chain while the first one runs, and
+raises a retriable error only when the proxy marks the failure retriable (`x-gateway-retriable`,
+or a 429 with Retry-After): the invoker then sends it again at most `max_deliveries` times in
+all. Error messages are scrubbed by the redactor, which knows this handler's key: a proxy or
+provider echoing it never puts it into an exception, a result or a dead letter.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import msgspec
 
 from consumers.errors import (
+    AllProvidersRateLimited,
+    DeadlineExceeded,
     HandlerError,
     ProviderAuthError,
     ProviderBadRequest,
+    ProviderFailed,
     ProviderNotFound,
     ProviderRateLimited,
     ProviderTimeout,
@@ -27,9 +36,21 @@ from consumers.errors import (
 )
 from consumers.handlers import Completion, HandlerContext
 from consumers.settings import ProxySettings
-from schemas import RequestEvent, ToolCall, Usage, child_traceparent
+from core.http import (
+    RETRIABLE_HEADER,
+    TIMEOUT_HEADER,
+    format_timeout,
+    retry_after_seconds,
+    seconds_until,
+)
+from core.redact import Redactor
+from schemas import CompletionRequested, ToolCall, Usage, child_traceparent
 
-__all__ = ["ProxyCompletionHandler", "error_for_response", "parse_retry_after"]
+__all__ = ["ProxyCompletionHandler", "error_for_response"]
+
+# How much longer than the budget it sent the handler waits for the proxy's answer: the proxy
+# answers at its deadline at the latest, after cancelling the provider call in flight.
+ANSWER_GRACE_S = 10.0
 
 
 class _Choice(msgspec.Struct):
@@ -45,44 +66,46 @@ class _ChatResponse(msgspec.Struct):
 _RESPONSE = msgspec.json.Decoder(_ChatResponse)
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
+def _error_of(response: httpx.Response) -> tuple[str, str | None]:
+    """The error message and code of an OpenAI-format error body (else the reason phrase)."""
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+        error = response.json()["error"]
+        code = error.get("code")
+        return str(error["message"])[:500], code if isinstance(code, str) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return response.reason_phrase or "error", None
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        message = body["error"]["message"]
-        return str(message)[:500]
-    except (ValueError, KeyError, TypeError):
-        return response.reason_phrase or "error"
+def error_for_response(  # noqa: PLR0911 - one return per error class reads best
+    response: httpx.Response, redactor: Redactor
+) -> HandlerError:
+    """Translate a non-2xx proxy answer into the consumers' error tree, its message scrubbed.
 
-
-def error_for_response(response: httpx.Response) -> HandlerError:
-    """Translate a non-2xx proxy answer into the consumers' error tree."""
+    Retriable only when the proxy says so: `x-gateway-retriable: true` (every provider failed
+    in a way that may pass), or a 429 with Retry-After from a server that does not mark its
+    answers (it made one call, not a chain); any other 429 or 5xx means the proxy's own
+    retries are spent or cannot help, and sending the request again would repeat them.
+    """
     status = response.status_code
-    message = f"proxy answered {status}: {_error_message(response)}"
-    if status == 429:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+    text, code = _error_of(response)
+    message = redactor.scrub(f"proxy answered {status}: {text}")
+    marker = response.headers.get(RETRIABLE_HEADER)
+    marked = marker == "true"
+    retry_after = retry_after_seconds(response.headers)
+    if code == "deadline_exceeded":
+        return DeadlineExceeded(message)
+    if status == 429 and marked:
+        return AllProvidersRateLimited(message, retry_after_s=retry_after)
+    if status == 429 and marker is None and retry_after is not None:
         return ProviderRateLimited(message, retry_after_s=retry_after)
     if status in (401, 403):
         return ProviderAuthError(message)
     if status == 404:
         return ProviderNotFound(message)
-    if status in (408, 504):
-        return ProviderTimeout(message)
-    if status >= 500 or status == 409:
-        return ProviderUnavailable(message)
+    if status in (408, 429, 409) or status >= 500:
+        if not marked:
+            return ProviderFailed(message)
+        return ProviderTimeout(message) if status in (408, 504) else ProviderUnavailable(message)
     return ProviderBadRequest(message)
 
 
@@ -106,24 +129,46 @@ class ProxyCompletionHandler:
         api_key: str | None,
         timeout_s: float = 120.0,
         provider: str = "proxy",
+        max_deliveries: int = 2,
+        redactor: Redactor | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if max_deliveries < 1:
+            raise ValueError("max_deliveries must be at least 1")
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout_s = timeout_s
         self._provider = provider
+        self._max_deliveries = max_deliveries
+        # The process's redactor when one is handed down, so its logs and events mask the key.
+        self._redactor = redactor if redactor is not None else Redactor()
+        self._redactor.add(api_key)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._encoder = msgspec.json.Encoder()
 
     @classmethod
-    def from_settings(cls, proxy: ProxySettings, *, api_key: str | None) -> ProxyCompletionHandler:
+    def from_settings(
+        cls, proxy: ProxySettings, *, api_key: str | None, redactor: Redactor | None = None
+    ) -> ProxyCompletionHandler:
         """The handler `gateway_settings.kafka.proxy` describes; the key comes from the caller."""
-        return cls(proxy.url, api_key=api_key, timeout_s=proxy.timeout_s, provider=proxy.provider)
+        return cls(
+            proxy.url,
+            api_key=api_key,
+            timeout_s=proxy.timeout_s,
+            provider=proxy.provider,
+            max_deliveries=proxy.max_deliveries,
+            redactor=redactor,
+        )
 
     @property
     def provider(self) -> str:
         return self._provider
+
+    @property
+    def max_deliveries(self) -> int:
+        """How many times the invoker may send one event here, the first included."""
+        return self._max_deliveries
 
     async def start(self) -> None:
         if self._client is None:
@@ -133,7 +178,7 @@ class ProxyCompletionHandler:
             self._client = httpx.AsyncClient(
                 base_url=self._base_url,
                 headers=headers,
-                timeout=self._timeout_s,
+                timeout=self._timeout_s + ANSWER_GRACE_S,
                 transport=self._transport,
                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             )
@@ -143,7 +188,7 @@ class ProxyCompletionHandler:
             await self._client.aclose()
             self._client = None
 
-    def _body(self, event: RequestEvent) -> bytes:
+    def _body(self, event: CompletionRequested) -> bytes:
         body: dict[str, Any] = {
             "model": event.task,
             "messages": msgspec.to_builtins(event.messages),
@@ -158,18 +203,30 @@ class ProxyCompletionHandler:
             body["tools"] = event.tools
         return self._encoder.encode(body)
 
-    async def handle(self, event: RequestEvent, ctx: HandlerContext) -> Completion:
+    def budget_s(self, event: CompletionRequested) -> float:
+        """Seconds this delivery may take: until the event's deadline, at most `timeout_s`."""
+        if event.deadline is None:
+            return self._timeout_s
+        return min(self._timeout_s, seconds_until(event.deadline))
+
+    async def handle(self, event: CompletionRequested, ctx: HandlerContext) -> Completion:
         if self._client is None:
             raise ProviderUnavailable("ProxyCompletionHandler used before start()")
-        headers = {"x-request-id": event.event_id}
+        budget = self.budget_s(event)
+        if budget <= 0:
+            raise DeadlineExceeded("the event's deadline passed before the proxy was asked")
+        headers = {"x-request-id": event.event_id, TIMEOUT_HEADER: format_timeout(budget)}
         if ctx.traceparent is not None:
             headers["traceparent"] = child_traceparent(ctx.traceparent)
         with _transport_errors():
             response = await self._client.post(
-                "/v1/chat/completions", content=self._body(event), headers=headers
+                "/v1/chat/completions",
+                content=self._body(event),
+                headers=headers,
+                timeout=budget + ANSWER_GRACE_S,
             )
         if response.status_code >= 300:
-            raise error_for_response(response)
+            raise error_for_response(response, self._redactor)
         try:
             parsed = _RESPONSE.decode(response.content)
             message = parsed.choices[0].message

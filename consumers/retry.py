@@ -2,7 +2,9 @@
 
 Why one module: retry policy (attempt budget, exponential backoff with jitter, honouring a
 429's Retry-After) must be the same for every handler, and nothing else in the runtime may
-loop on failures by itself.
+loop on failures by itself. Two limits come from outside the settings: the event's deadline
+(no retry whose wait would end after it) and a handler's own delivery budget (the proxy handler
+allows few, since the proxy retries and falls back itself; see `proxy_handler`).
 """
 
 from __future__ import annotations
@@ -47,8 +49,28 @@ class RetryPolicy:
         spread = base * s.jitter
         return max(0.0, base + self._rng.uniform(-spread, spread))
 
-    def decide(self, error: BaseException, *, attempts: int, rate_limited: int) -> RetryDecision:
-        """`attempts`: failed attempts so far that counted; `rate_limited`: 429s so far."""
+    def decide(
+        self,
+        error: BaseException,
+        *,
+        attempts: int,
+        rate_limited: int,
+        deliveries_left: int | None = None,
+        time_left_s: float | None = None,
+    ) -> RetryDecision:
+        """`attempts`: failed attempts so far that counted; `rate_limited`: 429s so far;
+        `deliveries_left`: further calls the handler allows (None: no limit of its own);
+        `time_left_s`: seconds until the event's deadline (None: it has none)."""
+        decision = self._decide(error, attempts=attempts, rate_limited=rate_limited)
+        if not decision.retry:
+            return decision
+        out_of_deliveries = deliveries_left is not None and deliveries_left <= 0
+        out_of_time = time_left_s is not None and decision.delay_s >= time_left_s
+        if out_of_deliveries or out_of_time:
+            return RetryDecision(retry=False, rate_limited=decision.rate_limited)
+        return decision
+
+    def _decide(self, error: BaseException, *, attempts: int, rate_limited: int) -> RetryDecision:
         s = self._settings
         if isinstance(error, ProviderRateLimited):
             if rate_limited >= s.max_rate_limited_retries:

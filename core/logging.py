@@ -1,80 +1,28 @@
 """structlog set-up shared by the proxy, the consumers and the emulators.
 
 Why one module: the rule "secrets never reach logs" must hold for every process, so redaction
-is a processor installed once here rather than something each call site remembers to do.
+is a processor installed once here (the process's `core.redact.Redactor`, the same instance that
+scrubs its HTTP errors and events) rather than something each call site remembers to do.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
 
-# Shapes of credentials we must never print even when nobody registered them: provider key
-# prefixes, auth header values, and query-string keys (Gemini accepts ?key=...).
-_SECRET_PATTERNS = re.compile(
-    r"(sk-ant-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{20,}"
-    r"|(?<=Bearer )[A-Za-z0-9._\-]{8,}|(?<=Key )[A-Za-z0-9:._\-]{8,}|(?<=[?&]key=)[^&\s\"']+)"
-)
-_SECRET_FIELD = re.compile(r"(api[_-]?key|authorization|secret|token|password|x-api-key)", re.I)
-_MASK = "[REDACTED]"
+from core.redact import Redactor
 
-
-class SecretRegistry:
-    """Exact secret values known to this process (keys read from env or a key store).
-
-    Values shorter than 6 characters are ignored: masking them would shred ordinary text.
-    """
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self._values: set[str] = set()
-        for value in values:
-            self.add(value)
-
-    def add(self, value: str | None) -> None:
-        if value and len(value) >= 6:
-            self._values.add(value)
-
-    def scrub(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, _MASK)
-        return _SECRET_PATTERNS.sub(_MASK, text)
-
-
-def redact(value: Any, registry: SecretRegistry | None = None) -> Any:
-    """Return `value` with every secret masked, recursing into dicts, lists and tuples."""
-    reg = registry or _DEFAULT_REGISTRY
-    if isinstance(value, str):
-        return reg.scrub(value)
-    if isinstance(value, dict):
-        return {
-            k: (_MASK if isinstance(k, str) and _SECRET_FIELD.search(k) and v else redact(v, reg))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return type(value)(redact(v, reg) for v in value)
-    return value
-
-
-# The registry is process-wide by nature (one set of keys per process), but it only ever grows
-# with values handed to it explicitly at start-up; it holds no request state.
-_DEFAULT_REGISTRY = SecretRegistry()
-
-
-def default_registry() -> SecretRegistry:
-    return _DEFAULT_REGISTRY
-
-
-def _redact_processor(
-    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    return {k: redact(v) if k != "event" else redact(str(v)) for k, v in event_dict.items()}
+__all__ = [
+    "bind_log_scope",
+    "configure_logging",
+    "merge_log_scope",
+    "reset_log_scope",
+]
 
 
 # Fields of the unit of work this context belongs to (an event: topic, partition, offset, id).
@@ -105,15 +53,24 @@ def merge_log_scope(
     return event_dict
 
 
-def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
-    """Install the shared structlog pipeline; JSON in production, readable on a terminal."""
+def configure_logging(
+    *, json: bool = True, level: str = "INFO", redactor: Redactor | None = None
+) -> None:
+    """Install the shared structlog pipeline; JSON in production, readable on a terminal.
+
+    `redactor`: the process's redactor, so every key it learns later (a user key read from the
+    key store, say) is masked in log lines too; without one, a new one that masks credential
+    shapes only.
+    """
+    scrub = (redactor if redactor is not None else Redactor()).log_processor
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         merge_log_scope,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        _redact_processor,
+        # Last before rendering: every field, exception text included, is scrubbed.
+        scrub,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)

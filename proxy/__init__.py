@@ -4,8 +4,8 @@ Modules: `routing` (task -> ordered providers, from litellm_config.yaml), `setti
 settings built once), `errors` (the one error tree), `upstream` (translation of upstream errors),
 `resilience` (the only retry/fallback loop), `keys` (user > system > env key resolution),
 `auth` (master-key check, also LiteLLM's custom_auth hook), `fastpath` (the ASGI wrapper),
-`server` (uvicorn lifecycle), `broker` (which Kafka broker `gateway up` and `gateway kafka` use),
-`components`, `eventing` and `cli` (`gateway up`, `gateway kafka`).
+`server` (uvicorn lifecycle). The proxy knows nothing of Kafka or the consumers; the `gateway`
+package composes it with them.
 
 Only the light modules are re-exported here: importing LiteLLM takes seconds, so modules that
 need it are imported by whoever starts a server.
@@ -17,6 +17,7 @@ from proxy.errors import (
     AuthenticationError,
     BadRequestError,
     ContentPolicyError,
+    DeadlineExceededError,
     ExternalServiceError,
     InvalidApiKeyError,
     InvalidRequestError,
@@ -38,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ContentPolicyError",
+    "DeadlineExceededError",
     "Deployment",
     "ExternalServiceError",
     "InvalidApiKeyError",

@@ -12,6 +12,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.redact import Redactor
 from proxy.errors import InvalidApiKeyError
 
 __all__ = ["STATE_KEY", "Authenticator", "user_api_key_auth"]
@@ -26,11 +27,18 @@ def _bearer(value: str) -> str:
 
 
 class Authenticator:
-    """Accepts exactly the master key."""
+    """Accepts exactly the master key.
 
-    def __init__(self, master_key: str) -> None:
+    The gateway keys it accepts are given to the redactor; a rejected key is never echoed (the
+    error says only that it was wrong), and is not remembered either: callers could otherwise
+    grow the redactor without bound with made-up keys.
+    """
+
+    def __init__(self, master_key: str, *, redactor: Redactor | None = None) -> None:
         if not master_key:
             raise ValueError("master key must not be empty")
+        if redactor is not None:
+            redactor.add(master_key)
         self._key = master_key.encode()
 
     def check(self, presented: str | None) -> None:

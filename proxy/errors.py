@@ -6,10 +6,11 @@ status and body shape the OpenAI SDK understands. Upstream exceptions (litellm, 
 asyncio) are translated into this tree in exactly one place: `proxy.upstream`.
 
     ExternalServiceError                 502  root; carries provider, status_code, type, code
+    ├── InvalidApiKeyError               401  the caller's gateway key is missing or wrong:
+    │                                         answered at once, no provider is called
     ├── RateLimitError                   429  retriable
-    ├── AuthenticationError              401  provider rejected our key: fall back
-    │   ├── MissingProviderKeyError      401  no key configured at any level: fall back
-    │   └── InvalidApiKeyError           401  the client's gateway key is missing or wrong
+    ├── AuthenticationError              401  a provider rejected our key: fall back
+    │   └── MissingProviderKeyError      401  no key configured at any level: fall back
     ├── PermissionDeniedError            403  fall back
     ├── NotFoundError                    404  fall back
     ├── BadRequestError                  400  the client's request: returned, never retried
@@ -20,13 +21,23 @@ asyncio) are translated into this tree in exactly one place: `proxy.upstream`.
     │   └── ServiceUnavailableError      503  unreachable or overloaded; retriable
     ├── UnexpectedProviderError          502  an upstream failure we cannot classify
     └── AllProvidersFailedError          every provider of a task failed; carries each attempt
+        └── DeadlineExceededError        504  the caller's deadline passed first; carries the
+                                              attempts made until then
+
+`retriable` says whether the same provider may be tried again, `fallback_allowed` whether the
+next provider may be. Neither applies to the two chain errors at the bottom, which end a
+request; `chain_retriable` says whether the caller may send the whole request again (the
+`x-gateway-retriable` response header).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from core.http import RETRIABLE_HEADER
 
 __all__ = [
     "AllProvidersFailedError",
@@ -34,6 +45,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ContentPolicyError",
+    "DeadlineExceededError",
     "ExternalServiceError",
     "InvalidApiKeyError",
     "InvalidRequestError",
@@ -80,6 +92,12 @@ class ExternalServiceError(Exception):
     def code(self) -> str:
         return self.error_code
 
+    @property
+    def chain_retriable(self) -> bool:
+        """Whether the caller may send the whole request again later (a single error that ends
+        a request, e.g. a bad request, never is)."""
+        return False
+
     def to_openai_body(self) -> dict[str, Any]:
         """The body clients receive: OpenAI's `{"error": {...}}` shape."""
         return {
@@ -93,9 +111,22 @@ class ExternalServiceError(Exception):
         }
 
     def response_headers(self) -> dict[str, str]:
-        if self.retry_after_s is not None and self.status_code == 429:
-            return {"retry-after": str(max(1, round(self.retry_after_s)))}
-        return {}
+        """The `x-gateway-retriable` marker, and Retry-After when the caller may come back."""
+        retriable = self.chain_retriable
+        headers = {RETRIABLE_HEADER: "true" if retriable else "false"}
+        if self.retry_after_s is not None and (retriable or self.status_code == 429):
+            headers["retry-after"] = str(max(1, math.ceil(self.retry_after_s)))
+        return headers
+
+
+class InvalidApiKeyError(ExternalServiceError):
+    """The caller's gateway key is missing or wrong. Raised before any provider is chosen, so
+    it is not a provider's failure: nothing is retried and no fallback may serve it."""
+
+    fallback_allowed = False
+    default_status = 401
+    error_type = "invalid_request_error"
+    error_code = "invalid_api_key"
 
 
 class RateLimitError(ExternalServiceError):
@@ -113,12 +144,6 @@ class AuthenticationError(ExternalServiceError):
 
 class MissingProviderKeyError(AuthenticationError):
     error_code = "provider_key_missing"
-
-
-class InvalidApiKeyError(AuthenticationError):
-    fallback_allowed = False
-    error_type = "invalid_request_error"
-    error_code = "invalid_api_key"
 
 
 class PermissionDeniedError(ExternalServiceError):
@@ -194,8 +219,10 @@ class AllProvidersFailedError(ExternalServiceError):
     """Every provider in a task's ordered list failed; the message names each of them."""
 
     error_code = "all_providers_failed"
+    _summary: ClassVar[str] = "all providers failed for task"
 
     def __init__(self, task: str, failures: Sequence[AttemptFailure]) -> None:
+        self.task = task
         self.failures = tuple(failures)
         parts = "; ".join(
             f"{f.provider} ({f.model}): {f.attempts} attempt(s), "
@@ -205,7 +232,7 @@ class AllProvidersFailedError(ExternalServiceError):
         status = _combined_status(self.failures) if self.failures else 502
         retry_after = self.failures[-1].error.retry_after_s if self.failures else None
         super().__init__(
-            f"all providers failed for task '{task}': {parts}",
+            f"{self._summary} '{task}': {parts or 'no attempt was made'}",
             status_code=status,
             retry_after_s=retry_after,
         )
@@ -214,6 +241,10 @@ class AllProvidersFailedError(ExternalServiceError):
     def type(self) -> str:
         kinds = {f.error.error_type for f in self.failures}
         return kinds.pop() if len(kinds) == 1 else self.error_type
+
+    @property
+    def chain_retriable(self) -> bool:
+        return bool(self.failures) and all(f.error.retriable for f in self.failures)
 
     def to_openai_body(self) -> dict[str, Any]:
         body = super().to_openai_body()
@@ -230,3 +261,27 @@ class AllProvidersFailedError(ExternalServiceError):
             for f in self.failures
         ]
         return body
+
+
+class DeadlineExceededError(AllProvidersFailedError):
+    """The caller's deadline passed before a provider answered: the attempt in flight was
+    cancelled and no retry or fallback started after it. Sending the request again cannot
+    help the caller, whose time is up."""
+
+    default_status = 504
+    error_type = "timeout_error"
+    error_code = "deadline_exceeded"
+    _summary = "deadline passed for task"
+
+    def __init__(self, task: str, failures: Sequence[AttemptFailure]) -> None:
+        super().__init__(task, failures)
+        self.status_code = self.default_status
+        self.retry_after_s = None
+
+    @property
+    def type(self) -> str:
+        return self.error_type
+
+    @property
+    def chain_retriable(self) -> bool:
+        return False

@@ -6,10 +6,16 @@ semantics differ from the gateway's policy. This ASGI wrapper serves POST /v1/ch
 the routing table, and run `litellm.acompletion` per attempt under `proxy.resilience`
 (LiteLLM's provider adapters still do the wire translation). Any other route, and any model
 name that is not a task, falls through to LiteLLM's app untouched.
+
+A request's `x-gateway-timeout-ms` (see `core.http`) becomes its deadline, and the request is
+abandoned when the client goes away (ASGI `http.disconnect`): in both cases the provider call in
+flight is cancelled, so nobody pays for an answer no one will read. Every error body leaves
+through the process's redactor.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -19,10 +25,12 @@ import litellm
 import orjson
 import structlog
 
+from core.http import TIMEOUT_HEADER, parse_timeout
+from core.redact import Redactor
 from proxy.auth import STATE_KEY, Authenticator
-from proxy.errors import ExternalServiceError, InvalidRequestError
+from proxy.errors import DeadlineExceededError, ExternalServiceError, InvalidRequestError
 from proxy.resilience import Outcome, Resilience
-from proxy.routing import Deployment, RoutingTable
+from proxy.routing import Deployment, RoutingTable, TaskRoute
 from proxy.upstream import translate
 
 __all__ = ["GatewayApp"]
@@ -34,6 +42,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_TIMEOUT_HEADER = TIMEOUT_HEADER.encode()
 # The OpenAI chat-completion parameters clients may set. Everything else is dropped: LiteLLM
 # accepts call-level overrides such as `base_url` or `api_base`, and forwarding those from a
 # client would send our provider key wherever the client pointed it.
@@ -131,9 +140,35 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_error(send: Send, error: ExternalServiceError) -> None:
+async def _send_error(send: Send, error: ExternalServiceError, redactor: Redactor) -> None:
     headers = [(k.encode(), v.encode()) for k, v in error.response_headers().items()]
-    await _send_json(send, error.status_code, orjson.dumps(error.to_openai_body()), headers)
+    body = redactor.scrub_bytes(orjson.dumps(error.to_openai_body()))
+    await _send_json(send, error.status_code, body, headers)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone away. The request body has been read by then, so the
+    server's next message can only be `http.disconnect`."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(receive: Receive, work: Awaitable[None]) -> bool:
+    """Run `work` to its end, or cancel it (and the provider call it awaits) when the client
+    disconnects first; True when it was abandoned."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        abandoned = not task.done()
+        for pending in (task, watcher):
+            pending.cancel()
+        # Waits for the cancelled provider call to unwind: its connection is closed now.
+        await asyncio.gather(task, watcher, return_exceptions=True)
+    if not abandoned:
+        task.result()
+    return abandoned
 
 
 class GatewayApp:
@@ -147,12 +182,17 @@ class GatewayApp:
         authenticator: Authenticator,
         resilience: Resilience,
         request_timeout_s: float,
+        redactor: Redactor | None = None,
     ) -> None:
         self._inner = inner
         self._routing = routing
         self._auth = authenticator
         self._resilience = resilience
         self._timeout = request_timeout_s
+        self._redactor = redactor if redactor is not None else Redactor()
+
+    async def _error(self, send: Send, error: ExternalServiceError) -> None:
+        await _send_error(send, error, self._redactor)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,30 +206,47 @@ class GatewayApp:
         try:
             self._auth.check_headers(scope.get("headers", ()))
         except ExternalServiceError as error:
-            await _send_error(send, error)
+            await self._error(send, error)
             return
         body = await _read_body(receive)
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
-            await _send_error(send, InvalidRequestError("request body is not valid JSON"))
+            await self._error(send, InvalidRequestError("request body is not valid JSON"))
             return
         model = request.get("model") if isinstance(request, dict) else None
         route = self._routing.get(model) if isinstance(model, str) else None
         if route is None:
             await self._inner(scope, _replay(body, receive), send)
             return
+        await self._serve(scope, receive, send, route, request)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, route: TaskRoute, request: Any
+    ) -> None:
+        """Serve a parsed request for one of the tasks: until answered, or the client left."""
         if not isinstance(request.get("messages"), list):
-            await _send_error(send, InvalidRequestError("'messages' must be a list"))
+            await self._error(send, InvalidRequestError("'messages' must be a list"))
+            return
+        budget = _header(scope, _TIMEOUT_HEADER)
+        try:
+            deadline = None if budget is None else _loop_time() + parse_timeout(budget)
+        except ValueError as exc:
+            await self._error(send, InvalidRequestError(str(exc)))
             return
         user = request.get("user")
         user_id = user if isinstance(user, str) and user else _header(scope, b"x-gateway-user")
         params = {k: v for k, v in request.items() if k in _CLIENT_PARAMS}
         with structlog.contextvars.bound_contextvars(task=route.task):
-            if params.get("stream"):
-                await self._stream(route.task, route, user_id, params, send)
-            else:
-                await self._complete(route.task, route, user_id, params, send)
+            work = (
+                self._stream(route, user_id, params, deadline, send)
+                if params.get("stream")
+                else self._complete(route, user_id, params, deadline, send)
+            )
+            if await _unless_disconnected(receive, work):
+                structlog.get_logger("proxy.fastpath").info(
+                    "chat_completion_abandoned", task=route.task, reason="client_disconnected"
+                )
 
     def _kwargs(self, deployment: Deployment, key: str, params: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -207,27 +264,39 @@ class GatewayApp:
         }
 
     async def _complete(
-        self, task: str, route: Any, user_id: str | None, params: dict[str, Any], send: Send
+        self,
+        route: TaskRoute,
+        user_id: str | None,
+        params: dict[str, Any],
+        deadline: float | None,
+        send: Send,
     ) -> None:
         started = time.perf_counter()
+        task = route.task
 
         async def call(deployment: Deployment, key: str) -> Any:
             return await litellm.acompletion(**self._kwargs(deployment, key, params))
 
         try:
-            outcome = await self._resilience.run(route, user_id, call)
+            outcome = await self._resilience.run(route, user_id, call, deadline=deadline)
         except ExternalServiceError as error:
             _log_failure(task, error, started)
-            await _send_error(send, error)
+            await self._error(send, error)
             return
         _log_served(task, outcome, started)
         body = orjson.dumps(outcome.value.model_dump())
         await _send_json(send, 200, body, _outcome_headers(outcome, task))
 
     async def _stream(
-        self, task: str, route: Any, user_id: str | None, params: dict[str, Any], send: Send
+        self,
+        route: TaskRoute,
+        user_id: str | None,
+        params: dict[str, Any],
+        deadline: float | None,
+        send: Send,
     ) -> None:
         started = time.perf_counter()
+        task = route.task
 
         async def call(deployment: Deployment, key: str) -> tuple[Any, AsyncIterator[Any]]:
             stream = await litellm.acompletion(**self._kwargs(deployment, key, params))
@@ -242,10 +311,10 @@ class GatewayApp:
             return first, iterator
 
         try:
-            outcome = await self._resilience.run(route, user_id, call)
+            outcome = await self._resilience.run(route, user_id, call, deadline=deadline)
         except ExternalServiceError as error:
             _log_failure(task, error, started)
-            await _send_error(send, error)
+            await self._error(send, error)
             return
         _log_served(task, outcome, started)
         first, iterator = outcome.value
@@ -261,21 +330,36 @@ class GatewayApp:
             }
         )
         try:
-            await send({"type": "http.response.body", "body": _sse(first), "more_body": True})
-            async for chunk in iterator:
-                await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
+            # The deadline bounds the whole answer, not only the wait for its first chunk.
+            async with asyncio.timeout_at(deadline):
+                await send({"type": "http.response.body", "body": _sse(first), "more_body": True})
+                async for chunk in iterator:
+                    await send(
+                        {"type": "http.response.body", "body": _sse(chunk), "more_body": True}
+                    )
         except Exception as exc:
             # After the first chunk nothing can be retried: end the stream with an error event.
-            failure = translate(exc, outcome.deployment.provider)
+            failure = (
+                DeadlineExceededError(task, [])
+                if isinstance(exc, TimeoutError)
+                and deadline is not None
+                and _loop_time() >= deadline
+                else translate(exc, outcome.deployment.provider, self._redactor)
+            )
             structlog.get_logger("proxy.fastpath").warning(
                 "stream_failed_midway", provider=failure.provider, error=failure.message
             )
-            payload = b"data: " + orjson.dumps(failure.to_openai_body()) + b"\n\n"
+            body = self._redactor.scrub_bytes(orjson.dumps(failure.to_openai_body()))
+            payload = b"data: " + body + b"\n\n"
             await send({"type": "http.response.body", "body": payload, "more_body": True})
         finally:
             # Also on client disconnect: release the provider connection now, not at GC time.
             await _close(iterator)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _log_served(task: str, outcome: Outcome[Any], started: float) -> None:

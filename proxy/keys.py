@@ -3,7 +3,8 @@
 Why it exists: users may bring their own provider keys, admins set keys for everyone (user id
 NULL), and deployments fall back to `*_API_KEY` environment variables. Resolution runs once per
 attempt (a fallback provider needs its own key), so lookups are cached briefly. Every key read
-is registered for log redaction before it is used.
+is added to the process's redactor before it is used, so no error body, event or log line can
+carry it.
 
 The end user is the `user` field of the request body (OpenAI's own field for it) or, when
 absent, the `x-gateway-user` header; the master key alone identifies no user, so only system
@@ -20,7 +21,7 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
-from core.logging import SecretRegistry, default_registry
+from core.redact import Redactor
 from proxy.errors import MissingProviderKeyError
 from proxy.routing import Deployment
 
@@ -78,12 +79,14 @@ class KeyResolver:
         store: KeyStore | None = None,
         *,
         cache_ttl_s: float = 30.0,
-        registry: SecretRegistry | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._env = dict(env_keys)
         self._store = store
         self._ttl = cache_ttl_s
-        self._registry = registry or default_registry()
+        self._redactor = redactor if redactor is not None else Redactor()
+        for value in self._env.values():
+            self._redactor.add(value)
         self._cache: dict[tuple[str, str | None], tuple[float, str | None]] = {}
 
     async def _stored(self, provider: str, user_id: str | None) -> str | None:
@@ -94,7 +97,7 @@ class KeyResolver:
         if hit is not None and hit[0] > now:
             return hit[1]
         value = await self._store.lookup(provider, user_id)
-        self._registry.add(value)
+        self._redactor.add(value)
         self._cache[(provider, user_id)] = (now + self._ttl, value)
         return value
 
@@ -107,6 +110,7 @@ class KeyResolver:
         if deployment.key_env and (key := self._env.get(deployment.key_env)):
             return key
         if deployment.literal_key:
+            self._redactor.add(deployment.literal_key)
             return deployment.literal_key
         hint = deployment.key_env or f"{provider.upper()}_API_KEY"
         raise MissingProviderKeyError(

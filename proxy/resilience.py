@@ -1,15 +1,28 @@
 """Retries and fallbacks: the only module in the gateway that tries anything twice.
 
-Policy (from the retry seeds, made explicit):
-- Per provider at most `attempts` tries. Timeouts, 429, 500, 502, 503 and 529 are retried with
-  exponential backoff (`backoff_base_s * 2**(n-1)`, capped at `backoff_max_s`), except that a
-  provider's Retry-After is honoured instead; a Retry-After above `max_retry_after_s` means the
-  provider is out for a while, so we move on to the next provider at once.
-- 401, 403 and 404 (and a missing key) mean this provider cannot serve: no retry, next provider.
-- 400 and content-policy refusals are about the client's request: returned at once, no retry,
-  no fallback (another provider would refuse the same request or answer something different).
-- When every provider failed, `AllProvidersFailedError` names each one with its attempts and
-  last error.
+The retry seeds' policy is tenacity's `stop_after_attempt(3)`, `wait_exponential(multiplier=1,
+max=10)` and a retry on timeouts, 429 and 5xx; here it is the same tenacity terms per provider,
+plus an ordered list of providers, the providers' Retry-After and the caller's deadline:
+- stop: after `attempts` tries of one provider (`stop_after_attempt`); when its Retry-After is
+  above `max_retry_after_s` (the provider is out for a while: move on at once); when the wait
+  would end at or after the caller's deadline.
+- wait: the provider's Retry-After when it sent one, else `wait_exponential(multiplier=
+  backoff_base_s, max=backoff_max_s)`: backoff_base_s * 2**(n-1) after failure n, capped.
+- retry: errors whose class is `retriable` (timeouts, 429, 500, 502, 503, 529).
+- next provider: after 401, 403, 404, a missing key, or a provider's retries stopping.
+- returned at once, no retry, no fallback (`fallback_allowed = False`): 400, content-policy
+  refusals, a wrong gateway key; another provider would refuse the same request.
+- the deadline (`x-gateway-timeout-ms`, on the event loop's clock): each attempt's timeout is
+  cut to it, and no attempt starts after it; a chain it cut short ends in
+  `DeadlineExceededError`. Cancellation (the client went away) cancels the attempt in flight
+  and propagates at once.
+- when every provider failed, `AllProvidersFailedError` names each one with its attempts and
+  last error, and says whether all of them failed retriably (the caller may come back).
+
+Worst case per request (`chain_bound`): attempts x providers calls, and providers x (attempts x
+request_timeout_s + (attempts - 1) x max(backoff_max_s, max_retry_after_s)) seconds unless the
+deadline is sooner.
+
 Streaming callers make their `call` return only after the first chunk has arrived, so a stream
 is retried or moved only before anything has been sent to the client.
 """
@@ -22,28 +35,51 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
-from core.logging import SecretRegistry
-from proxy.errors import AllProvidersFailedError, AttemptFailure, ExternalServiceError
+from core.redact import Redactor
+from proxy.errors import (
+    AllProvidersFailedError,
+    AttemptFailure,
+    DeadlineExceededError,
+    ExternalServiceError,
+)
 from proxy.keys import KeyResolver
 from proxy.routing import Deployment, TaskRoute
 from proxy.settings import ResilienceSettings
 from proxy.upstream import upstream_errors
 
-__all__ = ["Outcome", "Resilience", "backoff_delay"]
+__all__ = ["ChainBound", "Outcome", "Resilience", "chain_bound"]
 
 T = TypeVar("T")
 
 Call = Callable[[Deployment, str], Awaitable[T]]
+Sleep = Callable[[float], Awaitable[None]]
 
 
-def backoff_delay(
-    retry_number: int, settings: ResilienceSettings, retry_after_s: float | None = None
-) -> float | None:
-    """Seconds to wait before retry `retry_number` (1-based), or None to stop retrying."""
-    if retry_after_s is not None:
-        return None if retry_after_s > settings.max_retry_after_s else retry_after_s
-    return float(min(settings.backoff_max_s, settings.backoff_base_s * 2 ** (retry_number - 1)))
+@dataclass(frozen=True, slots=True)
+class ChainBound:
+    """The most one request can cost: provider calls, and seconds without a deadline."""
+
+    calls: int
+    seconds: float
+
+
+def chain_bound(settings: ResilienceSettings, providers: int) -> ChainBound:
+    """The worst case of one request over `providers` providers, every one failing retriably."""
+    longest_wait = max(settings.backoff_max_s, settings.max_retry_after_s)
+    per_provider = (
+        settings.attempts * settings.request_timeout_s + (settings.attempts - 1) * longest_wait
+    )
+    return ChainBound(calls=settings.attempts * providers, seconds=providers * per_provider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +93,77 @@ class Outcome(Generic[T]):
     fallback: bool
 
 
+def _error_of(state: RetryCallState) -> BaseException | None:
+    outcome = state.outcome
+    return outcome.exception() if outcome is not None and outcome.failed else None
+
+
+def _retry_after_of(state: RetryCallState) -> float | None:
+    error = _error_of(state)
+    return error.retry_after_s if isinstance(error, ExternalServiceError) else None
+
+
+def _is_retriable(error: BaseException) -> bool:
+    return isinstance(error, ExternalServiceError) and error.retriable
+
+
+class _WaitRetryAfter(wait_base):
+    """The provider's Retry-After when it sent one, else the exponential backoff."""
+
+    def __init__(self, backoff: wait_base) -> None:
+        self._backoff = backoff
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        after = _retry_after_of(retry_state)
+        return after if after is not None else self._backoff(retry_state)
+
+
+class _StopRetryAfterAbove(stop_base):
+    """Stop when the provider asks for a longer pause than we are willing to hold a request."""
+
+    def __init__(self, limit_s: float) -> None:
+        self._limit = limit_s
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        after = _retry_after_of(retry_state)
+        return after is not None and after > self._limit
+
+
+class _StopAtDeadline(stop_base):
+    """Stop when the next attempt could only start at or after the deadline; remembers that it
+    did, so the chain reports the deadline rather than the provider's last error."""
+
+    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
+        self._deadline = deadline
+        self._clock = clock
+        self.fired = False
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self._clock() + (retry_state.upcoming_sleep or 0.0) >= self._deadline:
+            self.fired = True
+        return self.fired
+
+
+class _Chain(Generic[T]):
+    """The state of one request's run through its route: attempts, failures, the deadline."""
+
+    def __init__(self, route: TaskRoute, deadline: float | None) -> None:
+        self.route = route
+        self.deadline = deadline
+        self.clock = asyncio.get_running_loop().time
+        self.failures: list[AttemptFailure] = []
+        self.total = 0
+        self.cut_by_deadline = False
+
+    def passed(self) -> bool:
+        return self.deadline is not None and self.clock() >= self.deadline
+
+    def give_up(self) -> AllProvidersFailedError:
+        if self.cut_by_deadline or self.passed():
+            return DeadlineExceededError(self.route.task, self.failures)
+        return AllProvidersFailedError(self.route.task, self.failures)
+
+
 class Resilience:
     """Runs one request through a task's ordered providers under the policy above."""
 
@@ -65,55 +172,90 @@ class Resilience:
         settings: ResilienceSettings,
         keys: KeyResolver,
         *,
-        registry: SecretRegistry | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        redactor: Redactor | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._settings = settings
         self._keys = keys
-        self._registry = registry
+        self._redactor = redactor if redactor is not None else Redactor()
         self._sleep = sleep
+        self._backoff = wait_exponential(
+            multiplier=settings.backoff_base_s, max=settings.backoff_max_s
+        )
 
-    async def _attempt(self, deployment: Deployment, user_id: str | None, call: Call[T]) -> T:
-        with upstream_errors(deployment.provider, self._registry):
-            key = await self._keys.resolve(deployment, user_id)
-            async with asyncio.timeout(self._settings.request_timeout_s):
-                return await call(deployment, key)
+    def _retrying(self, chain: _Chain[T]) -> tuple[AsyncRetrying, _StopAtDeadline | None]:
+        s = self._settings
+        stop: stop_base = stop_after_attempt(s.attempts) | _StopRetryAfterAbove(s.max_retry_after_s)
+        at_deadline = None
+        if chain.deadline is not None:
+            # Last, so that it only counts as the reason when nothing else stopped the retries.
+            at_deadline = _StopAtDeadline(chain.deadline, chain.clock)
+            stop = stop | at_deadline
+        retrying = AsyncRetrying(
+            stop=stop,
+            wait=_WaitRetryAfter(self._backoff),
+            retry=retry_if_exception(_is_retriable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying, at_deadline
 
-    async def run(self, route: TaskRoute, user_id: str | None, call: Call[T]) -> Outcome[T]:
-        failures: list[AttemptFailure] = []
-        total = 0
+    async def _attempt(
+        self, chain: _Chain[T], deployment: Deployment, user_id: str | None, call: Call[T]
+    ) -> T:
+        chain.total += 1
+        s = self._settings
+        try:
+            with upstream_errors(deployment.provider, self._redactor):
+                key = await self._keys.resolve(deployment, user_id)
+                ends = chain.clock() + s.request_timeout_s
+                if chain.deadline is not None:
+                    ends = min(ends, chain.deadline)
+                async with asyncio.timeout_at(ends):
+                    return await call(deployment, key)
+        except ExternalServiceError as error:
+            # Looked up per failure (never on success) so the current logging config applies.
+            structlog.get_logger("proxy.resilience").warning(
+                "provider_attempt_failed",
+                task=chain.route.task,
+                provider=deployment.provider,
+                model=deployment.model,
+                attempt=chain.total,
+                status=error.status_code,
+                error_type=type(error).__name__,
+                error=error.message,
+            )
+            raise
+
+    async def run(
+        self,
+        route: TaskRoute,
+        user_id: str | None,
+        call: Call[T],
+        *,
+        deadline: float | None = None,
+    ) -> Outcome[T]:
+        """The first answer along `route`; `deadline` is on the running loop's clock."""
+        chain: _Chain[T] = _Chain(route, deadline)
         for index, deployment in enumerate(route.deployments):
-            attempt = 0
-            while True:
-                attempt += 1
-                total += 1
-                try:
-                    value = await self._attempt(deployment, user_id, call)
-                except ExternalServiceError as error:
-                    # Looked up per event (failures only) so the current logging config applies.
-                    structlog.get_logger("proxy.resilience").warning(
-                        "provider_attempt_failed",
-                        task=route.task,
-                        provider=deployment.provider,
-                        model=deployment.model,
-                        attempt=attempt,
-                        status=error.status_code,
-                        error_type=type(error).__name__,
-                        error=error.message,
-                    )
-                    if not error.fallback_allowed:
-                        raise
-                    delay = (
-                        backoff_delay(attempt, self._settings, error.retry_after_s)
-                        if error.retriable and attempt < self._settings.attempts
-                        else None
-                    )
-                    if delay is None:
-                        failures.append(
-                            AttemptFailure(deployment.provider, deployment.model, attempt, error)
-                        )
-                        break
-                    await self._sleep(delay)
-                    continue
-                return Outcome(value, deployment, attempt, total, fallback=index > 0)
-        raise AllProvidersFailedError(route.task, failures)
+            if chain.passed():
+                break
+            retrying, at_deadline = self._retrying(chain)
+            before = chain.total
+            try:
+                value: T = await retrying(self._attempt, chain, deployment, user_id, call)
+            except ExternalServiceError as error:
+                if not error.fallback_allowed:
+                    raise
+                attempts = chain.total - before
+                chain.failures.append(
+                    AttemptFailure(deployment.provider, deployment.model, attempts, error)
+                )
+                # A fallback starts at once, so one may still fit before the deadline (checked
+                # above); the chain is reported as cut short by it all the same.
+                if at_deadline is not None and at_deadline.fired:
+                    chain.cut_by_deadline = True
+                continue
+            attempts = chain.total - before
+            return Outcome(value, deployment, attempts, chain.total, fallback=index > 0)
+        raise chain.give_up()

@@ -15,7 +15,7 @@ from collections.abc import Generator
 import structlog
 import uvicorn
 
-from core.logging import SecretRegistry, default_registry
+from core.redact import Redactor
 from proxy.auth import Authenticator
 from proxy.keys import KeyResolver, KeyStore, PostgresKeyStore
 from proxy.resilience import Resilience
@@ -41,13 +41,18 @@ class ProxyServer:
         *,
         host: str = "127.0.0.1",
         port: int = 4000,
-        registry: SecretRegistry | None = None,
+        redactor: Redactor | None = None,
         key_store: KeyStore | None = None,
     ) -> None:
         self._settings = settings
         self._host = host
         self._port = port
-        self._registry = registry or default_registry()
+        # The process's redactor when the composition root hands one down (so its logging
+        # masks what this server learns), else one of this server's own.
+        self._redactor = redactor if redactor is not None else Redactor()
+        self._redactor.add(settings.master_key)
+        for value in settings.env_keys.values():
+            self._redactor.add(value)
         self._key_store = key_store
         self._pg: PostgresKeyStore | None = None
         self._server: _Server | None = None
@@ -61,6 +66,11 @@ class ProxyServer:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def redactor(self) -> Redactor:
+        """Every secret this server has seen; what it sends and logs is scrubbed with it."""
+        return self._redactor
 
     async def start(self) -> None:
         # LiteLLM reads these while importing and during its start-up event.
@@ -85,15 +95,16 @@ class ProxyServer:
             self._settings.env_keys,
             store,
             cache_ttl_s=self._settings.keys.cache_ttl_s,
-            registry=self._registry,
+            redactor=self._redactor,
         )
-        resilience = Resilience(self._settings.resilience, keys, registry=self._registry)
+        resilience = Resilience(self._settings.resilience, keys, redactor=self._redactor)
         app = GatewayApp(
             proxy_server.app,
             routing=self._settings.routing,
-            authenticator=Authenticator(self._settings.master_key),
+            authenticator=Authenticator(self._settings.master_key, redactor=self._redactor),
             resilience=resilience,
             request_timeout_s=self._settings.resilience.request_timeout_s,
+            redactor=self._redactor,
         )
         config = uvicorn.Config(
             app,

@@ -2,8 +2,8 @@
 
 Why it exists: nothing in the request path may read environment variables or the config file;
 everything it needs (routing table, retry policy, master key, env-level provider keys) is
-resolved here, validated, and passed in. Provider keys are registered for log redaction here,
-the moment they are read.
+resolved here, validated, and passed in. Given the process's redactor, the keys read here are
+added to it the moment they are read (`ProxyServer` adds them to its own in any case).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 from core.config import ConfigError, load_section, read_config_file
-from core.logging import SecretRegistry, default_registry
+from core.redact import Redactor
 from proxy.routing import RoutingTable
 
 __all__ = [
@@ -71,7 +71,7 @@ def build_settings(
     environ: Mapping[str, str],
     *,
     master_key: str | None = None,
-    registry: SecretRegistry | None = None,
+    redactor: Redactor | None = None,
 ) -> ProxySettings:
     """Read and validate everything the proxy needs; raise ConfigError on any problem."""
     data = read_config_file(config_path)
@@ -79,11 +79,10 @@ def build_settings(
     key = master_key or environ.get("LITELLM_MASTER_KEY")
     if not key:
         raise ConfigError("LITELLM_MASTER_KEY is not set and no master key was given")
-    reg = registry or default_registry()
-    reg.add(key)
     env_keys = {name: environ[name] for name in sorted(routing.key_envs()) if environ.get(name)}
-    for value in env_keys.values():
-        reg.add(value)
+    if redactor is not None:
+        for value in (key, *env_keys.values()):
+            redactor.add(value)
     try:
         resilience = load_section(data, "resilience", ResilienceSettings)
         keys = load_section(data, "keys", KeysSettings)

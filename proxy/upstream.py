@@ -9,9 +9,7 @@ of secrets before they can reach a log line or a client.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -19,7 +17,8 @@ import httpx
 import litellm.exceptions as llm_exc
 import openai
 
-from core.logging import SecretRegistry, default_registry
+from core.http import retry_after_seconds
+from core.redact import Redactor
 from proxy.errors import (
     AuthenticationError,
     BadRequestError,
@@ -34,32 +33,12 @@ from proxy.errors import (
     UnexpectedProviderError,
 )
 
-__all__ = ["retry_after_seconds", "translate", "upstream_errors"]
+__all__ = ["translate", "upstream_errors"]
 
 _MAX_MESSAGE = 500
 # Gemini's error bodies carry the HTTP status as `"code": 502`; LiteLLM reports several of them
 # as a generic 500 or a connection error, so the body is the only place the real status survives.
 _BODY_5XX = re.compile(r'"code":\s*(5\d\d)\b')
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Parse a Retry-After (or retry-after-ms) header: delta seconds or an HTTP date."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if (ms := lowered.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
 def _headers_of(exc: BaseException) -> Mapping[str, str] | None:
@@ -160,13 +139,14 @@ def _classify(  # noqa: PLR0911 - one return per upstream category reads best
 
 
 def translate(
-    exc: BaseException, provider: str, registry: SecretRegistry | None = None
+    exc: BaseException, provider: str, redactor: Redactor | None = None
 ) -> ExternalServiceError:
-    """Map any upstream exception to the error tree, with its message scrubbed of secrets."""
+    """Map any upstream exception to the error tree, with its message scrubbed of secrets
+    (those `redactor` knows, and credential shapes)."""
     if isinstance(exc, ExternalServiceError):
         return exc
-    reg = registry or default_registry()
-    message = reg.scrub(str(getattr(exc, "message", None) or exc or type(exc).__name__))
+    scrub = (redactor if redactor is not None else Redactor()).scrub
+    message = scrub(str(getattr(exc, "message", None) or exc or type(exc).__name__))
     if len(message) > _MAX_MESSAGE:
         message = message[:_MAX_MESSAGE] + "..."
     status = _status_of(exc)
@@ -182,11 +162,11 @@ def translate(
 
 
 @contextmanager
-def upstream_errors(provider: str, registry: SecretRegistry | None = None) -> Iterator[None]:
+def upstream_errors(provider: str, redactor: Redactor | None = None) -> Iterator[None]:
     """Re-raise anything escaping the block as an `ExternalServiceError` for `provider`."""
     try:
         yield
     except ExternalServiceError:
         raise
     except Exception as exc:
-        raise translate(exc, provider, registry) from exc
+        raise translate(exc, provider, redactor) from exc

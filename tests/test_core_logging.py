@@ -1,38 +1,48 @@
 """Specifications of the shared logging pipeline: secret redaction and log scopes."""
 
 import asyncio
+import json
+from collections.abc import Iterator
 
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from core.logging import SecretRegistry, bind_log_scope, merge_log_scope, redact, reset_log_scope
+from core.logging import bind_log_scope, configure_logging, merge_log_scope, reset_log_scope
+from core.redact import Redactor
 
 
-def test_registered_secret_is_masked_inside_text() -> None:
-    """A key registered at start-up never appears in a redacted message."""
-    reg = SecretRegistry(["my-very-private-key-123"])
-    assert "my-very-private-key-123" not in redact("calling with my-very-private-key-123", reg)
+@pytest.fixture
+def restore_structlog() -> Iterator[None]:
+    """Puts structlog's configuration back after a test that installs the pipeline."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
-def test_provider_key_shapes_are_masked_without_registration() -> None:
-    """Anthropic, OpenAI and Google key shapes are masked even when nobody registered them."""
-    reg = SecretRegistry()
-    text = (
-        "sk-ant-api03-abcdefgh sk-proj-abcdefghijklmnopqrstu AIzaSyA1234567890123456789012 ?key=zzz"
-    )
-    out = redact(text, reg)
-    for leaked in ("sk-ant-api03-abcdefgh", "sk-proj-abcdefghijklmnopqrstu", "AIzaSyA", "zzz"):
-        assert leaked not in out
+def test_configured_pipeline_masks_what_the_redactor_learns_later(
+    restore_structlog: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key added to the process's redactor after logging was configured is masked in lines."""
+    redactor = Redactor()
+    configure_logging(json=True, redactor=redactor)
+    redactor.add("plain-user-key-42b9c1")
+    structlog.get_logger("t").warning("failed", detail="upstream said plain-user-key-42b9c1")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["detail"] == "upstream said [REDACTED]"
 
 
-def test_secret_named_fields_are_masked_in_mappings() -> None:
-    """Fields named like credentials are masked whatever their value looks like."""
-    out = redact({"api_key": "short1", "headers": {"Authorization": "x"}, "model": "m"})
-    assert out == {
-        "api_key": "[REDACTED]",
-        "headers": {"Authorization": "[REDACTED]"},
-        "model": "m",
-    }
+def test_configured_pipeline_masks_exception_text(
+    restore_structlog: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The formatted traceback of a logged exception is scrubbed too."""
+    redactor = Redactor(["plain-master-key-77aa01"])
+    configure_logging(json=True, redactor=redactor)
+    try:
+        raise ValueError("key plain-master-key-77aa01 refused")
+    except ValueError:
+        structlog.get_logger("t").exception("boom")
+    assert "plain-master-key-77aa01" not in capsys.readouterr().err
 
 
 async def test_log_scope_fields_reach_lines_of_the_scope_and_its_tasks_only() -> None:

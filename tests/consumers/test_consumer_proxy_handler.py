@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from consumer_support import request
 
@@ -19,8 +21,17 @@ from consumers import (
     ProviderUnavailable,
     ProxyCompletionHandler,
 )
-from consumers.errors import HandlerError
+from consumers.errors import (
+    AllProvidersRateLimited,
+    DeadlineExceeded,
+    HandlerError,
+    ProviderFailed,
+)
+from consumers.proxy_handler import ANSWER_GRACE_S
+from core.redact import Redactor
 from schemas import new_traceparent, trace_id_of
+
+KEY = "plain-consumer-proxy-key-8d1c"
 
 
 async def _no_progress(_stage: str, _progress: float, _message: str) -> None:
@@ -31,13 +42,29 @@ def _ctx(traceparent: str | None = None) -> HandlerContext:
     return HandlerContext(attempt=1, traceparent=traceparent, report=_no_progress)
 
 
-async def _call(transport: httpx.MockTransport, *, traceparent: str | None = None) -> Any:
-    handler = ProxyCompletionHandler("http://proxy.test", api_key="k" * 20, transport=transport)
+async def _call(
+    transport: httpx.MockTransport,
+    *,
+    traceparent: str | None = None,
+    event: Any = None,
+    timeout_s: float = 120.0,
+) -> Any:
+    handler = ProxyCompletionHandler(
+        "http://proxy.test", api_key=KEY, timeout_s=timeout_s, transport=transport
+    )
     await handler.start()
     try:
-        return await handler.handle(request("hello"), _ctx(traceparent))
+        return await handler.handle(event or request("hello"), _ctx(traceparent))
     finally:
         await handler.stop()
+
+
+def _answer(seen: list[httpx.Request]) -> Any:
+    def answer(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(200, json={"model": "m", "choices": [{"message": {"content": "hi"}}]})
+
+    return answer
 
 
 async def test_sends_task_as_model_with_messages_and_key() -> None:
@@ -60,7 +87,7 @@ async def test_sends_task_as_model_with_messages_and_key() -> None:
     body = json.loads(seen[0].content)
     assert seen[0].url.path == "/v1/chat/completions"
     assert body == {"model": "captioning", "messages": [{"role": "user", "content": "hello"}]}
-    assert seen[0].headers["authorization"] == "Bearer " + "k" * 20
+    assert seen[0].headers["authorization"] == f"Bearer {KEY}"
     assert trace_id_of(seen[0].headers["traceparent"]) == trace_id_of(parent)
     assert (completion.content, completion.model, completion.usage.total_tokens) == (
         "hi",
@@ -70,30 +97,84 @@ async def test_sends_task_as_model_with_messages_and_key() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error", "retriable"),
+    ("status", "headers", "error", "retriable"),
     [
-        (400, ProviderBadRequest, False),
-        (401, ProviderAuthError, False),
-        (403, ProviderAuthError, False),
-        (404, ProviderNotFound, False),
-        (422, ProviderBadRequest, False),
-        (429, ProviderRateLimited, True),
-        (500, ProviderUnavailable, True),
-        (503, ProviderUnavailable, True),
-        (504, ProviderTimeout, True),
+        (400, {}, ProviderBadRequest, False),
+        (401, {}, ProviderAuthError, False),
+        (403, {}, ProviderAuthError, False),
+        (404, {}, ProviderNotFound, False),
+        (422, {}, ProviderBadRequest, False),
+        (429, {"x-gateway-retriable": "true"}, AllProvidersRateLimited, True),
+        (429, {"retry-after": "2"}, ProviderRateLimited, True),
+        (429, {"x-gateway-retriable": "false", "retry-after": "2"}, ProviderFailed, False),
+        (429, {}, ProviderFailed, False),
+        (500, {"x-gateway-retriable": "true"}, ProviderUnavailable, True),
+        (503, {"x-gateway-retriable": "true"}, ProviderUnavailable, True),
+        (504, {"x-gateway-retriable": "true"}, ProviderTimeout, True),
+        (502, {"x-gateway-retriable": "false"}, ProviderFailed, False),
+        (503, {}, ProviderFailed, False),
+        (504, {}, ProviderFailed, False),
     ],
 )
 async def test_http_errors_map_to_the_error_tree(
-    status: int, error: type[HandlerError], retriable: bool
+    status: int, headers: dict[str, str], error: type[HandlerError], retriable: bool
 ) -> None:
-    """Each proxy status becomes one error class with the right retriable flag."""
+    """Each proxy answer becomes one error class; only what the proxy marks retriable (or an
+    unmarked server's 429 with Retry-After) may be sent again."""
     transport = httpx.MockTransport(
-        lambda _r: httpx.Response(status, json={"error": {"message": "nope", "type": "x"}})
+        lambda _r: httpx.Response(
+            status, headers=headers, json={"error": {"message": "nope", "type": "x"}}
+        )
     )
     with pytest.raises(error) as caught:
         await _call(transport)
     assert caught.value.retriable is retriable
     assert "nope" in str(caught.value)
+
+
+async def test_the_proxys_deadline_answer_is_final() -> None:
+    """A 504 deadline_exceeded from the proxy is DeadlineExceeded, never retried."""
+    transport = httpx.MockTransport(
+        lambda _r: httpx.Response(
+            504,
+            headers={"x-gateway-retriable": "false"},
+            json={"error": {"message": "deadline passed", "code": "deadline_exceeded"}},
+        )
+    )
+    with pytest.raises(DeadlineExceeded) as caught:
+        await _call(transport)
+    assert not caught.value.retriable
+
+
+async def test_the_event_deadline_travels_as_the_timeout_header() -> None:
+    """An event due in 30 s is sent with at most 30 000 ms of budget, and the HTTP timeout
+    is longer than that budget, so the proxy's own answer always arrives first."""
+    seen: list[httpx.Request] = []
+    due = datetime.now(UTC) + timedelta(seconds=30)
+    event = msgspec.structs.replace(request("hello"), deadline=due)
+    await _call(httpx.MockTransport(_answer(seen)), event=event)
+    budget_ms = int(seen[0].headers["x-gateway-timeout-ms"])
+    assert 25_000 < budget_ms <= 30_000
+    assert seen[0].extensions["timeout"]["read"] > budget_ms / 1000
+
+
+async def test_without_a_deadline_the_configured_budget_is_sent() -> None:
+    """An event without a deadline gets `timeout_s` as its budget, and waits a grace longer."""
+    seen: list[httpx.Request] = []
+    await _call(httpx.MockTransport(_answer(seen)), timeout_s=45)
+    assert seen[0].headers["x-gateway-timeout-ms"] == "45000"
+    assert seen[0].extensions["timeout"]["read"] == 45 + ANSWER_GRACE_S
+
+
+async def test_a_passed_deadline_sends_nothing() -> None:
+    """An event whose deadline has passed raises DeadlineExceeded without calling the proxy."""
+    seen: list[httpx.Request] = []
+    event = msgspec.structs.replace(
+        request("hello"), deadline=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    with pytest.raises(DeadlineExceeded):
+        await _call(httpx.MockTransport(_answer(seen)), event=event)
+    assert seen == []
 
 
 async def test_rate_limited_carries_retry_after() -> None:
@@ -122,14 +203,41 @@ async def test_transport_failures_are_retriable() -> None:
 
 
 async def test_the_key_never_appears_in_errors() -> None:
-    """An error body echoing the key does not leak it through the raised error."""
-    key = "k" * 20
-    transport = httpx.MockTransport(
-        lambda _r: httpx.Response(401, json={"error": {"message": "invalid key"}})
-    )
+    """A proxy answer echoing the very key the handler sent does not carry it into the error."""
+    sent: list[str] = []
+
+    def echo(req: httpx.Request) -> httpx.Response:
+        key = req.headers["authorization"].removeprefix("Bearer ")
+        sent.append(key)
+        return httpx.Response(401, json={"error": {"message": f"invalid key {key}"}})
+
     with pytest.raises(ProviderAuthError) as caught:
-        await _call(transport)
-    assert key not in str(caught.value)
+        await _call(httpx.MockTransport(echo))
+    assert sent == [KEY]
+    assert KEY not in str(caught.value)
+    assert "invalid key [REDACTED]" in str(caught.value)
+
+
+async def test_keys_the_process_knows_are_masked_too() -> None:
+    """With the process's redactor handed down, every key it knows is masked in errors."""
+    redactor = Redactor(["plain-provider-key-from-elsewhere"])
+    transport = httpx.MockTransport(
+        lambda _r: httpx.Response(
+            400, json={"error": {"message": "plain-provider-key-from-elsewhere rejected"}}
+        )
+    )
+    handler = ProxyCompletionHandler(
+        "http://proxy.test", api_key=KEY, redactor=redactor, transport=transport
+    )
+    await handler.start()
+    try:
+        with pytest.raises(ProviderBadRequest) as caught:
+            await handler.handle(request("hello"), _ctx())
+    finally:
+        await handler.stop()
+    assert "plain-provider-key-from-elsewhere" not in str(caught.value)
+    # And the handler taught the shared redactor its own key, for the process's logs and events.
+    assert redactor.scrub(KEY) == "[REDACTED]"
 
 
 async def test_calls_a_real_openai_compatible_server(openai_emulator: Any) -> None:

@@ -59,3 +59,25 @@ def test_rate_limited_honours_retry_after_with_its_own_budget() -> None:
     assert (first.retry, first.delay_s, first.rate_limited) == (True, 4, True)
     assert capped.delay_s == 10.0
     assert not spent.retry
+
+
+def test_a_handlers_delivery_budget_ends_retries() -> None:
+    """With no deliveries left a retriable error, 429s included, is final."""
+    policy = _policy()
+    spent = policy.decide(ProviderUnavailable("503"), attempts=1, rate_limited=0, deliveries_left=0)
+    limited = policy.decide(
+        ProviderRateLimited("429", retry_after_s=1), attempts=1, rate_limited=0, deliveries_left=0
+    )
+    left = policy.decide(ProviderUnavailable("503"), attempts=1, rate_limited=0, deliveries_left=1)
+    assert (spent.retry, limited.retry, left.retry) == (False, False, True)
+
+
+def test_no_retry_waits_past_the_deadline() -> None:
+    """A retry whose wait (backoff or Retry-After) would end after the deadline is not made."""
+    policy = _policy()
+    late = policy.decide(
+        ProviderRateLimited("429", retry_after_s=4), attempts=1, rate_limited=0, time_left_s=3
+    )
+    in_time = policy.decide(ProviderUnavailable("503"), attempts=1, rate_limited=0, time_left_s=3)
+    assert not late.retry
+    assert (in_time.retry, in_time.delay_s) == (True, 1.0)

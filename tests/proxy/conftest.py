@@ -75,25 +75,6 @@ def proxy(
 
 
 @pytest.fixture
-def emulators(
-    anthropic_emulator: EmulatorHandle,
-    openai_emulator: EmulatorHandle,
-    gemini_emulator: EmulatorHandle,
-) -> Iterator[dict[str, EmulatorHandle]]:
-    """The three emulators by provider name, reset before and after the test."""
-    handles = {
-        "anthropic": anthropic_emulator,
-        "openai": openai_emulator,
-        "gemini": gemini_emulator,
-    }
-    for handle in handles.values():
-        handle.reset()
-    yield handles
-    for handle in handles.values():
-        handle.reset()
-
-
-@pytest.fixture
 def client(proxy: ThreadedProxy) -> Iterator[openai.OpenAI]:
     """The official OpenAI SDK pointed at the proxy, with its own retries off."""
     with openai.OpenAI(

@@ -4,52 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
-from typing import Any
 
-import yaml
+from provider_setup import FAKE_KEYS, REPO_CONFIG, TEST_RESILIENCE, emulator_env, write_config
 
-from emulators.testing import EmulatorHandle
 from proxy.server import ProxyServer
 
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "litellm_config.yaml"
+__all__ = [
+    "FAKE_KEYS",
+    "MASTER_KEY",
+    "REPO_CONFIG",
+    "TEST_RESILIENCE",
+    "USER_ID",
+    "USER_KEY",
+    "ThreadedProxy",
+    "emulator_env",
+    "write_config",
+]
+
 MASTER_KEY = "sk-gw-test-master-key-7f3a9c"
-FAKE_KEYS = {
-    "ANTHROPIC_API_KEY": "sk-ant-fakeanthropickey-0123456789",
-    "OPENAI_API_KEY": "sk-fakeopenaikey-0123456789abcdef",
-    "GEMINI_API_KEY": "AIzaFakeGeminiKey0123456789abcdefgh",
-}
 # A user-level Anthropic key stored in the session proxy's key store.
 USER_ID = "user-with-own-key"
 USER_KEY = "user-level-anthropic-key-5d2e"
-TEST_RESILIENCE = {
-    "attempts": 3,
-    "backoff_base_s": 0.01,
-    "backoff_max_s": 0.05,
-    "request_timeout_s": 1.5,
-    "max_retry_after_s": 3,
-}
-
-
-def write_config(path: Path, edit: Any = None) -> Path:
-    """Copy the repository's litellm_config.yaml to `path` with test resilience settings."""
-    data = yaml.safe_load(REPO_CONFIG.read_text())
-    data["gateway_settings"]["resilience"] = dict(TEST_RESILIENCE)
-    if edit is not None:
-        edit(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def emulator_env(
-    anthropic: EmulatorHandle, openai_: EmulatorHandle, gemini: EmulatorHandle
-) -> dict[str, str]:
-    return {
-        **FAKE_KEYS,
-        "ANTHROPIC_API_BASE": anthropic.url,
-        "OPENAI_API_BASE": f"{openai_.url}/v1",
-        "GEMINI_API_BASE": f"{gemini.url}/v1beta",
-    }
 
 
 class ThreadedProxy:

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from proxy import errors as ours
-from proxy.upstream import retry_after_seconds, translate
+from proxy.upstream import translate
 
 _REQUEST = httpx.Request("POST", "http://provider.invalid/v1")
 
@@ -150,10 +150,61 @@ def test_content_policy_is_not_retried_nor_moved() -> None:
 
 
 def test_retry_after_is_read_from_the_provider_headers() -> None:
-    """Retry-After seconds, retry-after-ms and absent headers parse as expected."""
-    assert retry_after_seconds({"Retry-After": "2"}) == 2.0
-    assert retry_after_seconds({"retry-after-ms": "1500"}) == 1.5
-    assert retry_after_seconds({}) is None
+    """A provider's Retry-After reaches the error through the shared parser."""
+    exc = openai.RateLimitError(
+        "slow down",
+        response=httpx.Response(429, headers={"retry-after": "7"}, request=_REQUEST),
+        body=None,
+    )
+    assert translate(exc, "openai").retry_after_s == 7.0
+
+
+def test_a_wrong_gateway_key_is_not_a_provider_authentication_failure() -> None:
+    """InvalidApiKeyError has its own branch: never retried, never a reason to fall back."""
+    error = ours.InvalidApiKeyError("invalid API key")
+    assert not isinstance(error, ours.AuthenticationError)
+    assert (error.status_code, error.retriable, error.fallback_allowed) == (401, False, False)
+    assert ours.AuthenticationError.fallback_allowed
+    assert ours.MissingProviderKeyError.fallback_allowed
+
+
+def test_chain_failure_is_marked_retriable_only_when_every_provider_may_recover() -> None:
+    """All-transient failures answer x-gateway-retriable: true with Retry-After; one 401 makes
+    the chain final."""
+    transient = ours.AllProvidersFailedError(
+        "styling",
+        [
+            ours.AttemptFailure("gemini", "gemini/m", 3, ours.ServiceUnavailableError("a")),
+            ours.AttemptFailure(
+                "anthropic", "anthropic/m", 3, ours.RateLimitError("b", retry_after_s=1.2)
+            ),
+        ],
+    )
+    final = ours.AllProvidersFailedError(
+        "styling",
+        [
+            ours.AttemptFailure("gemini", "gemini/m", 3, ours.ServiceUnavailableError("a")),
+            ours.AttemptFailure("anthropic", "anthropic/m", 1, ours.AuthenticationError("b")),
+        ],
+    )
+    assert transient.response_headers() == {"x-gateway-retriable": "true", "retry-after": "2"}
+    assert final.response_headers() == {"x-gateway-retriable": "false"}
+
+
+def test_deadline_exceeded_is_a_final_504_naming_the_attempts() -> None:
+    """A chain cut by the caller's deadline is a 504 the caller must not send again."""
+    error = ours.DeadlineExceededError(
+        "visibility",
+        [ours.AttemptFailure("gemini", "gemini/m", 1, ours.ProviderTimeoutError("slow"))],
+    )
+    body = error.to_openai_body()["error"]
+    assert (error.status_code, body["code"], body["type"]) == (
+        504,
+        "deadline_exceeded",
+        "timeout_error",
+    )
+    assert error.response_headers() == {"x-gateway-retriable": "false"}
+    assert [a["provider"] for a in body["attempts"]] == ["gemini"]
 
 
 def test_all_providers_failed_body_names_each_attempt() -> None:

@@ -205,3 +205,73 @@ def test_served_requests_are_logged_with_provider_and_attempts(
     assert [(e["task"], e["provider"], e["attempts"], e["fallback"]) for e in served] == [
         ("captioning", "gemini", 2, True)
     ]
+
+
+def test_total_transient_failure_is_marked_retriable(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """Both providers failing with 5xx answers x-gateway-retriable: true."""
+    emulators["anthropic"].set_fault("503")
+    emulators["gemini"].set_fault("500")
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="captioning", messages=_messages())
+    assert caught.value.response.headers["x-gateway-retriable"] == "true"
+
+
+def test_total_failure_with_a_final_cause_is_not_marked_retriable(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """A provider refusing our key makes the whole failure final: x-gateway-retriable: false."""
+    emulators["anthropic"].set_fault("401")
+    emulators["gemini"].set_fault("503")
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="captioning", messages=_messages())
+    assert caught.value.response.headers["x-gateway-retriable"] == "false"
+
+
+def test_deadline_cancels_the_hanging_attempt_and_starts_no_other(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """x-gateway-timeout-ms shorter than one attempt: one call at the primary, none at the
+    fallback, and a final 504 deadline_exceeded."""
+    emulators["anthropic"].set_fault("hang")
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="captioning",
+            messages=_messages(),
+            extra_headers={"x-gateway-timeout-ms": "300"},
+        )
+    assert caught.value.status_code == 504
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "deadline_exceeded"
+    assert caught.value.response.headers["x-gateway-retriable"] == "false"
+    assert _requests(emulators["anthropic"]) == 1
+    assert _requests(emulators["gemini"]) == 0
+
+
+def test_deadline_stops_retries_whose_wait_would_pass_it(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """visibility has no fallback: a 429 asking for 2 s with 1 s left is not retried."""
+    emulators["gemini"].set_fault("429:retry-after=2")
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="visibility",
+            messages=_messages(),
+            extra_headers={"x-gateway-timeout-ms": "1000"},
+        )
+    assert caught.value.status_code == 504
+    assert _requests(emulators["gemini"]) == 1
+
+
+def test_malformed_deadline_is_a_bad_request(
+    client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
+) -> None:
+    """An unreadable x-gateway-timeout-ms is refused before any provider is called."""
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="captioning",
+            messages=_messages(),
+            extra_headers={"x-gateway-timeout-ms": "soon"},
+        )
+    assert _requests(emulators["anthropic"]) == 0

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from proxy_support import MASTER_KEY, USER_ID, USER_KEY, ThreadedProxy
 
-from core.logging import SecretRegistry
+from core.redact import Redactor
 from emulators.testing import EmulatorHandle
 from proxy.errors import MissingProviderKeyError
 from proxy.keys import KeyResolver, PostgresKeyStore
@@ -81,9 +81,9 @@ async def test_missing_key_names_the_provider_and_env_var() -> None:
 
 async def test_stored_keys_are_registered_for_redaction(store: PostgresKeyStore) -> None:
     """A key read from the store is masked in any text scrubbed afterwards."""
-    registry = SecretRegistry()
-    await KeyResolver({}, store, registry=registry).resolve(ANTHROPIC, "alice")
-    assert "user-key-alice" not in registry.scrub("the key user-key-alice leaked")
+    redactor = Redactor()
+    await KeyResolver({}, store, redactor=redactor).resolve(ANTHROPIC, "alice")
+    assert "user-key-alice" not in redactor.scrub("the key user-key-alice leaked")
 
 
 async def test_request_user_selects_their_stored_key(

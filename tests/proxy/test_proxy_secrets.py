@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import openai
 import pytest
 import structlog
+from local_gateway import MASTER_KEY, PROVIDER_KEY, EchoingUpstream, local_gateway
 from proxy_support import FAKE_KEYS
 
-from core.logging import SecretRegistry
+from core.redact import Redactor
 from emulators.testing import EmulatorHandle
 from proxy.upstream import translate
 
@@ -37,11 +39,11 @@ def test_failures_log_no_provider_key(
 
 def test_upstream_messages_echoing_a_key_are_scrubbed() -> None:
     """An upstream error that echoes a registered key reaches us with the key masked."""
-    registry = SecretRegistry(["provider-key-that-is-registered"])
+    redactor = Redactor(["provider-key-that-is-registered"])
     error = translate(
         ValueError("Incorrect API key provided: provider-key-that-is-registered"),
         "openai",
-        registry,
+        redactor,
     )
     assert "provider-key-that-is-registered" not in error.message
     assert "[REDACTED]" in error.message
@@ -58,3 +60,26 @@ def test_client_cannot_redirect_the_provider_call(
     )
     assert "[anthropic-emulator" in (completion.choices[0].message.content or "")
     assert emulators["anthropic"].stats()["requests"] == 1
+
+
+async def test_a_provider_echoing_our_key_leaks_it_nowhere(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A provider's 401 repeating the key it was sent reaches neither the client's error body
+    nor a log line: the redactor knows the key the gateway resolved."""
+    async with EchoingUpstream() as upstream, local_gateway(upstream.url) as url:
+        with structlog.testing.capture_logs() as logs:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                response = await client.post(
+                    "/v1/chat/completions",
+                    json={"model": "local", "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"authorization": f"Bearer {MASTER_KEY}"},
+                )
+    printed = capfd.readouterr()
+    assert upstream.opened == 1
+    assert response.status_code == 401
+    # The provider did echo it: the failure it reported is in the body, masked.
+    assert "Incorrect API key provided: [REDACTED]" in response.text
+    everything = f"{response.text} {response.headers} {logs!r} {printed.out} {printed.err}"
+    assert PROVIDER_KEY not in everything
+    assert MASTER_KEY not in everything
