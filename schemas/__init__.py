@@ -1,6 +1,7 @@
 """Wire schemas of the gateway's Kafka events.
 
-- `schemas.events`: the event Structs, one tagged union per topic family;
+- `schemas.events`: the event Structs, one tagged union per topic family, over the `Request`
+  and `Result` bases every request kind and its results extend;
 - `schemas.messages`: OpenAI chat message shapes embedded in events;
 - `schemas.cloudevents`: CloudEvents binary-mode headers and W3C trace context;
 - `schemas.codec`: one reusable Encoder and one Decoder per topic family;
@@ -26,9 +27,12 @@ from schemas.events import (
     DeadLetterEvent,
     ErrorInfo,
     Event,
+    Failed,
     JobProgress,
     RawHeader,
+    Request,
     RequestEvent,
+    Result,
     ResultEvent,
     StatusEvent,
     utc_now,
@@ -58,12 +62,15 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "EventCodec",
+    "Failed",
     "HeaderList",
     "ImagePart",
     "ImageURL",
     "JobProgress",
     "RawHeader",
+    "Request",
     "RequestEvent",
+    "Result",
     "ResultEvent",
     "StatusEvent",
     "TextPart",

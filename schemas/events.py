@@ -32,9 +32,12 @@ __all__ = [
     "DeadLetterEvent",
     "ErrorInfo",
     "Event",
+    "Failed",
     "JobProgress",
     "RawHeader",
+    "Request",
     "RequestEvent",
+    "Result",
     "ResultEvent",
     "StatusEvent",
     "utc_now",
@@ -58,11 +61,24 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 # ---------------------------------------------------------------- requests
 
 
-class CompletionRequested(Event, frozen=True, kw_only=True, tag="completion.requested"):
-    """Ask for a chat completion of `task` (the proxy's model name, e.g. "captioning")."""
+class Request(Event, frozen=True, kw_only=True):
+    """Fields every request kind carries: its ordering key, its task and its deadline.
+
+    A request kind is a subclass with its own `tag`; it travels on the requests topic and gets
+    exactly one result there (a subclass of `Result`). The runtime decodes the kinds its
+    handlers declare (`consumers.kinds.EventKind`), so a new kind needs no runtime change.
+    """
 
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     task: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    # When the producer stops caring for the answer; the consumer and the proxy give up then
+    # (no retry, no fallback starts after it). None: the consumer's configured budget applies.
+    deadline: datetime | None = None
+
+
+class CompletionRequested(Request, frozen=True, kw_only=True, tag="completion.requested"):
+    """Ask for a chat completion of `task` (the proxy's model name, e.g. "captioning")."""
+
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     response_format: dict[str, Any] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
@@ -70,8 +86,8 @@ class CompletionRequested(Event, frozen=True, kw_only=True, tag="completion.requ
     tools: list[dict[str, Any]] | None = None
 
 
-# New request kinds (image generation, video summary) are added here as Structs with their own
-# tag and joined to this union; the decoder of the requests topic picks them up unchanged.
+# The request kinds the gateway ships; kinds declared elsewhere (a handler's package) join the
+# requests decoder at start-up through their `EventKind`, without editing this union.
 RequestEvent = CompletionRequested
 
 
@@ -86,29 +102,38 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
     retriable: bool = False
 
 
-class CompletionSucceeded(Event, frozen=True, kw_only=True, tag="completion.succeeded"):
-    """The completion a request asked for."""
+class Result(Event, frozen=True, kw_only=True):
+    """Fields every result carries: which request it answers, and after how many attempts.
+
+    Results are keyed by `request_id` on the results topic; `event_id` is the request's id
+    plus ".result", so a result published twice is recognisable as the same one.
+    """
 
     request_id: str
     subject: str
     task: str
+    attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+class Failed(Result, frozen=True, kw_only=True):
+    """Base of the final-failure result of a kind: the first error of its chain."""
+
+    error: ErrorInfo
+
+
+class CompletionSucceeded(Result, frozen=True, kw_only=True, tag="completion.succeeded"):
+    """The completion a request asked for."""
+
     provider: str
     model: str
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
     usage: Usage | None = None
     latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
-class CompletionFailed(Event, frozen=True, kw_only=True, tag="completion.failed"):
+class CompletionFailed(Failed, frozen=True, kw_only=True, tag="completion.failed"):
     """A request that failed for good; still a result, so its producer learns of the failure."""
-
-    request_id: str
-    subject: str
-    task: str
-    error: ErrorInfo
-    attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 ResultEvent = CompletionSucceeded | CompletionFailed
