@@ -1,25 +1,29 @@
 """Kafka consumers: request events in, results / status / dead letters out.
 
-- `service.ConsumerService`: the runtime (fetch, schedule per partition); `_commits` commits
-  contiguous prefixes of finished offsets; `_rebalance` drains revoked partitions in time;
-- `fastpath`: settles a fetched batch as a unit (one dedupe call per step, acks together);
-- `processor`: one record's life (decode, dedupe, publish once, dead-letter);
-- `transactional`: the `exactly_once: transactions` mode's settle path and rebalances, each
-  record's outcome produced in the transaction that commits its offset; `_transactions`: its
-  per-partition transactional producers and commits;
+- `service.ConsumerService`: the runtime (lifecycle, fetch loop); `_dispatch` hands each
+  partition's records to the pipeline (batches, per-key order, retries); `_commits` commits
+  contiguous prefixes of settled offsets; `_rebalance` drains revoked partitions in time;
+- `pipeline`: the one consume pipeline over a batch of one or more records (decode, screen,
+  handle, decide, make durable), over `records` (Delivery, Verdict, Outcome set once);
+  `results.result_for` builds a handled request's result;
+- `dedupe_mode`, `transactions_mode`: the two `exactly_once` modes' durable step (dedupe:
+  claim, publish, settle, mark; transactions: staged into the transaction that commits the
+  offset, with its rebalances); `_transactions`: per-partition transactional producers;
 - `invoker`: running its handler (rate-limit tokens, attempts, retries, progress reports);
-- `publisher`: CloudEvents-headed, idempotent publishing; `partitioner`: murmur2 in C;
-- `handlers`: the Handler protocol and registry; `proxy_handler.ProxyCompletionHandler`;
-- `offsets`, `keyed`, `partitions`: commit tracking, per-key order, backpressure;
-- `retry`: the one retry policy; `errors`: the error tree; `settings`: gateway_settings.kafka;
-- `dedupe`, `ratelimit`: cross-process dedupe of results and rate limits (Redis or memory),
-  both opening Redis through `redis_client`;
-- `batched`: coalesces concurrent events' dedupe calls into batched round trips;
-- `heap`: garbage-collector settings for a long-running consumer process;
-- `cli`: `gateway consume`, `gateway topics ensure`, `gateway send`.
+- `publisher`: CloudEvents-headed, idempotent publishing, refusals replaced by small forms;
+  `murmur2`: the key partitioner in C; `results_lookup`: results already on the topic;
+- `kinds`: request kinds (request, payload, result types), chat completion built in;
+- `handlers`: the Handler protocol, registry per (kind, task); `handler_config` builds it from
+  `gateway_settings.kafka.handlers`; `proxy_handler.ProxyCompletionHandler`;
+- `offsets`, `key_order`, `backpressure`: commit tracking, per-key order, per-partition
+  bounds and pausing;
+- `retry`: the one retry policy; `errors`: the one error tree (`kafka_errors` translates
+  aiokafka's); `settings`: gateway_settings.kafka;
+- `dedupe`, `ratelimit`: cross-process dedupe of results (with its call coalescing) and rate
+  limits, Redis or memory, both opening Redis through `redis_client`;
+- `gc_tuning`: garbage-collector settings for a long-running consumer process;
 """
 
-from consumers.cli import main, register
 from consumers.errors import (
     ConsumerError,
     EventRejected,
@@ -32,7 +36,8 @@ from consumers.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry
+from consumers.handlers import Completion, Handler, HandlerContext, HandlerRegistry, handler
+from consumers.kinds import COMPLETION, EventKind
 from consumers.offsets import PartitionOffsets
 from consumers.proxy_handler import ProxyCompletionHandler
 from consumers.retry import RetryPolicy
@@ -48,9 +53,11 @@ from consumers.settings import (
 )
 
 __all__ = [
+    "COMPLETION",
     "Completion",
     "ConsumerError",
     "ConsumerService",
+    "EventKind",
     "EventRejected",
     "Handler",
     "HandlerContext",
@@ -72,7 +79,6 @@ __all__ = [
     "RetrySettings",
     "TopicSettings",
     "TopicsSettings",
+    "handler",
     "load_kafka_settings",
-    "main",
-    "register",
 ]

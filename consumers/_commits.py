@@ -14,10 +14,11 @@ import asyncio
 from typing import Any
 
 import structlog
-from aiokafka.errors import KafkaError
 
+from consumers.backpressure import PartitionState
+from consumers.errors import BrokerError
+from consumers.kafka_errors import kafka_errors
 from consumers.metrics import ConsumerMetrics
-from consumers.partitions import PartitionState
 
 __all__ = ["Committer"]
 
@@ -76,10 +77,11 @@ class Committer:
             return
         async with self._lock:
             try:
-                await self._consumer.commit(offsets)
-            except KafkaError as exc:
+                with kafka_errors():
+                    await self._consumer.commit(offsets)
+            except BrokerError as exc:
                 # Lost the partitions or the coordinator; the events will be redelivered.
-                _log.warning("consumer.commit_failed", error=type(exc).__name__)
+                _log.warning("consumer.commit_failed", error=exc.upstream)
                 return
         for state in states:
             if state.tp in offsets:

@@ -5,7 +5,7 @@ rebalance decides the delivery guarantees across owners. A revoked partition's i
 gets `revoke_timeout_s` to finish, what finished is committed, and the rest is abandoned
 (uncommitted, so the next owner gets it again). An assigned partition starts with a
 redelivery horizon (its end offset), below which records may already have been handled by a
-previous owner and are checked against the results topic (`consumers.probe`). stop() drains
+previous owner and are looked up on the results topic (`consumers.results_lookup`). stop() drains
 through the same `finish()`, with `drain_timeout_s`.
 """
 
@@ -17,11 +17,12 @@ from typing import Any
 
 import structlog
 from aiokafka import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
 
 from consumers._commits import Committer
-from consumers.partitions import PartitionState
-from consumers.probe import ResultsProbe
+from consumers.backpressure import PartitionState
+from consumers.errors import BrokerError
+from consumers.kafka_errors import kafka_errors
+from consumers.results_lookup import ResultsLookup
 from consumers.settings import KafkaSettings
 
 __all__ = ["Rebalancer", "finish"]
@@ -61,16 +62,16 @@ class Rebalancer(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped ba
         *,
         committer: Committer,
         settings: KafkaSettings,
-        probe: ResultsProbe | None,
+        lookup: ResultsLookup | None,
         on_assigned: Callable[[], None],
     ) -> None:
         self._consumer = consumer
         self._partitions = partitions
         self._committer = committer
         self._settings = settings
-        self._probe = probe
+        self._lookup = lookup
         self._on_assigned = on_assigned
-        # Preparing the probe after an assignment; stop() cancels it.
+        # Preparing the results lookup after an assignment; stop() cancels it.
         self.prepare_task: asyncio.Task[None] | None = None
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -87,14 +88,15 @@ class Rebalancer(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped ba
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         assigned = list(assigned)
-        if self._probe is not None:
-            self._probe.forget()
+        if self._lookup is not None:
+            self._lookup.forget()
         fresh = [tp for tp in assigned if tp not in self._partitions]
         try:
-            ends = await self._consumer.end_offsets(fresh) if fresh else {}
-        except KafkaError as exc:
+            with kafka_errors():
+                ends = await self._consumer.end_offsets(fresh) if fresh else {}
+        except BrokerError as exc:
             # Unknown ends: treat everything as possibly redelivered (only costs look-ups).
-            _log.warning("consumer.end_offsets_failed", error=type(exc).__name__)
+            _log.warning("consumer.end_offsets_failed", error=exc.upstream)
             ends = {tp: 2**62 for tp in fresh}
         for tp in fresh:
             state = PartitionState(
@@ -105,15 +107,15 @@ class Rebalancer(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped ba
             state.redelivery_horizon = ends.get(tp, 0)
             self._partitions[tp] = state
         self._on_assigned()
-        if self._probe is not None and fresh:
+        if self._lookup is not None and fresh:
             # In the background: the rebalance must not wait for it; look-ups take its lock.
-            self.prepare_task = asyncio.create_task(self._prepare_probe(self._probe))
+            self.prepare_task = asyncio.create_task(self._prepare_lookup(self._lookup))
         _log.info(
             "consumer.partitions_assigned", partitions=sorted(tp.partition for tp in assigned)
         )
 
-    async def _prepare_probe(self, probe: ResultsProbe) -> None:
+    async def _prepare_lookup(self, lookup: ResultsLookup) -> None:
         try:
-            await probe.prepare()
-        except KafkaError as exc:
-            _log.warning("consumer.probe_prepare_failed", error=type(exc).__name__)
+            await lookup.prepare()
+        except BrokerError as exc:
+            _log.warning("consumer.results_lookup_prepare_failed", error=exc.upstream)

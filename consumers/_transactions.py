@@ -1,7 +1,7 @@
 """The transactions mode's commits: one transactional producer per assigned input partition,
 and the outcomes staged for its next transaction.
 
-Why a module of its own: what `consumers.transactional` promises rests on three rules kept
+Why a module of its own: what `consumers.transactions_mode` promises rests on three rules kept
 here: outcomes are produced only in the transaction that commits their offset; a partition has
 at most one transaction in flight, which no caller cancels; and a partition whose producer was
 fenced (or failed for good) drops its work and waits for the group to reassign it, rather than
@@ -18,31 +18,34 @@ from typing import Any
 
 import structlog
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
 
 from consumers._commits import Committer
+from consumers.backpressure import PartitionState
+from consumers.errors import BrokerError, ProducerFencedError
 from consumers.invoker import HandlerInvoker
+from consumers.kafka_errors import is_refusal
 from consumers.metrics import ConsumerMetrics
-from consumers.partitions import PartitionState
-from consumers.publisher import EventPublisher, Outgoing
+from consumers.publisher import EventPublisher
+from consumers.records import ConsumedRecord, Message, Verdict
+from consumers.refusals import fallback
 from consumers.settings import KafkaSettings
-from schemas import CompletionFailed, CompletionSucceeded, Event, EventCodec
+from core.redact import Redactor
+from schemas import Event, EventCodec
 
-__all__ = ["Item", "Staged", "TransactionalCommitter", "TxnPartition"]
+__all__ = ["Staged", "TransactionalCommitter", "TxnPartition"]
 
 _log = structlog.get_logger(__name__)
-
-# (topic, event) to produce in a partition's next transaction.
-Item = tuple[str, Outgoing]
 
 
 @dataclass(slots=True)
 class Staged:
-    """One finished record's outcome: what to produce, and the result to count once it is."""
+    """One settled record's messages for its partition's next transaction, and its verdict
+    (its result counts once committed). `alone`: a batch of this record's was refused, so
+    its messages go in batches of their own, telling which one the broker refuses."""
 
-    items: list[Item]
-    task: str
-    result: CompletionSucceeded | CompletionFailed | None
+    messages: list[Message]
+    verdict: Verdict
+    alone: bool = False
 
 
 @dataclass(eq=False)
@@ -53,13 +56,13 @@ class TxnPartition:
     publisher: EventPublisher
     invoker: HandlerInvoker | None = None
     staged: dict[int, Staged] = field(default_factory=dict)
-    progress: list[Item] = field(default_factory=list)
+    progress: list[Message] = field(default_factory=list)
     # Fenced, or its producer failed for good: its outcomes are dropped until a rebalance.
     lost: bool = False
     closing: bool = False  # revoked: its producer stops once the transaction in flight ends
     txn: asyncio.Task[None] | None = None  # the transaction in flight
 
-    def take(self, below: int | None) -> tuple[list[tuple[int, Staged]], list[Item]]:
+    def take(self, below: int | None) -> tuple[list[tuple[int, Staged]], list[Message]]:
         """Remove and return the outcomes staged below offset `below`, and the progress."""
         taken: list[tuple[int, Staged]] = []
         if below is not None:
@@ -67,7 +70,7 @@ class TxnPartition:
         progress, self.progress = self.progress, []
         return taken, progress
 
-    def restore(self, taken: list[tuple[int, Staged]], progress: list[Item]) -> None:
+    def restore(self, taken: list[tuple[int, Staged]], progress: list[Message]) -> None:
         """Put back what `take` returned (its transaction was aborted)."""
         if self.lost:
             return
@@ -91,15 +94,13 @@ class _ProgressQueue(EventPublisher):
         topic: str,
         event: Event,
         *,
-        key: str | bytes | None,
+        key: str | bytes,
         subject: str | None = None,
         traceparent: str | None = None,
-        extra_headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        if key is None or extra_headers:
-            raise ValueError("progress reports are keyed and take no extra headers")
         if not self._partition.lost:
-            self._partition.progress.append((topic, (event, key, subject, traceparent)))
+            key_bytes = key.encode() if isinstance(key, str) else key
+            self._partition.progress.append(Message(topic, event, key_bytes, subject, traceparent))
 
 
 class TransactionalCommitter(Committer):
@@ -122,19 +123,22 @@ class TransactionalCommitter(Committer):
         settings: KafkaSettings,
         bootstrap_servers: str,
         codec: EventCodec,
+        redactor: Redactor,
         invoker_for: Callable[[EventPublisher], HandlerInvoker],
+        rejoin: Callable[[], None],
     ) -> None:
         super().__init__(consumer, partitions, metrics, interval_s=settings.commit_interval_s)
         self._settings = settings
         self._servers = bootstrap_servers
         self._codec = codec
+        self._redactor = redactor
         self._invoker_for = invoker_for
+        self._rejoin = rejoin
         self._outputs: dict[Any, TxnPartition] = {}
-        self._counted: dict[tuple[str, bool], Any] = {}
         self._wake = asyncio.Event()
         self._last_round = 0.0
 
-    def partition(self, record: Any) -> TxnPartition | None:
+    def partition(self, record: ConsumedRecord) -> TxnPartition | None:
         return self._outputs.get(TopicPartition(record.topic, record.partition))
 
     def wake(self) -> None:
@@ -149,7 +153,7 @@ class TransactionalCommitter(Committer):
         delay = self._last_round + self._settings.transaction_interval_s - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(TimeoutError):  # no wake-up: the periodic round is due
             await asyncio.wait_for(self._wake.wait(), self._interval_s)
         self._wake.clear()
         self._last_round = loop.time()
@@ -163,7 +167,9 @@ class TransactionalCommitter(Committer):
         async def start(tp: Any) -> TxnPartition:
             # The same id for every owner of the partition: the next one fences the last.
             txn_id = f"{s.group_id}.{tp.topic}.{tp.partition}"
-            publisher = EventPublisher(s, self._servers, self._codec, transactional_id=txn_id)
+            publisher = EventPublisher(
+                s, self._servers, self._codec, transactional_id=txn_id, redactor=self._redactor
+            )
             await publisher.start()
             part = TxnPartition(tp, publisher)
             part.invoker = self._invoker_for(_ProgressQueue(s, self._codec, part))
@@ -192,13 +198,12 @@ class TransactionalCommitter(Committer):
         if pending:
             await asyncio.wait(pending, timeout=self._settings.revoke_timeout_s)
         for part in parts:
-            with contextlib.suppress(KafkaError):
-                await part.publisher.stop()
+            await part.publisher.stop()
 
     async def stop(self) -> None:
         await self.close(list(self._outputs))
 
-    def lose(self, state: PartitionState, part: TxnPartition | None, error: BaseException) -> None:
+    def lose(self, state: PartitionState, part: TxnPartition | None, error: Exception) -> None:
         """Stop working on `state`'s partition until the group reassigns it: its staged work is
         dropped (uncommitted, so whoever owns the partition does it again)."""
         if part is not None:
@@ -207,18 +212,17 @@ class TransactionalCommitter(Committer):
             part.progress.clear()
         state.draining = True
         state.backlog.clear()
-        fenced = isinstance(error, ProducerFenced)
+        fenced = isinstance(error, ProducerFencedError)
         _log.error(
             "consumer.producer_fenced" if fenced else "consumer.transactions_failed",
             partition=state.tp.partition,
-            error=type(error).__name__,
+            error=getattr(error, "upstream", type(error).__name__),
+            exc_info=None if isinstance(error, BrokerError) else error,
         )
         # The partition comes back (or goes to its real owner) through a rebalance. A zombie
         # learns of one from its next heartbeat anyway; a member fenced for another reason (a
-        # transaction past its timeout) asks for one. aiokafka has no public call for it.
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        if coordinator is not None:
-            coordinator.request_rejoin()
+        # transaction past its timeout) asks for one.
+        self._rejoin()
 
     # ------------------------------------------------------------------ commits
 
@@ -258,42 +262,83 @@ class TransactionalCommitter(Committer):
         part: TxnPartition,
         offset: int | None,
         taken: list[tuple[int, Staged]],
-        progress: list[Item],
+        progress: list[Message],
     ) -> None:
-        items = [item for _, staged in taken for item in staged.items]
-        items.extend(progress)
+        together = [m for _, staged in taken if not staged.alone for m in staged.messages]
+        together.extend(progress)
+        alone = [m for _, staged in taken if staged.alone for m in staged.messages]
         offsets = {} if offset is None else {state.tp: offset}
         try:
-            await part.publisher.commit_transaction(items, offsets, self._settings.group_id)
+            refused = await part.publisher.commit_transaction(
+                together, offsets, self._settings.group_id, alone=alone
+            )
         except Exception as exc:
             if part.closing:
                 # Revoked, and outlived its deadline: the next owner redoes what it held.
                 _log.warning("consumer.transaction_abandoned", partition=state.tp.partition)
                 return
-            if isinstance(exc, KafkaError) and not part.publisher.broken:
+            if isinstance(exc, BrokerError) and not part.publisher.broken:
                 # Aborted, so none of it is visible: the same outcomes go into the next one.
                 _log.warning(
                     "consumer.transaction_aborted",
                     partition=state.tp.partition,
-                    error=type(exc).__name__,
+                    error=exc.upstream,
                 )
                 part.restore(taken, progress)
                 return
             self.lose(state, part, exc)
-            with contextlib.suppress(KafkaError):
-                await part.publisher.stop()
+            await part.publisher.stop()
+            return
+        if any(error is not None for error in refused):
+            await self._after_refusal(
+                part, taken, progress, sent=[*together, *alone], refused=refused
+            )
             return
         if offset is not None:
             state.offsets.committed(offset)
         for _, staged in taken:
-            if staged.result is not None:
-                self._count(staged.task, staged.result)
+            result = staged.verdict.result
+            if result is not None:
+                self._metrics.count_result(result.task, succeeded=staged.verdict.succeeded)
 
-    def _count(self, task: str, result: CompletionSucceeded | CompletionFailed) -> None:
-        """Results count as published once committed (as in dedupe mode, once acknowledged)."""
-        succeeded = isinstance(result, CompletionSucceeded)
-        counter = self._counted.get((task, succeeded))
-        if counter is None:
-            family = self._metrics.completed if succeeded else self._metrics.failed
-            counter = self._counted[task, succeeded] = family.labels(task)
-        counter.inc()
+    async def _after_refusal(
+        self,
+        part: TxnPartition,
+        taken: list[tuple[int, Staged]],
+        progress: list[Message],
+        *,
+        sent: list[Message],
+        refused: list[BrokerError | None],
+    ) -> None:
+        """The broker refused records of an (aborted) transaction: the staged records of the
+        refused batches are sent alone next time, and a record refused alone is replaced by its
+        small form. Progress reports refused are dropped: they are reports, not outcomes."""
+        # Only a refusal is about the message; a batch taken out of order after it is not.
+        errors = {id(m): e for m, e in zip(sent, refused, strict=True) if e and is_refusal(e)}
+        for _, staged in taken:
+            if not any(id(m) in errors for m in staged.messages):
+                continue
+            if not staged.alone:
+                staged.alone = True
+                continue
+            staged.messages = [self._replaced(m, errors.get(id(m))) for m in staged.messages]
+        kept = [m for m in progress if id(m) not in errors]
+        if len(kept) < len(progress):
+            _log.warning("consumer.progress_refused", count=len(progress) - len(kept))
+        # A refusal leaves the idempotent producer unable to write that partition again (see
+        # `EventPublisher.renew`); the new producer of the same id fences the old one.
+        await part.publisher.renew()
+        part.restore(taken, kept)
+
+    def _replaced(self, message: Message, refusal: BrokerError | None) -> Message:
+        if refusal is None:
+            return message
+        replacement = fallback(message.event, refusal, self._codec)
+        if replacement is None:
+            # Even the smallest form is refused: the topic itself is unusable. The partition
+            # waits (its next transactions try again) rather than lose an outcome.
+            _log.error(
+                "consumer.output_topic_unusable", topic=message.topic, error=refusal.upstream
+            )
+            return message
+        return message._replace(event=replacement)

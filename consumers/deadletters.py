@@ -10,20 +10,19 @@ could not be settled and its partition would stall. Copied whole, a 900 KB recor
 dead letter keeps the value whole up to `MAX_VALUE_BYTES` and otherwise its first bytes, always
 with the original's size and SHA-256; key, headers and error chain are cut to small bounds too,
 and the encoded letter never exceeds `MAX_DEAD_LETTER_BYTES`. Should the broker still refuse one
-(a dead-letter topic configured below that), `publish_dead_letter` sends the minimal form: no
-bytes of the record, only reason, sizes, digests and the error chain with the refusal added.
+(a dead-letter topic configured below that), the publisher sends its minimal form
+(`minimal_dead_letter`): no bytes of the record, only reason, sizes, digests and the error
+chain with the refusal added.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-import structlog
-from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from consumers.retry import is_retriable
 from schemas import DeadLetter, ErrorInfo, RawHeader, utc_now
@@ -35,12 +34,8 @@ __all__ = [
     "classify_decode_error",
     "dead_letter_for",
     "error_chain",
-    "is_refusal",
     "minimal_dead_letter",
-    "publish_dead_letter",
 ]
-
-_log = structlog.get_logger(__name__)
 
 # The encoded DeadLetter never exceeds this; its Kafka record adds only the key (at most
 # MAX_KEY_BYTES) and the CloudEvents headers. An eighth of the broker's default 1 MiB leaves
@@ -76,8 +71,10 @@ def error_chain(error: BaseException) -> list[ErrorInfo]:
 
 
 def _info(error: BaseException, prefix: str = "") -> ErrorInfo:
+    # A translated broker error is named by Kafka's own error, which is what people look up.
+    name = getattr(error, "upstream", None) or type(error).__name__
     return ErrorInfo(
-        type=type(error).__name__[:_MAX_TYPE],
+        type=str(name)[:_MAX_TYPE],
         message=(prefix + str(error))[:_MAX_MESSAGE],
         retriable=is_retriable(error),
     )
@@ -203,44 +200,3 @@ def minimal_dead_letter(letter: DeadLetter, refusal: BaseException) -> DeadLette
     return msgspec.structs.replace(
         letter, key=None, value=None, headers=[], error_chain=chain, truncated=True
     )
-
-
-def is_refusal(error: BaseException) -> bool:
-    """True when the broker (or the producer's own size check) refused a record for good.
-
-    A timeout is not a refusal: it says nothing about the letter, which may even have landed,
-    so it is left to the caller's retry like any retriable error.
-    """
-    return (
-        isinstance(error, KafkaError)
-        and not is_retriable(error)
-        and not isinstance(error, KafkaTimeoutError)
-    )
-
-
-async def publish_dead_letter(
-    publish: Callable[[DeadLetter], Awaitable[None]],
-    letter: DeadLetter,
-    *,
-    renew: Callable[[], Awaitable[None]] | None = None,
-) -> DeadLetter:
-    """Publish `letter`, or its minimal form if the broker refuses it; returns what was sent.
-
-    `renew` runs between the refusal and the minimal form: a real broker's refusal leaves
-    aiokafka's idempotent producer unable to write that partition again (see
-    `EventPublisher.renew`), so without a new producer the minimal form would be refused too.
-    Retriable errors propagate (the caller retries the record), as does a refusal of the
-    minimal form: then the dead-letter topic itself is unusable, which no letter can fix.
-    """
-    try:
-        await publish(letter)
-        return letter
-    except KafkaError as exc:
-        if not is_refusal(exc):
-            raise
-        fallback = minimal_dead_letter(letter, exc)
-        _log.warning("consumer.dead_letter_refused", error=type(exc).__name__)
-    if renew is not None:
-        await renew()
-    await publish(fallback)
-    return fallback

@@ -43,6 +43,11 @@ class ConsumerMetrics:
         self.retries = Counter(
             "consumer_handler_retries", "Handler attempts retried", ["task"], registry=r
         )
+        self.produce_retries = Counter(
+            "consumer_produce_retries",
+            "Produce requests the Kafka client retried by itself",
+            registry=r,
+        )
         self.in_flight = Gauge("consumer_in_flight", "Events being processed", registry=r)
         self.lag = Gauge(
             "consumer_lag", "Highwater minus position", ["topic", "partition"], registry=r
@@ -62,8 +67,18 @@ class ConsumerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self._results: dict[tuple[str, bool], Any] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
+
+    def count_result(self, task: str, *, succeeded: bool) -> None:
+        """One result made durable (acknowledged, or committed in its transaction)."""
+        # Labelled children are looked up once per task, not once per event.
+        counter = self._results.get((task, succeeded))
+        if counter is None:
+            family = self.completed if succeeded else self.failed
+            counter = self._results[task, succeeded] = family.labels(task)
+        counter.inc()
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Expose /metrics on `port` (0 picks a free one); returns the bound port."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from consumers.errors import OffsetOrderError
+
 __all__ = ["PartitionOffsets"]
 
 
@@ -38,16 +40,16 @@ class PartitionOffsets:
         if self._pending:
             last = next(reversed(self._pending))
             if offset <= last:
-                raise ValueError(f"offset {offset} added after {last}")
+                raise OffsetOrderError(f"offset {offset} added after {last}")
         elif self._next is not None and offset < self._next:
-            raise ValueError(f"offset {offset} is below the committable offset {self._next}")
+            raise OffsetOrderError(f"offset {offset} is below the committable offset {self._next}")
         self._pending[offset] = False
         self._unfinished += 1
 
     def complete(self, offset: int) -> None:
         """Mark `offset` finished (result published or dead-lettered)."""
         if offset not in self._pending:
-            raise KeyError(offset)
+            raise OffsetOrderError(f"offset {offset} was never added")
         if self._pending[offset]:
             return
         self._pending[offset] = True

@@ -3,50 +3,52 @@
 Why a wrapper: every outgoing record needs the same CloudEvents headers, trace propagation and
 key choice, and the producer must be idempotent with acks=all so broker-side retries never
 duplicate a result. Delivery is always awaited: the runtime marks an offset complete only after
-the broker acknowledged what that event produced.
+the broker acknowledged what that event produced. aiokafka's errors leave this module
+translated (`consumers.kafka_errors`).
 
-With a `transactional_id` (the transactions mode, `consumers.transactional`) the publisher
-only publishes through `commit_transaction`: events and consumed offsets, all or none.
+One send path: `send_many` queues messages as one record batch per partition, and `deliver`
+awaits their acknowledgements and handles refusals; `publish` (one event) is `deliver` of one.
+With a `transactional_id` (the transactions mode, `consumers.transactions_mode`) the publisher
+publishes through `commit_transaction`: events and consumed offsets, all or none.
 
 Why results are bounded here: a result the broker refuses (over its `message.max.bytes`) would
 never settle, and the refusal leaves the idempotent producer unable to write that partition
-(see `renew`), so everything behind it would stall. Every path that publishes a result (the
-per-event `publish`, the batch `send_many`, the transactions through it) encodes it in
-`_encode`, which puts a small CompletionFailed in place of a CompletionSucceeded larger than
-`max_result_bytes`: measured on the bytes actually sent, and with no second encoding. Should the
-broker refuse a result anyway (a topic configured below that), `publish` renews the producer
-and sends the small failure instead, so the caller learns why and the partition flows.
+(see `renew`), so everything behind it would stall. Every message is encoded in `_encode`,
+which puts a small failure in place of a successful result larger than `max_result_bytes`,
+measured on the bytes actually sent. Should the broker refuse a message anyway (a topic
+configured below that), `deliver` renews the producer, sends each refused message alone, and
+one refused alone once more is replaced by its `fallback` (a result by its small failure, a
+dead letter by its minimal form, `consumers.refusals`): the caller learns why, and the partition
+flows.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 
-from consumers.deadletters import is_refusal
-from consumers.partitioner import default_partitioner
-from consumers.settings import KafkaSettings
-from schemas import (
-    CompletionFailed,
-    CompletionSucceeded,
-    ErrorInfo,
-    Event,
-    EventCodec,
-    build_headers,
-    event_type_of,
+from consumers.errors import (
+    BrokerError,
+    NotStarted,
+    OutOfSequence,
+    ProducerFencedError,
 )
+from consumers.kafka_errors import is_refusal, kafka_errors, translate
+from consumers.murmur2 import default_partitioner
+from consumers.records import Message
+from consumers.refusals import failed_result, fallback
+from consumers.settings import KafkaSettings
+from core.redact import Redactor
+from schemas import Event, EventCodec, Failed, Result, build_headers, event_type_of
 
-__all__ = ["EventPublisher", "Outgoing"]
+__all__ = ["EventPublisher"]
 
 _log = structlog.get_logger(__name__)
-
-# One event to publish: (event, key, subject, traceparent).
-Outgoing = tuple[Event, str | bytes, str | None, str | None]
 
 
 class EventPublisher:
@@ -57,20 +59,25 @@ class EventPublisher:
         codec: EventCodec,
         *,
         transactional_id: str | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._settings = settings
         self._bootstrap = bootstrap_servers
         self._codec = codec
+        # Every event leaves through `_encode`: the process's redactor masks any key there.
+        self._redactor = redactor if redactor is not None else Redactor()
         self._producer: Any = None
         self._partitioner = default_partitioner()
         self._transactional_id = transactional_id
-        self._abort_failed = False
+        self._broken = False
         # Concurrent refusals of one producer renew it once (see `renew`).
         self._renewing = asyncio.Lock()
 
     async def start(self) -> None:
-        if self._producer is not None:
-            return
+        if self._producer is None:
+            self._producer = await self._new_producer()
+
+    async def _new_producer(self) -> Any:
         # A transactional producer's start() also fences every earlier producer of its id:
         # the broker aborts (or completes) their open transaction and rejects them from now on.
         producer = AIOKafkaProducer(
@@ -80,7 +87,7 @@ class EventPublisher:
             transactional_id=self._transactional_id,
             acks="all",
             linger_ms=2,
-            # Same placement as aiokafka's default (the results probe relies on it), in C.
+            # Same placement as aiokafka's default (the results lookup relies on it), in C.
             partitioner=self._partitioner,
             # Large batches: many concurrent events publish at once, and a full batch makes
             # every further send wait for the in-flight one (one in flight per partition).
@@ -89,8 +96,9 @@ class EventPublisher:
             retry_backoff_ms=self._retry_backoff_ms(),
             max_request_size=max(1_048_576, self._settings.max_event_bytes * 3),
         )
-        await producer.start()
-        self._producer = producer
+        with kafka_errors():
+            await producer.start()
+        return producer
 
     async def renew(self, refused_by: Any = None) -> None:
         """Swap in a new producer (a new producer id), then stop the old one.
@@ -106,11 +114,9 @@ class EventPublisher:
                 return  # stopped (or never started): nothing to renew
             if refused_by is not None and self._producer is not refused_by:
                 return
-            fresh = EventPublisher(self._settings, self._bootstrap, self._codec)
-            await fresh.start()
-            old, self._producer = self._producer, fresh._producer
-        if old is not None:
-            await old.stop()
+            fresh = await self._new_producer()
+            old, self._producer = self._producer, fresh
+        await self._stop(old)
 
     def _retry_backoff_ms(self) -> int:
         backoff = self._settings.consumer.retry_backoff_ms
@@ -125,7 +131,21 @@ class EventPublisher:
     async def stop(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            await producer.stop()
+            await self._stop(producer)
+
+    async def _stop(self, producer: Any) -> None:
+        try:
+            with kafka_errors():
+                await producer.stop()
+        except BrokerError as exc:
+            # Stopping flushes; what it could not flush was not acknowledged, so its records
+            # are settled again by whoever owns them.
+            _log.warning("consumer.producer_stop_failed", error=exc.upstream)
+
+    def _started(self) -> Any:
+        if self._producer is None:
+            raise NotStarted("EventPublisher used before start() or after stop()")
+        return self._producer
 
     def _headers(
         self, event: Event, subject: str | None, traceparent: str | None
@@ -141,93 +161,124 @@ class EventPublisher:
 
     async def partitions_for(self, topic: str) -> set[int]:
         """The partition ids of `topic` (waits for metadata)."""
-        if self._producer is None:
-            raise RuntimeError("EventPublisher used before start()")
-        return set(await self._producer.partitions_for(topic))
+        producer = self._started()
+        with kafka_errors():
+            return set(await producer.partitions_for(topic))
 
-    async def send_many(self, topic: str, items: Sequence[Outgoing]) -> list[Any]:
-        """Queue events as one record batch per partition; per item, the future its batch's
-        acknowledgement resolves, or the exception that kept it from being queued.
+    async def send_many(
+        self, messages: Sequence[Message], *, alone: bool = False
+    ) -> list[asyncio.Future[Any] | BrokerError]:
+        """Queue messages as one record batch per (topic, partition), or each in a batch of its
+        own when `alone`; per message, the future its batch's acknowledgement resolves, or the
+        error that kept it from being queued.
 
         Why: aiokafka's `send()` per record pays its per-record path (metadata wait, partitioner
         lists, accumulator look-up, one future per record), a third of a no-op event's cost.
         Records land where aiokafka's `send()` would put them: same partitioner, same list.
         """
-        producer = self._producer
-        if producer is None:
-            raise RuntimeError("EventPublisher used before start()")
-        partitions = list(await producer.partitions_for(topic))
-        batches: list[tuple[int, Any, list[int]]] = []
-        open_batch: dict[int, tuple[int, Any, list[int]]] = {}
-        for i, (event, key, subject, traceparent) in enumerate(items):
-            key_bytes = key.encode() if isinstance(key, str) else key
-            partition = self._partitioner(key_bytes, partitions, partitions)
-            sent, value = self._encode(event)
-            headers = self._headers(sent, subject, traceparent)
-            entry = open_batch.get(partition)
-            if entry is None or not entry[1].append(
-                timestamp=None, key=key_bytes, value=value, headers=headers
+        producer = self._started()
+        partitions: dict[str, list[int]] = {}
+        for topic in {m.topic for m in messages}:
+            with kafka_errors():
+                partitions[topic] = list(await producer.partitions_for(topic))
+        batches: list[tuple[str, int, Any, list[int]]] = []
+        open_batch: dict[tuple[str, int], tuple[str, int, Any, list[int]]] = {}
+        for i, message in enumerate(messages):
+            ids = partitions[message.topic]
+            partition = self._partitioner(message.key, ids, ids)
+            sent, value = self._encode(message.event)
+            headers = self._headers(sent, message.subject, message.traceparent)
+            entry = None if alone else open_batch.get((message.topic, partition))
+            if entry is None or not entry[2].append(
+                timestamp=None, key=message.key, value=value, headers=headers
             ):
                 # No batch yet, or it is full: an empty batch takes any record (the broker
                 # judges its size).
-                entry = open_batch[partition] = (partition, producer.create_batch(), [])
+                entry = (message.topic, partition, producer.create_batch(), [])
+                open_batch[message.topic, partition] = entry
                 batches.append(entry)
-                entry[1].append(timestamp=None, key=key_bytes, value=value, headers=headers)
-            entry[2].append(i)
-        outcomes: list[Any] = [None] * len(items)
+                entry[2].append(timestamp=None, key=message.key, value=value, headers=headers)
+            entry[3].append(i)
+        acks: list[asyncio.Future[Any] | BrokerError] = [_NOT_QUEUED] * len(messages)
         queued = await asyncio.gather(
             *(
                 producer.send_batch(batch, topic, partition=partition)
-                for partition, batch, _ in batches
+                for topic, partition, batch, _ in batches
             ),
             return_exceptions=True,
         )
-        for (_, _, members), ack in zip(batches, queued, strict=True):
+        for (_, _, _, members), ack in zip(batches, queued, strict=True):
+            outcome = _translated(ack) if isinstance(ack, BaseException) else ack
             for i in members:
-                outcomes[i] = ack
+                acks[i] = outcome
+        return acks
+
+    @staticmethod
+    async def acknowledged(
+        acks: Sequence[asyncio.Future[Any] | BrokerError],
+    ) -> list[BrokerError | None]:
+        """Wait for every queued message's acknowledgement: per message, None or the error."""
+        # Messages of one batch share its future: each is awaited once.
+        futures = {id(a): a for a in acks if isinstance(a, asyncio.Future)}
+        outcomes = await asyncio.gather(*futures.values(), return_exceptions=True)
+        by_future = dict(zip(futures, outcomes, strict=True))
+        found: list[BrokerError | None] = []
+        for ack in acks:
+            if isinstance(ack, BrokerError):
+                found.append(ack)
+                continue
+            outcome = by_future[id(ack)]
+            found.append(_translated(outcome) if isinstance(outcome, BaseException) else None)
+        return found
+
+    async def deliver(self, messages: Sequence[Message]) -> list[BrokerError | None]:
+        """Send `messages` and wait for the broker; per message, None once acknowledged, or
+        the error that kept it out. Refused messages are sent again alone on a new producer,
+        and one refused alone is replaced by its `fallback` once (see the module docstring)."""
+        producer = self._started()
+        outcomes = await self.acknowledged(await self.send_many(messages))
+        refused = [i for i, error in enumerate(outcomes) if _needs_new_producer(error)]
+        if refused:
+            await self.renew(refused_by=producer)
+            for i in refused:
+                outcomes[i] = await self._deliver_alone(messages[i])
         return outcomes
+
+    async def _deliver_alone(self, message: Message) -> BrokerError | None:
+        producer = self._started()
+        (error,) = await self.acknowledged(await self.send_many([message]))
+        if error is None or not is_refusal(error):
+            return error
+        replacement = fallback(message.event, error, self._codec)
+        if replacement is None:
+            return error
+        await self.renew(refused_by=producer)
+        (error,) = await self.acknowledged(
+            await self.send_many([message._replace(event=replacement)])
+        )
+        return error
 
     async def publish(
         self,
         topic: str,
         event: Event,
         *,
-        key: str | bytes | None,
+        key: str | bytes,
         subject: str | None = None,
         traceparent: str | None = None,
-        extra_headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Send one event and wait until the broker acknowledged it.
-
-        A result the broker refuses for good is replaced by its small CompletionFailed (see
-        `_resend_refused`); any other event's refusal propagates.
-        """
-        producer = self._producer
-        if producer is None:
-            raise RuntimeError("EventPublisher used before start()")
+        """Send one event and wait until the broker acknowledged it; raises its BrokerError."""
         key_bytes = key.encode() if isinstance(key, str) else key
-
-        async def send(sent: Event, value: bytes) -> None:
-            headers = self._headers(sent, subject, traceparent)
-            if extra_headers:
-                headers.extend(extra_headers)
-            # The current producer: `_resend_refused` may have renewed it.
-            await self._producer.send_and_wait(topic, value, key=key_bytes, headers=headers)
-
-        sent, value = self._encode(event)
-        try:
-            await send(sent, value)
-        except KafkaError as exc:
-            if not (isinstance(sent, CompletionSucceeded) and is_refusal(exc)):
-                raise
-            await self._resend_refused(producer, exc, sent, value, send)
+        (error,) = await self.deliver([Message(topic, event, key_bytes, subject, traceparent)])
+        if error is not None:
+            raise error
 
     def _encode(self, event: Event) -> tuple[Event, bytes]:
-        """The event to send and its bytes: a CompletionSucceeded over `max_result_bytes` is
-        replaced by its small CompletionFailed. The one size check of every result path."""
-        value = self._codec.encode(event)
+        """The event to send and its bytes: a successful result over `max_result_bytes` is
+        replaced by its small failure. The one size check of every path."""
+        value = self._redactor.scrub_bytes(self._codec.encode(event))
         limit = self._settings.max_result_bytes
-        if not isinstance(event, CompletionSucceeded) or len(value) <= limit:
+        if not isinstance(event, Result) or isinstance(event, Failed) or len(value) <= limit:
             return event, value
         _log.warning(
             "consumer.result_too_large",
@@ -235,121 +286,97 @@ class EventPublisher:
             size=len(value),
             max_result_bytes=limit,
         )
-        failed = _failed_result(
+        failed = failed_result(
+            self._codec,
             event,
             "result_too_large",
             f"result of {len(value)} bytes exceeds max_result_bytes={limit}",
         )
         return failed, self._codec.encode(failed)
 
-    async def _resend_refused(
-        self,
-        producer: Any,
-        refusal: KafkaError,
-        result: CompletionSucceeded,
-        value: bytes,
-        send: Callable[[Event, bytes], Awaitable[None]],
-    ) -> None:
-        """After the broker refused `result` for good: renew the producer, then send the result
-        again unless the refusal was about its size, and its small CompletionFailed if it is
-        refused (again). A refusal of the failure itself propagates: the topic is unusable."""
-        if not isinstance(refusal, MessageSizeTooLargeError):
-            # Maybe not about this record: after an earlier refusal to its partition (a batch
-            # of the fast path, say) the old producer refuses every later batch there as out of
-            # order, so the result gets one more try on a new producer.
-            await self.renew(refused_by=producer)
-            producer = self._producer
-            try:
-                await send(result, value)
-                return
-            except KafkaError as exc:
-                if not is_refusal(exc):
-                    raise
-                refusal = exc
-        _log.warning(
-            "consumer.result_refused",
-            request_id=result.request_id,
-            size=len(value),
-            error=type(refusal).__name__,
-        )
-        await self.renew(refused_by=producer)
-        too_large = isinstance(refusal, MessageSizeTooLargeError)
-        failed = _failed_result(
-            result,
-            "result_too_large" if too_large else "result_refused",
-            f"result of {len(value)} bytes refused by the broker: {type(refusal).__name__}",
-        )
-        await send(failed, self._codec.encode(failed))
-
     @property
     def broken(self) -> bool:
         """Whether a transaction failed in a way only a new producer recovers from (fenced by a
-        newer producer of the same id, or another fatal error)."""
-        producer = self._producer
-        # aiokafka exposes this state only on its transaction manager; its own
-        # TransactionContext reads it the same way.
-        return self._abort_failed or (
-            producer is not None and bool(producer._txn_manager.is_fatal_error())
-        )
+        newer producer of the same id, or an abort that could not be made)."""
+        return self._broken
 
     async def commit_transaction(
         self,
-        items: Sequence[tuple[str, Outgoing]],
+        messages: Sequence[Message],
         offsets: Mapping[TopicPartition, int],
         group_id: str,
-    ) -> None:
-        """Publish `items` ((topic, event) pairs) and commit `offsets` of `group_id` as one
-        transaction: readers with isolation_level=read_committed see all of it or none.
+        *,
+        alone: Sequence[Message] = (),
+    ) -> list[BrokerError | None]:
+        """Publish `messages` (and `alone`, each in a batch of its own) and commit `offsets` of
+        `group_id` as one transaction: readers with isolation_level=read_committed see all of
+        it or none. Returns, per message of `messages` then `alone`, the error of a message the
+        broker refused or took out of order (the transaction is then aborted, nothing of it
+        committed, and a new producer needed: `renew`), or all None.
 
-        A failure aborts the transaction and raises: a KafkaError, with `broken` set when the
-        producer cannot be used again (aiokafka's ProducerFenced: another producer of this
-        transactional id took over).
+        Any other failure aborts the transaction and raises its BrokerError, with `broken` set
+        when the producer cannot be used again (another producer of this id took over).
         """
-        producer = self._producer
-        if producer is None or self._transactional_id is None:
-            raise RuntimeError("commit_transaction needs a started transactional publisher")
-        by_topic: dict[str, list[Outgoing]] = {}
-        for topic, item in items:
-            by_topic.setdefault(topic, []).append(item)
-        await producer.begin_transaction()
-        acks: list[Any] = []
+        producer = self._started()
+        if self._transactional_id is None:
+            raise NotStarted("commit_transaction needs a transactional publisher")
+        acks: list[asyncio.Future[Any] | BrokerError] = []
         try:
-            for topic, group in by_topic.items():
-                acks.extend(await self.send_many(topic, group))
-            refused = next((a for a in acks if isinstance(a, BaseException)), None)
-            if refused is not None:
-                raise refused
-            if offsets:
-                await producer.send_offsets_to_transaction(dict(offsets), group_id)
-            # Flushes every queued batch first; fails if any of them failed.
-            await producer.commit_transaction()
-        except BaseException:
-            if not self.broken:
-                try:
-                    await producer.abort_transaction()
-                # aiokafka asserts its state transitions: an abort it cannot make is either.
-                except (KafkaError, AssertionError):
-                    self._abort_failed = True
+            with kafka_errors():
+                await producer.begin_transaction()
+            acks = [*await self.send_many(messages), *await self.send_many(alone, alone=True)]
+            outcomes = await self.acknowledged(acks)
+            if any(_needs_new_producer(error) for error in outcomes):
+                await self._abort(producer)
+                return outcomes
+            failure = next((error for error in outcomes if error is not None), None)
+            if failure is not None:
+                raise failure
+            with kafka_errors():
+                if offsets:
+                    await producer.send_offsets_to_transaction(dict(offsets), group_id)
+                # Flushes every queued batch first; fails if any of them failed.
+                await producer.commit_transaction()
+        except BaseException as exc:
+            if isinstance(exc, ProducerFencedError):
+                self._broken = True
+            elif not self._broken:
+                await self._abort(producer)
             raise
         finally:
             _retrieve(acks)
+        return [None] * len(acks)
+
+    async def _abort(self, producer: Any) -> None:
+        try:
+            with kafka_errors():
+                await producer.abort_transaction()
+        except BrokerError as exc:
+            # Only a new producer (the next owner's, after a rebalance) can end this one.
+            _log.warning("consumer.transaction_abort_failed", error=exc.upstream)
+            self._broken = True
 
 
-def _failed_result(result: CompletionSucceeded, code: str, message: str) -> CompletionFailed:
-    """The small failure published in place of `result`: same ids, so the caller matches it to
-    its request; not retriable, since the same answer would be refused again."""
-    return CompletionFailed(
-        event_id=result.event_id,
-        request_id=result.request_id,
-        subject=result.subject,
-        task=result.task,
-        occurred_at=result.occurred_at,
-        error=ErrorInfo(type=code, message=message[:500], retriable=False),
-        attempts=result.attempts,
-    )
+def _needs_new_producer(error: BrokerError | None) -> bool:
+    """A refusal, or a batch refused as out of order after one: only a new producer (and the
+    message sent alone) tells whether the message itself is refused."""
+    return error is not None and (is_refusal(error) or isinstance(error, OutOfSequence))
 
 
-def _retrieve(acks: list[Any]) -> None:
+def _translated(error: BaseException) -> BrokerError:
+    """A batch's failure as a BrokerError; anything but aiokafka's errors is ours, raised."""
+    if isinstance(error, BrokerError):
+        return error
+    if not isinstance(error, (KafkaError, AssertionError)):
+        raise error
+    return translate(error)
+
+
+# Placeholder of a message not yet queued; every one is replaced before send_many returns.
+_NOT_QUEUED: BrokerError = BrokerError("not queued", upstream="none")
+
+
+def _retrieve(acks: list[asyncio.Future[Any] | BrokerError]) -> None:
     """Retrieve each batch future's outcome once it is known: the transaction's outcome already
     says whether they landed, and asyncio would report the unread failures of an aborted one."""
     for future in {id(a): a for a in acks if isinstance(a, asyncio.Future)}.values():

@@ -1,17 +1,17 @@
 """ConsumerService: consumes request events and runs them through handlers, many at a time.
 
-Why this shape: one fetch loop hands records to per-partition schedulers (`PartitionState`),
-the records that fit run as one batch task (`fastpath.BatchSettler`) which hands slow or
-failing ones to tasks of their own (`EventProcessor`), and one commit loop
-(`consumers._commits`) commits, per partition, only the contiguous prefix of finished offsets.
+Why this shape: one fetch loop appends records to their partition's backlog
+(`backpressure.PartitionState`), the dispatcher (`consumers._dispatch`) hands what fits the
+bound to the one pipeline (`consumers.pipeline`) as a batch, and one commit loop
+(`consumers._commits`) commits, per partition, only the contiguous prefix of settled offsets.
 Auto-commit is off: an offset is committed only after the event's result (or dead letter) was
-acknowledged by the broker. Rebalances are handled in `consumers._rebalance`; this module keeps
-the lifecycle and the fetch-and-schedule path.
+made durable. Rebalances are handled in `consumers._rebalance`; this module keeps the
+lifecycle and the fetch loop.
 
 Guarantees: at-least-once handling; results published at most once per request id through the
-dedupe store (see `consumers.processor` for the one crash window), or, with `exactly_once:
-transactions`, exactly once per record through Kafka transactions (`consumers.transactional`:
-its settler, committer and rebalancer replace the dedupe mode's, chosen once in start());
+dedupe store (`consumers.dedupe_mode`, with its one crash window), or, with `exactly_once:
+transactions`, exactly once per record through Kafka transactions (`consumers.transactions_mode`:
+its durable step, committer and rebalancer replace the dedupe mode's, chosen once in start());
 per-key order when `ordering_per_key` is on; at most `max_in_flight_per_partition` events
 running per partition.
 On revocation and on stop(), in-flight work gets a deadline to finish, then is abandoned
@@ -22,30 +22,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Coroutine
+import logging
 from types import TracebackType
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
 from consumers._commits import Committer
+from consumers._dispatch import Dispatcher
 from consumers._rebalance import Rebalancer, finish
-from consumers.batched import BatchingDedupeStore
-from consumers.dedupe import DedupeStore, open_dedupe_store
-from consumers.fastpath import BatchSettler, Settler
+from consumers.backpressure import PartitionState
+from consumers.dedupe import CoalescingDedupeStore, DedupeStore, open_dedupe_store
+from consumers.dedupe_mode import DedupeDurability
+from consumers.errors import BrokerError, ConfigurationError
 from consumers.handlers import Handler, HandlerRegistry
+from consumers.invoker import HandlerInvoker
+from consumers.kafka_errors import ProduceRetryFilter, kafka_errors
 from consumers.metrics import ConsumerMetrics
-from consumers.partitions import PartitionState
-from consumers.probe import ResultsProbe
-from consumers.processor import EventProcessor
+from consumers.pipeline import Durability, Pipeline
 from consumers.publisher import EventPublisher
 from consumers.ratelimit import RateLimiter, open_rate_limiter
+from consumers.results_lookup import ResultsLookup
 from consumers.retry import RetryPolicy
-from consumers.settings import KafkaSettings, RetrySettings
-from consumers.transactional import refuse_embedded_broker, transactional_path
-from schemas import EventCodec
+from consumers.settings import KafkaSettings
+from consumers.transactions_mode import refuse_embedded_broker, transactional_path
+from core.redact import Redactor
 
 __all__ = ["ConsumerService"]
 
@@ -63,10 +65,13 @@ class ConsumerService:
         bootstrap_servers: str | None = None,
         dedupe: DedupeStore | None = None,
         limiter: RateLimiter | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
+        """`redactor`: the process's; every event this service publishes is scrubbed by it
+        (a fresh one, knowing no secret yet, when None)."""
         servers = bootstrap_servers or settings.bootstrap_servers
         if servers is None:
-            raise ValueError("bootstrap_servers is required (settings or argument)")
+            raise ConfigurationError("bootstrap_servers is required (settings or argument)")
         self.settings = settings
         self.bootstrap_servers = servers
         self.registry = (
@@ -78,17 +83,19 @@ class ConsumerService:
         self._owns_dedupe = dedupe is None
         self._limiter = limiter
         self._owns_limiter = limiter is None
-        self._codec = EventCodec()
-        self._publisher = EventPublisher(settings, servers, self._codec)
+        # The requests decoder accepts every kind a registered handler declares.
+        self._codec = self.registry.codec()
+        self._redactor = redactor if redactor is not None else Redactor()
+        self._publisher = EventPublisher(settings, servers, self._codec, redactor=self._redactor)
         self._consumer: Any = None
-        # The exactly-once mode's settle path: BatchSettler over an EventProcessor (dedupe) or
-        # TransactionalSettler; made by start().
-        self._settler: Settler | None = None
+        # Hands records to the pipeline, whose durable step is the exactly-once mode's; made by
+        # start() with the consumer.
+        self._dispatcher: Dispatcher | None = None
         # Commits and rebalances (consumers._commits, consumers._rebalance), made by start()
         # with the consumer; both share `_partitions`, the live assignment.
         self._committer: Committer | None = None
         self._rebalancer: Rebalancer | None = None
-        self._probe: ResultsProbe | None = ResultsProbe(
+        self._lookup: ResultsLookup | None = ResultsLookup(
             bootstrap_servers=servers,
             topic=settings.topics.results.name,
             client_id=settings.client_id,
@@ -99,9 +106,7 @@ class ConsumerService:
         self._commit_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = False
-        self._infra_policy = RetryPolicy(
-            RetrySettings(initial_backoff_s=0.5, max_backoff_s=10.0, max_attempts=1)
-        )
+        self._retry_filter = ProduceRetryFilter(self.metrics.produce_retries)
 
     async def __aenter__(self) -> ConsumerService:
         await self.start()
@@ -136,8 +141,7 @@ class ConsumerService:
             )
         else:
             await self._limiter.start()
-        for handler in self.registry.unique():
-            await handler.start()
+        await self.registry.start()
         c = s.consumer
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
@@ -156,13 +160,21 @@ class ConsumerService:
             # another transactional stage; with plain producers upstream both read alike.
             isolation_level="read_committed" if transactional else "read_uncommitted",
         )
-        if transactional:
-            self._start_transactional()
-        else:
-            await self._start_dedupe()
+        durability = self._start_transactional() if transactional else await self._start_dedupe()
+        pipeline = Pipeline(
+            settings=s, codec=self._codec, metrics=self.metrics, durability=durability
+        )
+        self._dispatcher = Dispatcher(
+            self._consumer,
+            pipeline,
+            running=lambda: self._started,
+            on_paused=self._update_paused,
+        )
         assert self._rebalancer is not None and self._committer is not None
         self._consumer.subscribe([s.topics.requests.name], listener=self._rebalancer)
-        await self._consumer.start()
+        logging.getLogger("aiokafka.producer.sender").addFilter(self._retry_filter)
+        with kafka_errors():
+            await self._consumer.start()
         if s.metrics_port is not None:
             self.metrics_port = self.metrics.serve(s.metrics_port)
         self._started = True
@@ -175,27 +187,25 @@ class ConsumerService:
             exactly_once=s.exactly_once,
         )
 
-    async def _start_dedupe(self) -> None:
-        """The dedupe mode's settle path: publisher, results probe, dedupe store."""
+    async def _start_dedupe(self) -> Durability:
+        """The dedupe mode's durable step: publisher, results lookup, dedupe store."""
         s = self.settings
         assert self._dedupe is not None and self._limiter is not None
         await self._publisher.start()
         # Fetch the output topics' metadata now, so the first results do not wait for it.
         for topic in (s.topics.results, s.topics.status, s.topics.dead_letters):
-            with contextlib.suppress(KafkaError):
+            try:
                 await self._publisher.partitions_for(topic.name)
-        processor = EventProcessor(
+            except BrokerError as exc:
+                _log.warning("consumer.metadata_failed", topic=topic.name, error=exc.upstream)
+        invoker = HandlerInvoker(
             settings=s,
-            codec=self._codec,
             registry=self.registry,
             publisher=self._publisher,
-            dedupe=BatchingDedupeStore(self._dedupe),
             limiter=self._limiter,
             metrics=self.metrics,
             policy=RetryPolicy(s.retry),
-            probe=self._probe,
         )
-        self._settler = BatchSettler(processor)
         self._committer = committer = Committer(
             self._consumer, self._partitions, self.metrics, interval_s=s.commit_interval_s
         )
@@ -204,25 +214,54 @@ class ConsumerService:
             self._partitions,
             committer=committer,
             settings=s,
-            probe=self._probe,
+            lookup=self._lookup,
             on_assigned=self._update_paused,
         )
+        return DedupeDurability(
+            settings=s,
+            publisher=self._publisher,
+            store=CoalescingDedupeStore(self._dedupe),
+            lookup=self._lookup,
+            metrics=self.metrics,
+            invoker=invoker,
+        )
 
-    def _start_transactional(self) -> None:
-        """The transactions mode's settle path; no dedupe store, no results probe."""
+    def _start_transactional(self) -> Durability:
+        """The transactions mode's durable step; no dedupe store, no results lookup."""
         assert self._limiter is not None
-        self._probe = None
-        self._settler, self._committer, self._rebalancer = transactional_path(
+        self._lookup = None
+        durability, self._committer, self._rebalancer = transactional_path(
             self._consumer,
             self._partitions,
             settings=self.settings,
             bootstrap_servers=self.bootstrap_servers,
             codec=self._codec,
+            redactor=self._redactor,
             registry=self.registry,
             limiter=self._limiter,
             metrics=self.metrics,
             on_assigned=self._update_paused,
+            rejoin=self._rejoin,
         )
+        return durability
+
+    def _rejoin(self) -> None:
+        """Ask the group for a rebalance, through aiokafka's public API: subscribing again.
+
+        Deferred: it may be asked from inside a rebalance listener, which must return first.
+        """
+        asyncio.get_running_loop().call_soon(self._resubscribe)
+
+    def _resubscribe(self) -> None:
+        if not self._started or self._rebalancer is None:
+            return
+        try:
+            with kafka_errors():
+                self._consumer.subscribe(
+                    [self.settings.topics.requests.name], listener=self._rebalancer
+                )
+        except BrokerError as exc:
+            _log.error("consumer.rejoin_failed", error=exc.upstream)
 
     async def stop(self) -> None:
         """Drain in-flight work within `drain_timeout_s`, commit what finished, then leave."""
@@ -240,14 +279,18 @@ class ConsumerService:
         await finish(list(self._partitions.values()), self.settings.drain_timeout_s)
         await self._committer.commit(list(self._partitions.values()))
         self._partitions.clear()
-        with contextlib.suppress(KafkaError):
-            await self._consumer.stop()
+        try:
+            with kafka_errors():
+                await self._consumer.stop()
+        except BrokerError as exc:
+            # Leaving the group failed; the broker evicts us after the session timeout.
+            _log.warning("consumer.leave_failed", error=exc.upstream)
+        logging.getLogger("aiokafka.producer.sender").removeFilter(self._retry_filter)
         await self._committer.stop()
         await self._publisher.stop()
-        if self._probe is not None:
-            await self._probe.stop()
-        for handler in self.registry.unique():
-            await handler.stop()
+        if self._lookup is not None:
+            await self._lookup.stop()
+        await self.registry.stop()
         if self._owns_limiter and self._limiter is not None:
             await self._limiter.stop()
         if self._owns_dedupe and self._dedupe is not None:
@@ -268,14 +311,16 @@ class ConsumerService:
     # ------------------------------------------------------------------ fetching
 
     async def _fetch_loop(self) -> None:
+        assert self._dispatcher is not None  # made by start() before this loop starts
         wait_ms = self.settings.consumer.fetch_max_wait_ms
         while True:
             try:
-                batches = await self._consumer.getmany(
-                    timeout_ms=wait_ms, max_records=self.settings.consumer.max_poll_records
-                )
-            except KafkaError as exc:
-                _log.warning("consumer.fetch_failed", error=type(exc).__name__)
+                with kafka_errors():
+                    batches = await self._consumer.getmany(
+                        timeout_ms=wait_ms, max_records=self.settings.consumer.max_poll_records
+                    )
+            except BrokerError as exc:
+                _log.warning("consumer.fetch_failed", error=exc.upstream)
                 await asyncio.sleep(0.5)
                 continue
             for tp, records in batches.items():
@@ -286,7 +331,7 @@ class ConsumerService:
                 self.metrics.consumed.labels(tp.topic).inc(len(records))
                 state.backlog.extend(records)
                 state.next_fetch_offset = records[-1].offset + 1
-                self._schedule(state)
+                self._dispatcher.schedule(state)
 
     def _refetch_later(self, tp: Any, records: list[Any]) -> None:
         """Drops records of a partition that has no live state, and rewinds its position.
@@ -296,148 +341,13 @@ class ConsumerService:
         The fetch already advanced the position past these records, so without the seek a
         partition that stays ours would skip them and later commits would pass over them.
         """
-        if tp in self._consumer.assignment():
-            self._consumer.seek(tp, records[0].offset)
-
-    def _schedule(self, state: PartitionState) -> None:
-        # Records go out as one batch task; a record whose key has earlier work still
-        # pending waits for it in a task of its own (per-key order).
-        batch: list[tuple[Any, bool]] = []
-        # While a batch runs, wait for half the bound to free up rather than starting a
-        # trickle of tiny batches: every batch pays the same few round trips.
-        if state.batches and state.bound - state.in_flight < max(1, state.bound // 2):
-            return self._pause_if_full(state)
-        while state.backlog and state.has_room() and not state.revoked:
-            record = state.backlog.popleft()
-            state.offsets.add(record.offset)
-            key = state.key_of(record)
-            if key is not None:
-                previous, held = state.sequencer.hold(key)
-                state.holds[record.offset] = (key, held)
-                if previous is not None:
-                    self._detour(state, record, None, 0, previous)
-                    continue
-            batch.append((record, state.maybe_redelivered(record)))
-        if batch:
-            task = asyncio.create_task(self._run_batch(state, batch))
-            state.batches.add(task)
-            task.add_done_callback(state.batches.discard)
-        self._pause_if_full(state)
-
-    def _pause_if_full(self, state: PartitionState) -> None:
-        if state.should_pause():
-            self._consumer.pause(state.tp)
-            state.paused = True
-            self._update_paused()
-
-    async def _run_batch(self, state: PartitionState, batch: list[tuple[Any, bool]]) -> None:
-        assert self._settler is not None
         try:
-            await self._settler.settle(
-                batch,
-                finished=lambda records: self._finished(state, records),
-                detour=lambda record, work, failures: self._detour(state, record, work, failures),
-            )
-        finally:
-            state.batches.discard(asyncio.current_task())
-        # Scheduling waited for this batch while it ran (see _schedule).
-        self._finished(state, [])
-
-    def _detour(
-        self,
-        state: PartitionState,
-        record: Any,
-        work: Awaitable[None] | None,
-        failures: int,
-        after: asyncio.Future[None] | None = None,
-    ) -> None:
-        """Settle `record` in a task of its own (a slow handler, a failure, a busy key)."""
-        task = asyncio.create_task(self._run(state, record, work, failures, after))
-        state.tasks[record.offset] = task
-
-    async def _run(
-        self,
-        state: PartitionState,
-        record: Any,
-        work: Awaitable[None] | None,
-        failures: int,
-        after: asyncio.Future[None] | None,
-    ) -> None:
-        assert self._settler is not None
-        settler = self._settler
-        try:
-            if after is not None:
-                # asyncio.wait does not cancel `after` if we are cancelled while waiting.
-                await asyncio.wait([after])
-            if work is not None:
-                pending, work = work, None
-                try:
-                    await pending
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    failures += 1
-                    await self._back_off(record, exc, failures)
-                else:
-                    failures = -1
-            if failures >= 0:
-                await self._settle(settler, record, state.maybe_redelivered(record), failures)
-        finally:
-            if isinstance(work, Coroutine):
-                work.close()  # never started (cancelled while waiting for its key)
-            state.tasks.pop(record.offset, None)
-            self._release(state, record)
-        self._finished(state, [record])
-
-    def _release(self, state: PartitionState, record: Any) -> None:
-        held = state.holds.pop(record.offset, None)
-        if held is not None:
-            state.sequencer.release(*held)
-
-    def _finished(self, state: PartitionState, records: list[Any]) -> None:
-        for record in records:
-            self._release(state, record)
-        if state.revoked:
-            return
-        for record in records:
-            state.offsets.complete(record.offset)
-        self._schedule(state)
-        if state.should_resume() and self._started:
-            with contextlib.suppress(KafkaError, KeyError, AssertionError):
-                if state.tp in self._consumer.assignment():
-                    self._consumer.resume(state.tp)
-            state.paused = False
-            self._update_paused()
-
-    async def _settle(
-        self, settler: Settler, record: Any, redelivered: bool, failures: int = 0
-    ) -> None:
-        """Process `record` until its outcome is published.
-
-        `process()` settles every event-level failure itself; what escapes is infrastructure
-        (the broker rejecting our results for longer than the producer's own retries). The
-        record is then processed again after a backoff rather than left unfinished, which
-        would hold its partition's commits back forever; the dedupe store makes the repeat safe.
-        """
-        while True:
-            try:
-                await settler.process(record, maybe_redelivered=redelivered, retry=failures > 0)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                await self._back_off(record, exc, failures)
-
-    async def _back_off(self, record: Any, error: Exception, failures: int) -> None:
-        """Log an infrastructure failure of `record`'s settling and wait before the next try."""
-        _log.error(
-            "consumer.process_failed",
-            offset=record.offset,
-            error=type(error).__name__,
-            exc_info=error,
-        )
-        await asyncio.sleep(self._infra_policy.backoff(failures))
+            with kafka_errors():
+                if tp in self._consumer.assignment():
+                    self._consumer.seek(tp, records[0].offset)
+        except BrokerError as exc:
+            # Revoked meanwhile: its next owner starts from the committed offset anyway.
+            _log.warning("consumer.rewind_failed", error=exc.upstream)
 
     def _update_paused(self) -> None:
         self.metrics.paused.set(sum(1 for st in self._partitions.values() if st.paused))

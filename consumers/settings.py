@@ -18,9 +18,9 @@ environment or the file later.
 `exactly_once` chooses how a redelivered request is kept from publishing a second result:
 - `dedupe` (the default): claims and published markers in Redis (`dedupe_redis_url`, with a
   per-process fallback) around an idempotent producer, plus a look-up on the results topic for
-  the one crash window (`consumers.processor`). Works on any broker, the embedded one included;
+  the one crash window (`consumers.dedupe_mode`). Works on any broker, the embedded one included;
   results are visible as soon as each is acknowledged.
-- `transactions`: Kafka's own exactly-once (`consumers.transactional`): a record's result and
+- `transactions`: Kafka's own exactly-once (`consumers.transactions_mode`): a record's result and
   dead letter are produced in the transaction that also commits its offset, one transactional
   producer per input partition; no Redis calls. Needs a real broker (the embedded one is
   refused), readers must use `isolation_level=read_committed`, and results appear per partition
@@ -39,6 +39,7 @@ from core.config import load_section, read_config_file
 __all__ = [
     "ConsumerTuning",
     "ExactlyOnce",
+    "HandlerSpec",
     "KafkaSettings",
     "ProxySettings",
     "RateLimitRule",
@@ -104,8 +105,30 @@ class ProxySettings(_Config, frozen=True, kw_only=True):
     (LITELLM_MASTER_KEY) read once by the entry point, never from this file."""
 
     url: str = "http://127.0.0.1:4000"
+    # Budget of one delivery when the event has no deadline, sent as x-gateway-timeout-ms: the
+    # proxy starts no retry or fallback after it and answers by then.
     timeout_s: _PositiveFloat = 120.0
     provider: str = "proxy"
+    # Deliveries of one event to the proxy, the first included, 429s too. The proxy retries and
+    # falls back itself, so a delivery is repeated only when it reports that the whole chain
+    # failed retriably: at most max_deliveries x attempts x providers provider calls per event.
+    max_deliveries: _Positive = 2
+
+
+class HandlerSpec(_Config, frozen=True, kw_only=True):
+    """One configured handler: the factory that builds it, the tasks it serves, its options.
+
+    `factory` is "package.module:name"; a factory declaring an `Options` Struct gets `options`
+    converted into it at start-up (an unknown or ill-typed option is an error naming it). The
+    handler's `kind` (default: chat completion) says which request type it serves, so two
+    entries may serve the same task for different kinds.
+    """
+
+    factory: Annotated[str, msgspec.Meta(pattern=r"^[\w.]+:[\w.]+$")]
+    tasks: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )
+    options: dict[str, object] = msgspec.field(default_factory=dict)
 
 
 class ConsumerTuning(_Config, frozen=True, kw_only=True):
@@ -161,8 +184,15 @@ class KafkaSettings(_Config, frozen=True, kw_only=True):
     metrics_port: int | None = None
     consumer: ConsumerTuning = ConsumerTuning()
     proxy: ProxySettings = ProxySettings()
-    # "module:Class" of the handler for requests; None serves every task via the proxy.
+    # The handlers, per request kind and task; none configured: the proxy serves every task.
+    handlers: list[HandlerSpec] = msgspec.field(default_factory=list)
+    # Shorthand for one handler serving every task ("module:name", options from the command
+    # line); used by `gateway consume --handler`. Exclusive with `handlers`.
     handler: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.handler is not None and self.handlers:
+            raise ValueError("set either `handler` or `handlers`, not both")
 
     def rate_limit_for(self, provider: str, task: str) -> RateLimitRule | None:
         """The most specific rule for (provider, task): exact task first, then "*"."""

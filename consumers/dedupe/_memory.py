@@ -18,6 +18,7 @@ import structlog
 
 from consumers.dedupe._protocol import CLAIM_TTL_S, PUBLISHED_TTL_S
 from consumers.dedupe.errors import DedupeStoreNotStarted
+from consumers.errors import ConfigurationError
 
 __all__ = ["MemoryDedupeStore"]
 
@@ -41,7 +42,7 @@ class MemoryDedupeStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+            raise ConfigurationError("max_entries must be at least 1")
         self._max_entries = max_entries
         self._claim_ttl_s = claim_ttl_s
         self._published_ttl_s = published_ttl_s

@@ -12,6 +12,8 @@ which are translated in exactly one place (``_redis._translate``).
 
 from __future__ import annotations
 
+from consumers.errors import ConsumerError
+
 __all__ = [
     "DedupeStoreBackendError",
     "DedupeStoreError",
@@ -20,8 +22,8 @@ __all__ = [
 ]
 
 
-class DedupeStoreError(Exception):
-    """Root of every error raised by ``consumers.dedupe``."""
+class DedupeStoreError(ConsumerError):
+    """Root of every error raised by ``consumers.dedupe`` (a branch of `consumers.errors`)."""
 
     retriable: bool = False
 

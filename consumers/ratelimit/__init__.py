@@ -5,9 +5,9 @@ call, ``penalize`` when a 429 comes back. ``open_rate_limiter`` picks Redis (buc
 by all consumer processes) or an in-memory limiter (per process).
 """
 
+from consumers.ratelimit._factory import open_rate_limiter
 from consumers.ratelimit._limit import RateLimit, RateLimiter
 from consumers.ratelimit._memory import MemoryRateLimiter
-from consumers.ratelimit._open import open_rate_limiter
 from consumers.ratelimit._redis import RedisRateLimiter
 from consumers.ratelimit.errors import (
     RateLimiterBackendError,

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from consumers.errors import ConfigurationError
 from consumers.ratelimit.errors import RateLimitTimeout
 
 __all__ = ["RateLimit", "RateLimiter", "wait_for_token"]
@@ -54,13 +55,13 @@ class RateLimit:
         floor = rate_per_s / 10 if min_rate_per_s is None else min_rate_per_s
         recovery = rate_per_s * 0.05 if recovery_per_s is None else recovery_per_s
         if rate_per_s <= 0 or burst < 1:
-            raise ValueError("rate_per_s must be > 0 and burst >= 1")
+            raise ConfigurationError("rate_per_s must be > 0 and burst >= 1")
         if not 0 < floor <= rate_per_s:
-            raise ValueError("min_rate_per_s must be in (0, rate_per_s]")
+            raise ConfigurationError("min_rate_per_s must be in (0, rate_per_s]")
         if recovery <= 0:
-            raise ValueError("recovery_per_s must be > 0")
+            raise ConfigurationError("recovery_per_s must be > 0")
         if not 0 < backoff_factor < 1 or penalty_cooldown_s < 0:
-            raise ValueError("backoff_factor must be in (0, 1) and penalty_cooldown_s >= 0")
+            raise ConfigurationError("backoff_factor must be in (0, 1) and penalty_cooldown_s >= 0")
         # frozen dataclass: fields are set once here, the only place they are derived.
         object.__setattr__(self, "rate_per_s", float(rate_per_s))
         object.__setattr__(self, "burst", int(burst))

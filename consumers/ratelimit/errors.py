@@ -13,6 +13,8 @@ refused a call. Redis client errors are translated in one place (``_redis._trans
 
 from __future__ import annotations
 
+from consumers.errors import ConsumerError
+
 __all__ = [
     "RateLimitTimeout",
     "RateLimiterBackendError",
@@ -22,8 +24,8 @@ __all__ = [
 ]
 
 
-class RateLimiterError(Exception):
-    """Root of every error raised by ``consumers.ratelimit``."""
+class RateLimiterError(ConsumerError):
+    """Root of every error raised by ``consumers.ratelimit`` (a branch of `consumers.errors`)."""
 
     retriable: bool = False
 

@@ -242,12 +242,12 @@ def write_config(settings: KafkaSettings, path: Path) -> Path:
 
 
 class ConsumerProcess:
-    """A `python -m consumers consume` subprocess running a test handler."""
+    """A `python -m gateway consume` subprocess running a test handler."""
 
     def __init__(
         self, config: Path, *, handler: str | None, options: dict[str, str], log: Path
     ) -> None:
-        self._args = [sys.executable, "-m", "consumers", "consume", "--config", str(config)]
+        self._args = [sys.executable, "-m", "gateway", "consume", "--config", str(config)]
         if handler is not None:
             self._args += ["--handler", handler]
         for key, value in options.items():

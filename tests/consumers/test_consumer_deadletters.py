@@ -30,8 +30,10 @@ from consumers.deadletters import (
     MAX_VALUE_BYTES,
     dead_letter_for,
     minimal_dead_letter,
-    publish_dead_letter,
 )
+from consumers.errors import RecordTooLarge
+from consumers.kafka_errors import is_refusal, translate
+from consumers.refusals import fallback
 from consumers.settings import TopicSettings
 from schemas import CompletionSucceeded, DeadLetter, ErrorInfo, RequestEvent, build_headers
 from services import KafkaCluster
@@ -154,58 +156,37 @@ def test_the_minimal_form_keeps_no_bytes_and_ends_its_chain_with_the_refusal() -
     assert minimal.error_chain[-1].message.startswith("dead letter refused: ")
 
 
-class _Publish:
-    """Records the letters it is given and fails with the scripted errors, in order."""
-
-    def __init__(self, *errors: BaseException) -> None:
-        self.sent: list[DeadLetter] = []
-        self._errors = list(errors)
-
-    async def __call__(self, letter: DeadLetter) -> None:
-        self.sent.append(letter)
-        if self._errors:
-            raise self._errors.pop(0)
+def _refusal() -> RecordTooLarge:
+    return translate(MessageSizeTooLargeError())  # type: ignore[return-value]
 
 
-async def test_a_refused_letter_is_sent_again_in_minimal_form() -> None:
-    """MessageSizeTooLargeError on the letter: its minimal form is published instead."""
+def test_a_refused_letter_falls_back_to_its_minimal_form() -> None:
+    """A letter the broker refuses alone is replaced by its minimal form."""
     letter, _ = dead_letter_for(_record(b"v" * 100), "malformed", CHAIN, attempts=0)
-    publish = _Publish(MessageSizeTooLargeError())
-    sent = await publish_dead_letter(publish, letter)
-    assert publish.sent == [letter, sent]
-    assert sent == minimal_dead_letter(letter, MessageSizeTooLargeError())
+    refusal = _refusal()
+    assert fallback(letter, refusal, CODEC) == minimal_dead_letter(letter, refusal)
 
 
-async def test_the_producer_is_renewed_between_the_refusal_and_the_minimal_form() -> None:
-    """`renew` runs after the refusal and before the minimal form is sent, once."""
+def test_the_minimal_form_names_kafkas_refusal() -> None:
+    """A translated refusal ends the chain under Kafka's own error name, which people look up."""
     letter, _ = dead_letter_for(_record(b"v"), "malformed", CHAIN, attempts=0)
-    publish = _Publish(MessageSizeTooLargeError())
-    seen: list[int] = []
-
-    async def renew() -> None:
-        seen.append(len(publish.sent))
-
-    await publish_dead_letter(publish, letter, renew=renew)
-    assert seen == [1] and len(publish.sent) == 2
+    minimal = fallback(letter, _refusal(), CODEC)
+    assert isinstance(minimal, DeadLetter)
+    assert minimal.error_chain[-1].type == "MessageSizeTooLargeError"
 
 
 @pytest.mark.parametrize("error", [KafkaConnectionError(), KafkaTimeoutError()])
-async def test_retriable_errors_and_timeouts_are_left_to_the_caller(error: Exception) -> None:
-    """Nothing says the letter was refused, so it is not replaced: the error propagates."""
-    letter, _ = dead_letter_for(_record(b"v"), "malformed", CHAIN, attempts=0)
-    publish = _Publish(error)
-    with pytest.raises(type(error)):
-        await publish_dead_letter(publish, letter)
-    assert publish.sent == [letter]
+def test_retriable_errors_and_timeouts_are_not_refusals(error: Exception) -> None:
+    """Nothing says the letter was refused, so it is not replaced: the caller retries it."""
+    assert not is_refusal(translate(error))
 
 
-async def test_a_refused_minimal_letter_propagates() -> None:
-    """When even the minimal form is refused, the topic is unusable: the error propagates."""
+def test_a_refused_minimal_letter_has_no_smaller_form() -> None:
+    """When even the minimal form is refused, the topic is unusable: there is no fallback."""
     letter, _ = dead_letter_for(_record(b"v"), "malformed", CHAIN, attempts=0)
-    publish = _Publish(MessageSizeTooLargeError(), MessageSizeTooLargeError())
-    with pytest.raises(MessageSizeTooLargeError):
-        await publish_dead_letter(publish, letter)
-    assert len(publish.sent) == 2
+    minimal = fallback(letter, _refusal(), CODEC)
+    assert minimal is not None
+    assert fallback(minimal, _refusal(), CODEC) is None
 
 
 # ---------------------------------------------------------------- the real broker's limits

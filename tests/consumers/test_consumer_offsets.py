@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumers import PartitionOffsets
+from consumers.errors import OffsetOrderError
 
 
 def test_nothing_is_committable_before_a_completion() -> None:
@@ -65,11 +66,11 @@ def test_offsets_must_be_added_in_order() -> None:
     """Adding an offset lower than one already tracked is a bug and raises."""
     offsets = PartitionOffsets()
     offsets.add(10)
-    with pytest.raises(ValueError, match="added after"):
+    with pytest.raises(OffsetOrderError, match="added after"):
         offsets.add(9)
 
 
 def test_completing_an_unknown_offset_raises() -> None:
     """Only handed-out offsets can complete."""
-    with pytest.raises(KeyError):
+    with pytest.raises(OffsetOrderError):
         PartitionOffsets().complete(1)

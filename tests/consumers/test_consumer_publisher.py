@@ -1,4 +1,4 @@
-"""Specifications of `EventPublisher.send_many`: batches per partition, same placement as send()."""
+"""Specifications of `EventPublisher.send_many`: batches per partition, placed as send() does."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumers import KafkaSettings
-from consumers.publisher import EventPublisher, Outgoing
+from consumers.publisher import EventPublisher
+from consumers.records import Message
 from consumers.settings import TopicSettings, TopicsSettings
 from emulators.kafka.broker import EmbeddedKafka
 from schemas import CompletionSucceeded, EventCodec, parse_headers
@@ -75,9 +76,9 @@ async def test_records_land_where_aiokafkas_default_partitioner_puts_them(
     """Each record goes to its key's murmur2 partition, with its CloudEvents headers."""
     topic = kafka_topic(5, "many")
     events = [result(f"r{i}") for i in range(60)]
-    items: list[Outgoing] = [(e, e.request_id, e.subject, None) for e in events]
-    acks = await publisher.send_many(topic, items)
-    await asyncio.gather(*{id(a): a for a in acks}.values())
+    items = [Message(topic, e, e.request_id.encode(), e.subject) for e in events]
+    acks = await publisher.send_many(items)
+    assert await publisher.acknowledged(acks) == [None] * len(events)
     # One batch (one future) per partition, not one per record.
     assert len({id(a) for a in acks}) <= 5
     records = await read_all(kafka_broker.bootstrap_servers, topic, len(events))
@@ -103,8 +104,23 @@ async def test_more_than_a_batch_holds_is_split_and_keeps_its_order(
     """Records beyond one batch's size go in further batches of the same partition, in order."""
     topic = kafka_topic(1, "big")
     events = [result(f"{i:03d}" + "x" * 300_000) for i in range(6)]  # ~1.8 MB > one batch
-    acks = await publisher.send_many(topic, [(e, e.request_id, None, None) for e in events])
+    acks = await publisher.send_many([Message(topic, e, e.request_id.encode()) for e in events])
     assert len({id(a) for a in acks}) >= 2
-    await asyncio.gather(*{id(a): a for a in acks}.values())
+    assert await publisher.acknowledged(acks) == [None] * len(events)
+    records = await read_all(kafka_broker.bootstrap_servers, topic, len(events))
+    assert [CODEC.decode_result(r.value).event_id for r in records] == [e.event_id for e in events]
+
+
+async def test_messages_sent_alone_take_a_batch_each(
+    publisher: EventPublisher, kafka_broker: EmbeddedKafka, kafka_topic: Callable[..., str]
+) -> None:
+    """`alone` puts every message in a batch of its own, so a refusal names one record."""
+    topic = kafka_topic(1, "alone")
+    events = [result(f"r{i}") for i in range(4)]
+    acks = await publisher.send_many(
+        [Message(topic, e, e.request_id.encode()) for e in events], alone=True
+    )
+    assert len({id(a) for a in acks}) == len(events)
+    assert await publisher.acknowledged(acks) == [None] * len(events)
     records = await read_all(kafka_broker.bootstrap_servers, topic, len(events))
     assert [CODEC.decode_result(r.value).event_id for r in records] == [e.event_id for e in events]

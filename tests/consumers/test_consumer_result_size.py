@@ -17,7 +17,13 @@ from services import KafkaCluster
 
 
 async def _big_answer_then_flow(
-    broker: Any, settings: Any, start_service: Any, handler: Scripted, size: int
+    broker: Any,
+    settings: Any,
+    start_service: Any,
+    handler: Scripted,
+    size: int,
+    *,
+    isolation_level: str = "read_uncommitted",
 ) -> tuple[ResultEvent, list[ResultEvent]]:
     """A request answered with `size` bytes, then ten ordinary ones, all on one partition of
     the requests topic (and so of the results topic: same keys); their results, in order."""
@@ -27,10 +33,13 @@ async def _big_answer_then_flow(
     after = [request(f"after {i}", subject=subject) for i in range(10)]
     servers = broker.bootstrap_servers
     await produce(servers, settings.topics.requests.name, [big, *after])
-    async with TopicReader(servers, settings.topics.results.name) as results:
+    async with TopicReader(
+        servers, settings.topics.results.name, isolation_level=isolation_level
+    ) as results:
         await results.until(lambda rd: len(rd.records) >= 1 + len(after), timeout_s=30)
     by_id = {r.request_id: r for r in results.results()}
     assert set(by_id) == {big.event_id} | {e.event_id for e in after}
+    assert len(results.records) == 1 + len(after)  # one result each, none repeated
     return by_id[big.event_id], [by_id[e.event_id] for e in after]
 
 
@@ -102,6 +111,35 @@ async def test_a_result_the_topic_refuses_is_replaced_by_a_failure_and_the_parti
     assert re.fullmatch(
         r"result of \d+ bytes refused by the broker: MessageSizeTooLargeError", big.error.message
     )
+    assert [r.content for r in after if isinstance(r, CompletionSucceeded)] == [
+        f"after {i}" for i in range(10)
+    ]
+
+
+@pytest.mark.real_broker
+async def test_in_transactions_mode_a_result_the_topic_refuses_is_replaced_and_the_partition_flows(
+    real_kafka: KafkaCluster, start_service: Any
+) -> None:
+    """A refused result aborts its transaction, but is not retried as it is: sent alone, then
+    replaced by its small CompletionFailed, it commits, and so do the results behind it."""
+    base = fast_settings(
+        real_kafka, partitions=1, exactly_once="transactions", max_result_bytes=1_000_000
+    )
+    small = TopicSettings(name=f"{base.topics.results.name}-64k", partitions=1)
+    real_kafka.create_topic(small.name, 1, config={"max.message.bytes": "65536"})
+    settings = msgspec.structs.replace(
+        base, topics=msgspec.structs.replace(base.topics, results=small)
+    )
+    big, after = await _big_answer_then_flow(
+        real_kafka,
+        settings,
+        start_service,
+        Scripted(),
+        100_000,
+        isolation_level="read_committed",
+    )
+    assert isinstance(big, CompletionFailed)
+    assert big.error.type == "result_too_large" and not big.error.retriable
     assert [r.content for r in after if isinstance(r, CompletionSucceeded)] == [
         f"after {i}" for i in range(10)
     ]

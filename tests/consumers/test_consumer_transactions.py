@@ -5,9 +5,7 @@ touched, and the mode refused where it cannot work (unknown names, the embedded 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ import redis.asyncio as aioredis
 from consumer_handlers import Scripted, SlowEcho
 from consumer_support import (
     REDIS_URL,
-    ROOT,
     ConsumerProcess,
     TopicReader,
     assert_exactly_once,
@@ -163,22 +160,6 @@ def test_unknown_exactly_once_mode_is_rejected_naming_the_field(tmp_path: Path) 
     path.write_text("gateway_settings:\n  kafka:\n    exactly_once: kafka\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="exactly_once"):
         load_kafka_settings(path)
-
-
-async def test_consume_without_a_cluster_refuses_transactions(tmp_path: Path) -> None:
-    """`consume` with no cluster configured would start the embedded broker: it exits 2."""
-    path = tmp_path / "c.yaml"
-    path.write_text(
-        "gateway_settings:\n  kafka:\n    exactly_once: transactions\n", encoding="utf-8"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "consumers", "consume", "--config", str(path),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2
-    assert b"needs a real Kafka cluster" in err
 
 
 async def test_embedded_broker_is_refused(kafka_broker: Any) -> None:

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
-from consumers.batched import BatchingDedupeStore
 from consumers.dedupe import (
     BatchDedupeStore,
+    CoalescingDedupeStore,
     MemoryDedupeStore,
     RedisDedupeStore,
 )
@@ -111,7 +111,7 @@ class _CountingStore(MemoryDedupeStore):
 async def test_concurrent_claims_reach_the_store_in_one_batch() -> None:
     """Claims made in the same loop iteration are sent to the store as one batch."""
     inner = _CountingStore()
-    store = BatchingDedupeStore(inner)
+    store = CoalescingDedupeStore(inner)
     await store.start()
     results = await asyncio.gather(*(store.claim(f"e{i}") for i in range(50)))
     assert results == [True] * 50
@@ -121,7 +121,7 @@ async def test_concurrent_claims_reach_the_store_in_one_batch() -> None:
 async def test_batches_are_capped_in_size() -> None:
     """No batch exceeds max_batch ids; the rest follow in further batches."""
     inner = _CountingStore()
-    store = BatchingDedupeStore(inner, max_batch=20, max_in_flight=1)
+    store = CoalescingDedupeStore(inner, max_batch=20, max_in_flight=1)
     await store.start()
     await asyncio.gather(*(store.claim(f"e{i}") for i in range(50)))
     assert inner.claim_batches == [20, 20, 10]
@@ -130,7 +130,7 @@ async def test_batches_are_capped_in_size() -> None:
 async def test_a_failed_batch_fails_every_caller_in_it() -> None:
     """When the store refuses a batch, each coalesced call raises the store's error."""
     inner = RedisDedupeStore("redis://127.0.0.1:1/0")  # never started: it refuses calls
-    store = BatchingDedupeStore(inner)
+    store = CoalescingDedupeStore(inner)
     outcomes = await asyncio.gather(store.claim("a"), store.claim("b"), return_exceptions=True)
     assert [type(o).__name__ for o in outcomes] == ["DedupeStoreNotStarted"] * 2
 

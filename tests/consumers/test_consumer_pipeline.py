@@ -1,18 +1,18 @@
-"""Specifications of `BatchSettler`: every record of a batch is finished or detoured, once.
+"""Specifications of the consume pipeline: every record of a batch is settled, detached or
+handed back, its outcome set once, and a handler never runs twice for one delivery.
 
-The settler is driven as `ConsumerService._run_batch` drives it, with a real `EventProcessor`
-(idempotent publisher on the embedded broker, in-memory dedupe store behind the batching
-wrapper, in-memory rate limiter) and real ConsumerRecords fetched from a requests topic.
-Only what a caller can observe is checked: the `finished` / `detour` calls, the records on the
-output topics, and the dedupe store's state.
+The pipeline is driven as `consumers._dispatch` drives it, with the dedupe mode's durable
+step built as `ConsumerService.start()` builds it (idempotent publisher on the embedded broker,
+in-memory dedupe store behind the coalescing wrapper, in-memory rate limiter) and real
+ConsumerRecords fetched from a requests topic. `Hooks` record what the runtime is told; the
+records on the output topics and the dedupe store's state are checked as a caller sees them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,16 +20,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers import Completion, HandlerContext, HandlerRegistry, KafkaSettings
-from consumers.batched import BatchingDedupeStore
-from consumers.dedupe import MemoryDedupeStore
-from consumers.errors import ProviderBadRequest
-from consumers.fastpath import BatchSettler
+from consumers.dedupe import CoalescingDedupeStore, MemoryDedupeStore
+from consumers.dedupe_mode import DedupeDurability
+from consumers.errors import ClaimHeldElsewhere, OutcomeAlreadySet, ProviderBadRequest
+from consumers.invoker import HandlerInvoker
 from consumers.metrics import ConsumerMetrics
-from consumers.processor import EventProcessor
+from consumers.pipeline import Pipeline
 from consumers.publisher import EventPublisher
 from consumers.ratelimit import MemoryRateLimiter
+from consumers.records import DeadLettered, Delivery, Published, Skipped
 from consumers.retry import RetryPolicy
 from consumers.settings import RetrySettings, TopicSettings, TopicsSettings
+from emulators.kafka import ApiKey
 from emulators.kafka.broker import EmbeddedKafka
 from schemas import (
     ChatMessage,
@@ -46,6 +48,8 @@ from schemas import (
 
 CODEC = EventCodec()
 SETTLE_TIMEOUT_S = 10.0
+# Kafka's TOPIC_AUTHORIZATION_FAILED: a refusal for good, which no producer retry fixes.
+_TOPIC_AUTHORIZATION_FAILED = 29
 
 
 class Echo:
@@ -84,30 +88,45 @@ def request(text: str) -> CompletionRequested:
 
 
 @dataclass
-class Outcome:
-    """What `settle` reported, in the order it reported it."""
+class Recorder:
+    """The runtime's side of `records.Hooks`: what the pipeline reported, in order."""
 
-    finished: list[Any] = field(default_factory=list)
-    detoured: list[tuple[Any, Awaitable[None] | None, int]] = field(default_factory=list)
+    settled: list[Delivery] = field(default_factory=list)
+    detached: list[tuple[Delivery, Coroutine[Any, Any, None]]] = field(default_factory=list)
+    failed: list[tuple[Delivery, Exception]] = field(default_factory=list)
 
-    def finish(self, records: list[Any]) -> None:
-        self.finished.extend(records)
+    def settled_hook(self, deliveries: Sequence[Delivery]) -> None:
+        self.settled.extend(deliveries)
 
-    def detour(self, record: Any, work: Awaitable[None] | None, failures: int) -> None:
-        self.detoured.append((record, work, failures))
+    def settled_offsets(self) -> list[int]:
+        return sorted(d.record.offset for d in self.settled)
 
-    def finished_offsets(self) -> list[int]:
-        return sorted(record.offset for record in self.finished)
-
-    def detour_of(self, record: Any) -> tuple[Awaitable[None] | None, int]:
-        found = [(work, n) for rec, work, n in self.detoured if rec.offset == record.offset]
-        assert len(found) == 1, f"offset {record.offset} detoured {len(found)} times"
+    def work_of(self, delivery: Delivery) -> Coroutine[Any, Any, None]:
+        found = [work for d, work in self.detached if d is delivery]
+        assert len(found) == 1, f"offset {delivery.record.offset} detached {len(found)} times"
         return found[0]
 
-    def assert_each_once(self, records: Sequence[Any]) -> None:
-        """Every record got exactly one of `finished` / `detour`, and nothing else was reported."""
-        reported = [r.offset for r in self.finished] + [r.offset for r, _, _ in self.detoured]
-        assert sorted(reported) == sorted(r.offset for r in records)
+    def assert_each_once(self, deliveries: Sequence[Delivery]) -> None:
+        """Every delivery was reported exactly once: settled, detached or handed back."""
+        reported = [d.record.offset for d in self.settled]
+        reported += [d.record.offset for d, _ in self.detached]
+        reported += [d.record.offset for d, _ in self.failed]
+        assert sorted(reported) == sorted(d.record.offset for d in deliveries)
+
+
+class _Hooks:
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def settled(self, deliveries: Sequence[Delivery]) -> None:
+        self._recorder.settled_hook(deliveries)
+
+    def detach(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
+        self._recorder.detached.append((delivery, work))
+
+    def failed(self, delivery: Delivery, error: Exception) -> None:
+        delivery.failures += 1
+        self._recorder.failed.append((delivery, error))
 
 
 async def read_topic(bootstrap: str, topic: TopicSettings) -> list[Any]:
@@ -140,10 +159,10 @@ async def read_topic(bootstrap: str, topic: TopicSettings) -> list[Any]:
 @dataclass
 class Rig:
     settings: KafkaSettings
-    settler: BatchSettler
+    pipeline: Pipeline
     store: MemoryDedupeStore
     handler: Echo
-    outcomes: list[Outcome] = field(default_factory=list)
+    recorders: list[Recorder] = field(default_factory=list)
     _fetched: int = 0
 
     @property
@@ -151,8 +170,8 @@ class Rig:
         assert self.settings.bootstrap_servers is not None
         return self.settings.bootstrap_servers
 
-    async def fetch(self, *items: CompletionRequested | bytes) -> list[Any]:
-        """Produce request events (or raw values) in order; return them as ConsumerRecords."""
+    async def fetch(self, *items: CompletionRequested | bytes, redelivered: bool = False) -> Any:
+        """Produce request events (or raw values) in order; return them as deliveries."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
         await producer.start()
         try:
@@ -175,20 +194,13 @@ class Rig:
         fresh = records[self._fetched :]
         self._fetched = len(records)
         assert len(fresh) == len(items)
-        return fresh
+        return [Delivery(record, maybe_redelivered=redelivered) for record in fresh]
 
-    async def settle(self, records: list[Any], *, redelivered: bool = False) -> Outcome:
-        outcome = Outcome()
-        self.outcomes.append(outcome)
-        await asyncio.wait_for(
-            self.settler.settle(
-                [(record, redelivered) for record in records],
-                finished=outcome.finish,
-                detour=outcome.detour,
-            ),
-            SETTLE_TIMEOUT_S,
-        )
-        return outcome
+    async def run(self, deliveries: list[Delivery], recorder: Recorder | None = None) -> Recorder:
+        recorder = recorder or Recorder()
+        self.recorders.append(recorder)
+        await asyncio.wait_for(self.pipeline.run(deliveries, _Hooks(recorder)), SETTLE_TIMEOUT_S)
+        return recorder
 
     async def results(self) -> list[Any]:
         return await read_topic(self.bootstrap, self.settings.topics.results)
@@ -221,7 +233,7 @@ def settings(kafka_broker: EmbeddedKafka, kafka_topic: Callable[..., str]) -> Ka
 
 @pytest.fixture
 async def rig(settings: KafkaSettings) -> AsyncIterator[Rig]:
-    """A BatchSettler over an EventProcessor built the way ConsumerService.start() builds it."""
+    """A Pipeline over the dedupe mode, built the way ConsumerService.start() builds it."""
     assert settings.bootstrap_servers is not None
     store = MemoryDedupeStore(claim_ttl_s=settings.dedupe_claim_ttl_s)
     limiter = MemoryRateLimiter()
@@ -235,24 +247,30 @@ async def rig(settings: KafkaSettings) -> AsyncIterator[Rig]:
     try:
         for topic in (settings.topics.results, settings.topics.dead_letters):
             await publisher.partitions_for(topic.name)
-        processor = EventProcessor(
+        invoker = HandlerInvoker(
             settings=settings,
-            codec=CODEC,
             registry=HandlerRegistry({"*": handler}),
             publisher=publisher,
-            dedupe=BatchingDedupeStore(store),
             limiter=limiter,
             metrics=metrics,
             policy=RetryPolicy(settings.retry),
         )
-        rig = Rig(settings, BatchSettler(processor), store, handler)
+        durability = DedupeDurability(
+            settings=settings,
+            publisher=publisher,
+            store=CoalescingDedupeStore(store),
+            lookup=None,
+            metrics=metrics,
+            invoker=invoker,
+        )
+        pipeline = Pipeline(settings=settings, codec=CODEC, metrics=metrics, durability=durability)
+        rig = Rig(settings, pipeline, store, handler)
         yield rig
     finally:
         handler.gate.set()
-        for outcome in rig.outcomes if rig is not None else ():
-            for _, work, _ in outcome.detoured:
-                if inspect.iscoroutine(work):
-                    work.close()  # a test that failed before awaiting it
+        for recorder in rig.recorders if rig is not None else ():
+            for _, work in recorder.detached:
+                work.close()  # a no-op once awaited; else a test that failed before it
         await publisher.stop()
         metrics.close()
         await limiter.stop()
@@ -260,19 +278,19 @@ async def rig(settings: KafkaSettings) -> AsyncIterator[Rig]:
 
 
 async def test_a_batch_of_fast_records_is_published_once_each(rig: Rig) -> None:
-    """Handlers that answer at once: every record finishes with one result keyed by its id."""
+    """Handlers that answer at once: every record settles with one result keyed by its id."""
     events = [request(f"caption {i}") for i in range(8)]
-    records = await rig.fetch(*events)
+    deliveries = await rig.fetch(*events)
 
-    outcome = await rig.settle(records)
+    recorder = await rig.run(deliveries)
 
-    assert outcome.detoured == []
-    assert outcome.finished_offsets() == [r.offset for r in records]
-    outcome.assert_each_once(records)
+    assert (recorder.detached, recorder.failed) == ([], [])
+    recorder.assert_each_once(deliveries)
+    assert all(isinstance(d.outcome, Published) for d in deliveries)
     results = await rig.results()
     assert request_ids(results) == sorted(e.event_id for e in events)
     by_id = {e.event_id: e for e in events}
-    request_traces = {r.key.decode(): parse_headers(r.headers) for r in records}
+    request_traces = {d.record.key.decode(): parse_headers(d.record.headers) for d in deliveries}
     for record in results:
         result = CODEC.decode_result(record.value)
         assert isinstance(result, CompletionSucceeded)
@@ -294,41 +312,40 @@ async def test_a_batch_of_fast_records_is_published_once_each(rig: Rig) -> None:
         assert await rig.store.is_published(event.event_id)
 
 
-async def test_an_undecodable_record_is_detoured_without_work(rig: Rig) -> None:
-    """A record that is not an event goes to the per-event path; its neighbours finish."""
+async def test_an_undecodable_record_is_dead_lettered_in_its_batch(rig: Rig) -> None:
+    """A record that is not an event settles with one dead letter; its neighbours publish."""
     good = [request("first"), request("last")]
-    records = await rig.fetch(good[0], b"{not json", good[1])
+    deliveries = await rig.fetch(good[0], b"{not json", good[1])
 
-    outcome = await rig.settle(records)
+    recorder = await rig.run(deliveries)
 
-    outcome.assert_each_once(records)
-    assert outcome.detour_of(records[1]) == (None, 0)
-    assert outcome.finished_offsets() == [records[0].offset, records[2].offset]
+    recorder.assert_each_once(deliveries)
+    assert recorder.settled_offsets() == [d.record.offset for d in deliveries]
+    assert deliveries[1].outcome == DeadLettered("malformed")
     assert request_ids(await rig.results()) == sorted(e.event_id for e in good)
-    # Dead-lettering it is the per-event path's job: doing it here too would send it twice.
-    assert await rig.dead_letters() == []
+    letters = [CODEC.decode_dead_letter(r.value) for r in await rig.dead_letters()]
+    assert [(letter.reason, letter.value) for letter in letters] == [("malformed", b"{not json")]
 
 
-async def test_a_slow_handler_is_detoured_and_does_not_hold_the_batch(rig: Rig) -> None:
+async def test_a_slow_handler_is_detached_and_does_not_hold_the_batch(rig: Rig) -> None:
     """A handler still running after its first step leaves the batch with the work to finish."""
     fast = [request("fast one"), request("fast two")]
     slow = request("slow")
-    records = await rig.fetch(fast[0], slow, fast[1])
+    deliveries = await rig.fetch(fast[0], slow, fast[1])
 
-    outcome = await rig.settle(records)
+    recorder = await rig.run(deliveries)
 
-    assert not rig.handler.gate.is_set()  # settle returned while the slow handler waits
-    outcome.assert_each_once(records)
-    assert outcome.finished_offsets() == [records[0].offset, records[2].offset]
-    work, failures = outcome.detour_of(records[1])
-    assert work is not None
-    assert failures == 0
+    assert not rig.handler.gate.is_set()  # run() returned while the slow handler waits
+    recorder.assert_each_once(deliveries)
+    assert recorder.settled_offsets() == [deliveries[0].record.offset, deliveries[2].record.offset]
+    work = recorder.work_of(deliveries[1])
     assert request_ids(await rig.results()) == sorted(e.event_id for e in fast)
     assert not await rig.store.is_published(slow.event_id)
 
     rig.handler.gate.set()
     await asyncio.wait_for(work, SETTLE_TIMEOUT_S)
 
+    assert recorder.settled[-1] is deliveries[1]
     results = await rig.results()
     assert request_ids(results) == sorted(e.event_id for e in [*fast, slow])
     slow_result = next(
@@ -339,65 +356,105 @@ async def test_a_slow_handler_is_detoured_and_does_not_hold_the_batch(rig: Rig) 
     assert await rig.store.is_published(slow.event_id)
 
 
-async def test_redelivered_records_already_published_are_finished_without_publishing(
+async def test_redelivered_records_already_published_are_skipped_without_handling(
     rig: Rig,
 ) -> None:
     """Possibly-redelivered records whose ids are marked published are skipped, not re-run."""
     done = [request("done before"), request("also done before")]
     new = request("never seen")
-    records = await rig.fetch(done[0], new, done[1])
+    deliveries = await rig.fetch(done[0], new, done[1], redelivered=True)
     for event in done:
         assert await rig.store.claim(event.event_id)
         await rig.store.mark_published(event.event_id)
 
-    outcome = await rig.settle(records, redelivered=True)
+    recorder = await rig.run(deliveries)
 
-    assert outcome.detoured == []
-    assert outcome.finished_offsets() == [r.offset for r in records]
-    outcome.assert_each_once(records)
+    recorder.assert_each_once(deliveries)
+    assert recorder.settled_offsets() == [d.record.offset for d in deliveries]
+    assert [type(d.outcome) for d in deliveries] == [Skipped, Published, Skipped]
     assert rig.handler.calls == [new.event_id]
     assert request_ids(await rig.results()) == [new.event_id]
 
 
-async def test_a_refused_claim_is_detoured_and_not_published_by_the_batch(rig: Rig) -> None:
-    """An id claimed by another holder is left to the per-event path, which publishes it once."""
+async def test_a_refused_claim_is_handed_back_and_published_once_without_handling_again(
+    rig: Rig,
+) -> None:
+    """An id claimed by another holder is handed back unpublished; once the holder gives up,
+    running it again publishes the result it already had, without calling its handler."""
     contested, free = request("contested"), request("free")
-    records = await rig.fetch(contested, free)
+    deliveries = await rig.fetch(contested, free)
     assert await rig.store.claim(contested.event_id)  # another holder is publishing it
 
-    outcome = await rig.settle(records)
+    recorder = await rig.run(deliveries)
 
-    outcome.assert_each_once(records)
-    assert outcome.finished_offsets() == [records[1].offset]
-    work, failures = outcome.detour_of(records[0])
-    assert work is not None
-    assert failures == 0
+    recorder.assert_each_once(deliveries)
+    assert recorder.settled_offsets() == [deliveries[1].record.offset]
+    ((handed_back, error),) = recorder.failed
+    assert handed_back is deliveries[0] and isinstance(error, ClaimHeldElsewhere)
     assert request_ids(await rig.results()) == [free.event_id]
 
     await rig.store.release(contested.event_id)  # the other holder gave up
-    await asyncio.wait_for(work, SETTLE_TIMEOUT_S)
+    again = await rig.run([handed_back])
 
+    assert again.settled == [handed_back] and isinstance(handed_back.outcome, Published)
+    assert rig.handler.calls.count(contested.event_id) == 1
     assert request_ids(await rig.results()) == sorted([contested.event_id, free.event_id])
     assert await rig.store.is_published(contested.event_id)
 
 
-async def test_a_non_retriable_failure_is_detoured_to_dead_letter_and_fail(rig: Rig) -> None:
-    """A handler failing for good is detoured; its work dead-letters it and publishes a failure."""
+async def test_a_claim_published_by_its_holder_settles_as_skipped(rig: Rig) -> None:
+    """Handed back for a claim held elsewhere, a record whose holder then published settles as
+    Skipped: no second result."""
+    contested = request("contested")
+    (delivery,) = await rig.fetch(contested)
+    assert await rig.store.claim(contested.event_id)
+
+    await rig.run([delivery])
+    await rig.store.mark_published(contested.event_id)  # the holder published it
+    again = await rig.run([delivery])
+
+    assert again.settled == [delivery] and delivery.outcome == Skipped()
+    assert await rig.results() == []
+
+
+async def test_a_refused_publish_is_retried_without_calling_the_handler_again(
+    rig: Rig, kafka_broker: EmbeddedKafka
+) -> None:
+    """The broker refusing every try of a result hands it back with its verdict; running it
+    again publishes that result: the provider is asked once per event, not once per try."""
+    event = request("refused for a while")
+    (delivery,) = await rig.fetch(event)
+    # The batch, the record alone, and its small failure alone: three refusals.
+    kafka_broker.push_request_errors(ApiKey.PRODUCE, [_TOPIC_AUTHORIZATION_FAILED] * 3)
+    try:
+        first = await rig.run([delivery])
+    finally:
+        kafka_broker.clear_request_errors(ApiKey.PRODUCE)
+
+    ((handed_back, error),) = first.failed
+    assert handed_back is delivery and not error.retriable
+    assert delivery.outcome is None
+    assert not await rig.store.is_published(event.event_id)  # the claim was given back
+
+    again = await rig.run([delivery])
+
+    assert again.settled == [delivery]
+    assert rig.handler.calls == [event.event_id]
+    (result,) = [CODEC.decode_result(r.value) for r in await rig.results()]
+    assert isinstance(result, CompletionSucceeded) and result.request_id == event.event_id
+
+
+async def test_a_non_retriable_failure_is_dead_lettered_and_published_as_a_failure(
+    rig: Rig,
+) -> None:
+    """A handler failing for good is tried once; its dead letter and failure go out together."""
     ok, fatal = request("fine"), request("fatal")
-    records = await rig.fetch(ok, fatal)
+    deliveries = await rig.fetch(ok, fatal)
 
-    outcome = await rig.settle(records)
+    recorder = await rig.run(deliveries)
 
-    outcome.assert_each_once(records)
-    assert outcome.finished_offsets() == [records[0].offset]
-    work, failures = outcome.detour_of(records[1])
-    assert work is not None
-    assert failures == 0
-    assert request_ids(await rig.results()) == [ok.event_id]
-    assert await rig.dead_letters() == []
-
-    await asyncio.wait_for(work, SETTLE_TIMEOUT_S)
-
+    recorder.assert_each_once(deliveries)
+    assert recorder.settled_offsets() == [d.record.offset for d in deliveries]
     assert rig.handler.calls.count(fatal.event_id) == 1  # not retried
     failed = [
         CODEC.decode_result(r.value)
@@ -407,6 +464,7 @@ async def test_a_non_retriable_failure_is_detoured_to_dead_letter_and_fail(rig: 
     assert len(failed) == 1
     result = failed[0]
     assert isinstance(result, CompletionFailed)
+    assert deliveries[1].outcome == Published(result)
     assert (result.request_id, result.attempts) == (fatal.event_id, 1)
     assert (result.error.type, result.error.retriable) == ("ProviderBadRequest", False)
     letters = [CODEC.decode_dead_letter(r.value) for r in await rig.dead_letters()]
@@ -414,34 +472,29 @@ async def test_a_non_retriable_failure_is_detoured_to_dead_letter_and_fail(rig: 
     letter = letters[0]
     assert isinstance(letter, DeadLetter)
     assert (letter.reason, letter.attempts) == ("handler_failed", 1)
-    assert (letter.original_topic, letter.offset) == (records[1].topic, records[1].offset)
-    assert letter.value == records[1].value
+    record = deliveries[1].record
+    assert (letter.original_topic, letter.offset) == (record.topic, record.offset)
+    assert letter.value == record.value
     assert letter.error_chain[0].type == "ProviderBadRequest"
     assert await rig.store.is_published(fatal.event_id)
 
 
-async def test_cancelling_settle_while_acks_are_pending_releases_the_claims(
+async def test_cancelling_a_batch_while_acks_are_pending_releases_the_claims(
     rig: Rig, kafka_broker: EmbeddedKafka
 ) -> None:
     """Cancelled between claiming and the broker's acks, the batch gives its claims back."""
     events = [request(f"cancel me {i}") for i in range(3)]
-    records = await rig.fetch(*events)
+    deliveries = await rig.fetch(*events)
     ids = [e.event_id for e in events]
-    outcome = Outcome()
+    recorder = Recorder()
     # Slow acknowledgements hold the batch between its claims and marking them published.
     kafka_broker.set_rtt(1, 500)
     try:
-        task = asyncio.create_task(
-            rig.settler.settle(
-                [(record, False) for record in records],
-                finished=outcome.finish,
-                detour=outcome.detour,
-            )
-        )
+        task = asyncio.create_task(rig.pipeline.run(deliveries, _Hooks(recorder)))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SETTLE_TIMEOUT_S
         while any(rig.store.holder_token(i) is None for i in ids):
-            assert not task.done(), "settle returned before its claims were observed"
+            assert not task.done(), "run returned before its claims were observed"
             assert loop.time() < deadline, "the batch never claimed its records"
             await asyncio.sleep(0.005)
         assert not task.done()
@@ -453,7 +506,15 @@ async def test_cancelling_settle_while_acks_are_pending_releases_the_claims(
     finally:
         kafka_broker.set_rtt(1, 0)
 
-    assert outcome.finished == []
-    assert outcome.detoured == []
+    assert (recorder.settled, recorder.detached, recorder.failed) == ([], [], [])
     for event_id in ids:
         assert await rig.store.claim(event_id), f"claim of {event_id} still held"
+
+
+async def test_an_outcome_is_set_once(rig: Rig) -> None:
+    """Settling a delivery a second time is a bug the delivery refuses."""
+    (delivery,) = await rig.fetch(request("once"))
+    await rig.run([delivery])
+    assert isinstance(delivery.outcome, Published)
+    with pytest.raises(OutcomeAlreadySet):
+        delivery.settle(Skipped())

@@ -7,7 +7,7 @@ import uuid
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from consumers.partitioner import default_partitioner
+from consumers.murmur2 import default_partitioner
 
 
 def test_the_c_murmur2_partitioner_is_loaded_from_the_bundled_librdkafka() -> None:

@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from consumers.dedupe import BatchDedupeStore, DedupeStore
+from consumers.dedupe._protocol import BatchDedupeStore, DedupeStore
 
-__all__ = ["BatchingDedupeStore"]
+__all__ = ["CoalescingDedupeStore"]
 
 _Batch = Callable[[Sequence[str]], Awaitable[Any]]
 
@@ -80,7 +80,7 @@ class _Coalescer:
                 future.set_result(value)
 
 
-class BatchingDedupeStore:
+class CoalescingDedupeStore:
     """A DedupeStore whose concurrent calls reach `inner` in batches."""
 
     def __init__(self, inner: DedupeStore, *, max_batch: int = 500, max_in_flight: int = 2) -> None:

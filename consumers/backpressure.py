@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from consumers.keyed import KeySequencer
+from consumers.key_order import KeySequencer
 from consumers.offsets import PartitionOffsets
 
 __all__ = ["PartitionState"]
@@ -27,7 +27,7 @@ class PartitionState:
         self.backlog: deque[Any] = deque()
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.sequencer = KeySequencer()
-        # Batch tasks (consumers.fastpath), and the per-key holds of records in flight.
+        # Batch tasks (consumers._dispatch), and the per-key holds of records in flight.
         self.batches: set[asyncio.Task[None]] = set()
         self.holds: dict[int, tuple[Any, asyncio.Future[None]]] = {}
         self.paused = False
@@ -36,7 +36,7 @@ class PartitionState:
         self.draining = False
         self.next_fetch_offset: int | None = None
         # End offset at assignment: records below it may have been processed by a previous
-        # owner whose result marker was lost (see consumers.probe).
+        # owner whose result marker was lost (see consumers.results_lookup).
         self.redelivery_horizon = 0
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from consumers.keyed import KeySequencer
+from consumers.key_order import KeySequencer
 
 
 async def test_same_key_runs_in_submission_order() -> None:

@@ -2,10 +2,11 @@
 
 Why: results are keyed by request id, and the partition of a key must be the one the Java
 client, librdkafka's "murmur2" partitioner and aiokafka's `DefaultPartitioner` all agree on
-(`consumers.probe` looks a key up in that partition). aiokafka computes murmur2 in pure Python,
-~12 us per record: about a fifth of the runtime's whole per-event cost. librdkafka, bundled in
-the confluent-kafka wheel this project already depends on, exports the same Java-compatible
-function; through ctypes it costs ~1.5 us. Without the library, aiokafka's is used.
+(`consumers.results_lookup` looks a key up in that partition). aiokafka computes murmur2 in
+pure Python, ~12 us per record: about a fifth of the runtime's whole per-event cost.
+librdkafka, bundled in the confluent-kafka wheel this project already depends on, exports the
+same Java-compatible function; through ctypes it costs ~1.5 us. Without the library,
+aiokafka's is used.
 """
 
 from __future__ import annotations

@@ -24,9 +24,11 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumers.partitioner import default_partitioner
+from consumers.errors import BrokerError
+from consumers.kafka_errors import kafka_errors
+from consumers.murmur2 import default_partitioner
 
-__all__ = ["ResultsProbe"]
+__all__ = ["ResultsLookup"]
 
 _log = structlog.get_logger(__name__)
 _CHUNK = 500
@@ -42,8 +44,9 @@ class _Scanned:
     begin: int | None = None  # log start offset, read once
 
 
-class ResultsProbe:
-    """Answers "is there already a result keyed `key` on the results topic?"."""
+class ResultsLookup:
+    """Answers "is there already a result keyed `key` on the results topic?"; raises
+    BrokerError when the broker cannot tell."""
 
     def __init__(
         self,
@@ -76,7 +79,7 @@ class ResultsProbe:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._bootstrap,
-                client_id=f"{self._client_id}-probe",
+                client_id=f"{self._client_id}-results-lookup",
                 group_id=None,
                 enable_auto_commit=False,
                 fetch_max_wait_ms=50,
@@ -93,6 +96,10 @@ class ResultsProbe:
         Called when partitions are assigned, so the first look-ups do not wait for it.
         """
         async with self._lock:
+            await self._prepare()
+
+    async def _prepare(self) -> None:
+        with kafka_errors():
             consumer = await self._ensure_started()
             fresh = [p for p in self._partitions if p not in self._scanned]
             if not fresh:
@@ -109,7 +116,11 @@ class ResultsProbe:
     async def stop(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            await consumer.stop()
+            try:
+                with kafka_errors():
+                    await consumer.stop()
+            except BrokerError as exc:
+                _log.warning("consumer.results_lookup_stop_failed", error=exc.upstream)
         self.forget()
 
     def forget(self) -> None:
@@ -130,7 +141,8 @@ class ResultsProbe:
         if not refresh and self._covered_above is not None and cutoff_ms > self._covered_above:
             return False
         async with self._lock:
-            found = await self._contains(key, cutoff_ms, refresh)
+            with kafka_errors():
+                found = await self._contains(key, cutoff_ms, refresh)
             self._summarize()
             return found
 
