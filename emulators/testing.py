@@ -2,7 +2,7 @@
 
 Why session scope: starting an emulator costs a thread and a socket, so each provider runs
 once per test session; tests isolate themselves through the handle's ``reset()`` (or the
-``emulators_reset`` fixture) and through unique prompts, since fault counters are keyed by
+``emulators`` fixture) and through unique prompts, since fault counters are keyed by
 conversation content.
 """
 
@@ -19,7 +19,7 @@ from emulators import EmulatorServer, start_emulator
 __all__ = [
     "EmulatorHandle",
     "anthropic_emulator",
-    "emulators_reset",
+    "emulators",
     "gemini_emulator",
     "openai_emulator",
 ]
@@ -90,15 +90,19 @@ def gemini_emulator() -> Iterator[EmulatorHandle]:
 
 
 @pytest.fixture
-def emulators_reset(
+def emulators(
     anthropic_emulator: EmulatorHandle,
     openai_emulator: EmulatorHandle,
     gemini_emulator: EmulatorHandle,
-) -> Iterator[None]:
-    """Reset all three emulators before and after the test that asks for it."""
-    handles = (anthropic_emulator, openai_emulator, gemini_emulator)
-    for handle in handles:
+) -> Iterator[dict[str, EmulatorHandle]]:
+    """The three emulators by provider name, reset before and after the test."""
+    handles = {
+        "anthropic": anthropic_emulator,
+        "openai": openai_emulator,
+        "gemini": gemini_emulator,
+    }
+    for handle in handles.values():
         handle.reset()
-    yield
-    for handle in handles:
+    yield handles
+    for handle in handles.values():
         handle.reset()

@@ -4,7 +4,7 @@ Why it exists: the mock is what a machine without Java can run, and the only bro
 protocol-level fault injection; ``python -m emulators.kafka`` starts one (several brokers if
 asked), prints the bootstrap address, and runs until Ctrl-C or SIGTERM. ``gateway kafka`` is the
 project's command for a local broker: it starts Apache Kafka when Java is present and this mock
-otherwise (``proxy.broker``).
+otherwise (``gateway.broker``).
 """
 
 from __future__ import annotations

@@ -123,11 +123,11 @@ def test_keep_alive_requests_are_not_stalled(openai_emulator: EmulatorHandle) ->
     assert statistics.median(durations) < 0.03
 
 
-def test_emulators_reset_fixture_empties_stats(
-    openai_emulator: EmulatorHandle, emulators_reset: None
+def test_emulators_fixture_starts_with_zeroed_stats(
+    emulators: dict[str, EmulatorHandle],
 ) -> None:
-    """The emulators_reset fixture starts a test with zeroed statistics."""
-    assert openai_emulator.stats()["requests"] == 0
+    """The emulators fixture hands every emulator over with zeroed statistics."""
+    assert all(handle.stats()["requests"] == 0 for handle in emulators.values())
 
 
 def test_server_can_restart_with_same_app() -> None:

@@ -1,0 +1,169 @@
+"""The one settings object of a `gateway` command, built once at start-up.
+
+Why it exists: the composition root is the only place that reads environment variables. Each
+command builds one `StackSettings` from litellm_config.yaml, the environment and its flags,
+and hands it to the components it starts; no component reads the environment or hands a value
+to another through it. Precedence, value by value: the flag, then the environment, then the
+config file.
+
+    value                 flag                 environment                config file
+    Kafka cluster         --bootstrap          KAFKA_BOOTSTRAP_SERVERS    kafka.bootstrap_servers
+    dedupe / rate limits  -                    REDIS_URL (both)           kafka.*_redis_url
+    gateway key           -                    LITELLM_MASTER_KEY         - (`up` generates one)
+    provider keys, bases  -                    *_API_KEY, *_API_BASE      os.environ/ references
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+
+from consumers.settings import KafkaSettings, load_kafka_settings
+from core.redact import Redactor
+from gateway.broker import BrokerMode, configured_cluster
+
+__all__ = [
+    "MASTER_KEY_ENV",
+    "PROVIDER_ENV",
+    "REDIS_ENV",
+    "Flags",
+    "StackSettings",
+    "build_stack_settings",
+]
+
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+REDIS_ENV = "REDIS_URL"
+# provider -> (key env var, base env var, path the API base needs after the emulator origin);
+# litellm_config.yaml names these variables in its `os.environ/` references.
+PROVIDER_ENV: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+    {
+        "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_API_BASE", ""),
+        "openai": ("OPENAI_API_KEY", "OPENAI_API_BASE", "/v1"),
+        "gemini": ("GEMINI_API_KEY", "GEMINI_API_BASE", "/v1beta"),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flags:
+    """What the command line says; None leaves the value to the environment or the config."""
+
+    bootstrap: str | None = None
+    group: str | None = None
+    proxy_url: str | None = None
+    handler: str | None = None
+    handler_options: Mapping[str, str] = field(default_factory=dict)
+    metrics_port: int | None = None
+    broker_mode: BrokerMode = "auto"
+    kafka_data: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 4000
+    with_kafka: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StackSettings:
+    """Everything the components of one `gateway` command need, resolved once."""
+
+    # litellm_config.yaml; None for commands that run on gateway_settings.kafka's defaults.
+    config: Path | None
+    # gateway_settings.kafka with the flags and the environment applied. Its
+    # bootstrap_servers is the configured cluster; None means "start a local broker".
+    kafka: KafkaSettings
+    # Where the cluster was named (a flag, a variable or the config), for the start-up line.
+    cluster_source: str | None
+    broker_mode: BrokerMode
+    kafka_data: Path | None
+    # Where the Redis URLs came from, for the start-up lines.
+    redis_source: str
+    # The gateway key: the proxy's master key, and what the consumers' proxy handler sends.
+    master_key: str | None
+    master_key_generated: bool
+    # Keyword arguments for a configured `handler:` factory.
+    handler_options: Mapping[str, str]
+    # A snapshot of the environment, which the config's `os.environ/NAME` references resolve
+    # from (with Gemini's key also taken from GOOGLE_API_KEY).
+    environ: Mapping[str, str]
+    # Providers without a key in the environment: `gateway up` emulates them.
+    missing_providers: tuple[str, ...]
+    proxy_host: str
+    proxy_port: int
+    with_kafka: bool
+    # The process's one redactor, seeded with every secret these settings hold; components
+    # add the keys they meet later (stored provider keys, callers' gateway keys). Everything
+    # that leaves the process (logs, HTTP errors, events) passes through it.
+    redactor: Redactor = field(default_factory=Redactor)
+
+    @property
+    def cluster(self) -> tuple[str, str] | None:
+        """`(servers, where they were set)` of the configured cluster, or None."""
+        servers = self.kafka.bootstrap_servers
+        if servers is None or self.cluster_source is None:
+            return None
+        return servers, self.cluster_source
+
+
+def build_stack_settings(
+    config: Path | None,
+    environ: Mapping[str, str],
+    flags: Flags,
+    *,
+    generate_master_key: bool = False,
+) -> StackSettings:
+    """Read and validate the settings; raise ConfigError on any problem in the config file.
+
+    With `generate_master_key`, a missing LITELLM_MASTER_KEY is replaced by a random key for
+    this run (`gateway up` prints it), so the embedded default needs no set-up.
+    """
+    kafka = load_kafka_settings(config)
+    changes: dict[str, Any] = {}
+    if flags.bootstrap:
+        cluster: tuple[str, str] | None = (flags.bootstrap, "--bootstrap")
+    else:
+        cluster = configured_cluster(environ, kafka.bootstrap_servers)
+    changes["bootstrap_servers"] = cluster[0] if cluster else None
+    redis_source = "gateway_settings.kafka"
+    if redis_url := environ.get(REDIS_ENV):
+        # One Redis holds both the dedupe records and the shared rate-limit buckets.
+        changes |= {"dedupe_redis_url": redis_url, "rate_limit_redis_url": redis_url}
+        redis_source = REDIS_ENV
+    if flags.group:
+        changes["group_id"] = flags.group
+    if flags.metrics_port is not None:
+        changes["metrics_port"] = flags.metrics_port
+    if flags.handler:
+        changes["handler"] = flags.handler
+    if flags.proxy_url:
+        changes["proxy"] = msgspec.structs.replace(kafka.proxy, url=flags.proxy_url)
+    master_key = environ.get(MASTER_KEY_ENV) or None
+    generated = master_key is None and generate_master_key
+    if generated:
+        master_key = "sk-gw-" + secrets.token_urlsafe(24)
+    snapshot = dict(environ)
+    if not snapshot.get("GEMINI_API_KEY") and snapshot.get("GOOGLE_API_KEY"):
+        snapshot["GEMINI_API_KEY"] = snapshot["GOOGLE_API_KEY"]
+    missing = tuple(p for p, (key, _, _) in PROVIDER_ENV.items() if not snapshot.get(key))
+    redactor = Redactor([master_key, *(snapshot.get(key) for key, _, _ in PROVIDER_ENV.values())])
+    return StackSettings(
+        config=config,
+        kafka=msgspec.structs.replace(kafka, **changes),
+        cluster_source=cluster[1] if cluster else None,
+        broker_mode=flags.broker_mode,
+        kafka_data=flags.kafka_data,
+        redis_source=redis_source,
+        master_key=master_key,
+        master_key_generated=generated,
+        handler_options=MappingProxyType(dict(flags.handler_options)),
+        environ=MappingProxyType(snapshot),
+        missing_providers=missing,
+        proxy_host=flags.host,
+        proxy_port=flags.port,
+        with_kafka=flags.with_kafka,
+        redactor=redactor,
+    )

@@ -1,0 +1,61 @@
+"""Helpers shared by the `gateway` command's tests: running it, config copies, fake keys."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+from provider_setup import FAKE_KEYS
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY = Path(sys.executable).parent / "gateway"
+# Test handler factories (`consumer_handlers:SlowEcho`) live beside the consumer tests; child
+# processes import them from there.
+HANDLERS_DIR = ROOT / "tests" / "consumers"
+# Variables that change what a `gateway` command picks; each test sets its own.
+MODE_VARS = {
+    "LITELLM_MASTER_KEY",
+    "CONFIG_FILE_PATH",
+    "GOOGLE_API_KEY",
+    *FAKE_KEYS,
+    "ANTHROPIC_API_BASE",
+    "OPENAI_API_BASE",
+    "GEMINI_API_BASE",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "REDIS_URL",
+}
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the variables in MODE_VARS, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in MODE_VARS}
+    env["PYTHONPATH"] = os.pathsep.join([str(HANDLERS_DIR), str(ROOT)])
+    return {**env, **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def run_gateway(
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 60.0
+) -> tuple[int, str, str]:
+    """Run `python -m gateway *args` to completion: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        *args,
+        cwd=ROOT,
+        env=env if env is not None else base_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
