@@ -44,7 +44,7 @@ from consumers.retry import RetryPolicy
 from consumers.service import ConsumerService
 from consumers.settings import (
     KafkaSettings,
-    ProxySettings,
+    ProxyClientSettings,
     RateLimitRule,
     RetrySettings,
     TopicSettings,
@@ -72,8 +72,8 @@ __all__ = [
     "ProviderRateLimited",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "ProxyClientSettings",
     "ProxyCompletionHandler",
-    "ProxySettings",
     "RateLimitRule",
     "RetryPolicy",
     "RetrySettings",

@@ -35,7 +35,7 @@ from consumers.errors import (
     ProviderUnavailable,
 )
 from consumers.handlers import Completion, HandlerContext
-from consumers.settings import ProxySettings
+from consumers.settings import ProxyClientSettings
 from core.http import (
     RETRIABLE_HEADER,
     TIMEOUT_HEADER,
@@ -149,7 +149,7 @@ class ProxyCompletionHandler:
 
     @classmethod
     def from_settings(
-        cls, proxy: ProxySettings, *, api_key: str | None, redactor: Redactor | None = None
+        cls, proxy: ProxyClientSettings, *, api_key: str | None, redactor: Redactor | None = None
     ) -> ProxyCompletionHandler:
         """The handler `gateway_settings.kafka.proxy` describes; the key comes from the caller."""
         return cls(

@@ -41,7 +41,7 @@ __all__ = [
     "ExactlyOnce",
     "HandlerSpec",
     "KafkaSettings",
-    "ProxySettings",
+    "ProxyClientSettings",
     "RateLimitRule",
     "RetrySettings",
     "TopicSettings",
@@ -100,7 +100,7 @@ class RateLimitRule(_Config, frozen=True, kw_only=True):
     recovery_per_s: _PositiveFloat | None = None
 
 
-class ProxySettings(_Config, frozen=True, kw_only=True):
+class ProxyClientSettings(_Config, frozen=True, kw_only=True):
     """Where ProxyCompletionHandler sends requests; the key itself comes from the environment
     (LITELLM_MASTER_KEY) read once by the entry point, never from this file."""
 
@@ -183,7 +183,7 @@ class KafkaSettings(_Config, frozen=True, kw_only=True):
     revoke_timeout_s: _NonNegFloat = 10.0
     metrics_port: int | None = None
     consumer: ConsumerTuning = ConsumerTuning()
-    proxy: ProxySettings = ProxySettings()
+    proxy: ProxyClientSettings = ProxyClientSettings()
     # The handlers, per request kind and task; none configured: the proxy serves every task.
     handlers: list[HandlerSpec] = msgspec.field(default_factory=list)
     # Shorthand for one handler serving every task ("module:name", options from the command

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators.anthropic.render import error_response, message, stream_events
-from emulators.anthropic.wire import WireError, parse_request
+from emulators.anthropic.wire import BadRequestBody, parse_request
 from emulators.http.content import plan_reply
 from emulators.http.control import build_app, runtime_of
 from emulators.http.pipeline import bearer_token, guard, read_json_body, sse_response
@@ -54,7 +54,7 @@ async def _messages(request: Request) -> Response:  # noqa: PLR0911
         return error_response(400, "request body is not valid JSON")
     try:
         conv = parse_request(body)
-    except (WireError, AttributeError, TypeError, KeyError) as exc:
+    except (BadRequestBody, AttributeError, TypeError, KeyError) as exc:
         # Fields of the wrong JSON type are answered with 400 like the real API, never 500.
         return error_response(400, str(exc))
     failure = await guard(

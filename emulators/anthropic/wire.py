@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulators.http.content import Conversation, ToolSpec
-from emulators.http.errors import WireError
+from emulators.http.errors import BadRequestBody
 
-__all__ = ["MAX_IMAGES", "WireError", "parse_request"]
+__all__ = ["MAX_IMAGES", "BadRequestBody", "parse_request"]
 
 # The product's contract with this provider: more images per request are refused with 400.
 MAX_IMAGES = 20
@@ -34,7 +34,7 @@ def _blocks(content: Any, index: int) -> tuple[list[str], int, list[str], bool]:
     if isinstance(content, str):
         return [content], 0, [], False
     if not isinstance(content, list):
-        raise WireError(f"messages.{index}.content: expected a string or an array of blocks")
+        raise BadRequestBody(f"messages.{index}.content: expected a string or an array of blocks")
     texts: list[str] = []
     results: list[str] = []
     images = 0
@@ -45,14 +45,14 @@ def _blocks(content: Any, index: int) -> tuple[list[str], int, list[str], bool]:
         elif kind == "image":
             source = block.get("source") or {}
             if source.get("type") == "base64" and not source.get("data"):
-                raise WireError(f"messages.{index}.content: image source has no data")
+                raise BadRequestBody(f"messages.{index}.content: image source has no data")
             images += 1
         elif kind == "tool_result":
             results.append(_text_of(block.get("content", "")))
         elif kind == "tool_use":
             texts.append(str(block.get("input", "")))
         elif kind not in ("document", "thinking", "redacted_thinking"):
-            raise WireError(f"messages.{index}.content: unknown block type {kind!r}")
+            raise BadRequestBody(f"messages.{index}.content: unknown block type {kind!r}")
     return texts, images, results, bool(results)
 
 
@@ -60,7 +60,7 @@ def _tools(body: Mapping[str, Any]) -> tuple[ToolSpec, ...]:
     specs = []
     for i, tool in enumerate(body.get("tools") or []):
         if not tool.get("name"):
-            raise WireError(f"tools.{i}.name: Field required")
+            raise BadRequestBody(f"tools.{i}.name: Field required")
         schema = tool.get("input_schema") or {"type": "object", "properties": {}}
         specs.append(ToolSpec(tool["name"], tool.get("description", ""), schema))
     return tuple(specs)
@@ -85,23 +85,23 @@ def _output_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if fmt is None:
         return None
     if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
-        raise WireError("output_format.type: Input should be 'json_schema'")
+        raise BadRequestBody("output_format.type: Input should be 'json_schema'")
     schema = fmt.get("schema")
     if not isinstance(schema, Mapping):
-        raise WireError("output_format.schema: Field required")
+        raise BadRequestBody("output_format.schema: Field required")
     return schema
 
 
 def parse_request(body: Mapping[str, Any]) -> Conversation:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise WireError("model: Field required")
+        raise BadRequestBody("model: Field required")
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise WireError("max_tokens: Field required (a positive integer)")
+        raise BadRequestBody("max_tokens: Field required (a positive integer)")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise WireError("messages: at least one message is required")
+        raise BadRequestBody("messages: at least one message is required")
     system = _text_of(body.get("system", ""))
     texts = [system] if system else []
     images = 0
@@ -110,7 +110,7 @@ def parse_request(body: Mapping[str, Any]) -> Conversation:
     after_tool = False
     for index, message in enumerate(messages):
         if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
-            raise WireError(f"messages.{index}.role: must be 'user' or 'assistant'")
+            raise BadRequestBody(f"messages.{index}.role: must be 'user' or 'assistant'")
         parts, count, results, has_result = _blocks(message.get("content"), index)
         texts.extend(parts)
         texts.extend(results)
@@ -121,7 +121,7 @@ def parse_request(body: Mapping[str, Any]) -> Conversation:
             if parts:
                 last_user = "\n".join(parts)
     if images > MAX_IMAGES:
-        raise WireError(
+        raise BadRequestBody(
             f"messages: too many images in request: {images} provided, "
             f"at most {MAX_IMAGES} are allowed"
         )

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators.gemini.render import error_response, response, stream_chunks
-from emulators.gemini.wire import WireError, parse_request
+from emulators.gemini.wire import BadRequestBody, parse_request
 from emulators.http.content import plan_reply
 from emulators.http.control import build_app, runtime_of
 from emulators.http.pipeline import bearer_token, guard, sse, sse_response
@@ -63,10 +63,10 @@ async def _generate(request: Request) -> Response:  # noqa: PLR0911
     try:
         body: Any = json.loads(await request.body())
         if not isinstance(body, dict):
-            raise WireError("request body must be a JSON object")
+            raise BadRequestBody("request body must be a JSON object")
         conv = parse_request(model, body)
     except (ValueError, AttributeError, TypeError, KeyError) as exc:
-        # WireError, bad JSON and fields of the wrong JSON type: 400 like the real API.
+        # BadRequestBody, bad JSON and fields of the wrong JSON type: 400 like the real API.
         return error_response(400, str(exc))
     failure = await guard(
         request,

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulators.http.content import Conversation, ToolSpec
-from emulators.http.errors import WireError
+from emulators.http.errors import BadRequestBody
 
-__all__ = ["SAFETY_CATEGORIES", "SAFETY_THRESHOLDS", "WireError", "parse_request"]
+__all__ = ["SAFETY_CATEGORIES", "SAFETY_THRESHOLDS", "BadRequestBody", "parse_request"]
 
 SAFETY_THRESHOLDS = frozenset(
     {
@@ -58,18 +58,18 @@ def _has(mapping: Mapping[str, Any], name: str) -> bool:
 def _parts(content: Any, index: int) -> tuple[list[str], int, list[str]]:
     """(texts, images, function-response texts) of one Content."""
     if not isinstance(content, Mapping) or not isinstance(content.get("parts"), list):
-        raise WireError(f"contents[{index}].parts: must be a list")
+        raise BadRequestBody(f"contents[{index}].parts: must be a list")
     texts: list[str] = []
     results: list[str] = []
     images = 0
     for part in content["parts"]:
         if not isinstance(part, Mapping):
-            raise WireError(f"contents[{index}].parts: each part must be an object")
+            raise BadRequestBody(f"contents[{index}].parts: each part must be an object")
         if "text" in part:
             texts.append(str(part["text"]))
         elif _has(part, "inlineData"):
             if not (_f(part, "inlineData") or {}).get("data"):
-                raise WireError(f"contents[{index}].parts.inlineData: data is required")
+                raise BadRequestBody(f"contents[{index}].parts.inlineData: data is required")
             images += 1
         elif _has(part, "fileData"):
             images += 1
@@ -85,7 +85,7 @@ def _tools(body: Mapping[str, Any]) -> tuple[ToolSpec, ...]:
     for tool in body.get("tools") or []:
         for fn in _f(tool, "functionDeclarations") or []:
             if not fn.get("name"):
-                raise WireError("tools.functionDeclarations.name: is required")
+                raise BadRequestBody("tools.functionDeclarations.name: is required")
             schema = fn.get("parameters") or _f(fn, "parametersJsonSchema") or {}
             specs.append(ToolSpec(fn["name"], fn.get("description", ""), schema))
     return tuple(specs)
@@ -105,15 +105,15 @@ def _tool_choice(body: Mapping[str, Any]) -> str:
 def _check_safety(body: Mapping[str, Any]) -> None:
     for setting in _f(body, "safetySettings") or []:
         if setting.get("category") not in SAFETY_CATEGORIES:
-            raise WireError(f"safetySettings: invalid category {setting.get('category')!r}")
+            raise BadRequestBody(f"safetySettings: invalid category {setting.get('category')!r}")
         if setting.get("threshold") not in SAFETY_THRESHOLDS:
-            raise WireError(f"safetySettings: invalid threshold {setting.get('threshold')!r}")
+            raise BadRequestBody(f"safetySettings: invalid threshold {setting.get('threshold')!r}")
 
 
 def parse_request(model: str, body: Mapping[str, Any]) -> Conversation:
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
-        raise WireError("contents is not specified")
+        raise BadRequestBody("contents is not specified")
     _check_safety(body)
     system_parts = (_f(body, "systemInstruction") or {}).get("parts") or []
     texts = [str(p.get("text", "")) for p in system_parts if "text" in p]

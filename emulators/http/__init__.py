@@ -3,14 +3,14 @@
 from emulators.http.content import (
     Conversation,
     Reply,
-    ToolCall,
     ToolSpec,
+    ToolUse,
     chunk_text,
     estimate_tokens,
     plan_reply,
 )
 from emulators.http.control import build_app, runtime_of
-from emulators.http.errors import EmulatorError, EmulatorServerError, FaultSpecError, WireError
+from emulators.http.errors import BadRequestBody, EmulatorError, EmulatorServerError, FaultSpecError
 from emulators.http.faults import FAULT_HEADER, FaultSpec, parse_fault
 from emulators.http.images import solid_png
 from emulators.http.pipeline import ErrorRenderer, guard, sse, sse_response
@@ -20,6 +20,7 @@ from emulators.http.server import EmulatorServer
 
 __all__ = [
     "FAULT_HEADER",
+    "BadRequestBody",
     "Conversation",
     "EmulatorError",
     "EmulatorRuntime",
@@ -30,9 +31,8 @@ __all__ = [
     "FaultSpec",
     "FaultSpecError",
     "Reply",
-    "ToolCall",
     "ToolSpec",
-    "WireError",
+    "ToolUse",
     "build_app",
     "chunk_text",
     "estimate_tokens",

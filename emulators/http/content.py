@@ -22,8 +22,8 @@ __all__ = [
     "Conversation",
     "Finish",
     "Reply",
-    "ToolCall",
     "ToolSpec",
+    "ToolUse",
     "chunk_text",
     "estimate_tokens",
     "plan_reply",
@@ -76,7 +76,7 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCall:
+class ToolUse:
     id: str
     name: str
     arguments: Mapping[str, Any]
@@ -92,7 +92,7 @@ class Reply:
     finish: Finish
     input_tokens: int
     output_tokens: int
-    tool_calls: tuple[ToolCall, ...] = ()
+    tool_calls: tuple[ToolUse, ...] = ()
     stop_sequence: str | None = None
 
 
@@ -145,7 +145,7 @@ def plan_reply(conv: Conversation, id_prefix: str = "call_") -> Reply:
     input_tokens = _input_tokens(conv)
     tool = _pick_tool(conv)
     if tool is not None:
-        call = ToolCall(
+        call = ToolUse(
             id=f"{id_prefix}{conv.digest()}{len(conv.texts):04d}",
             name=tool.name,
             arguments=_as_object(generate_instance(tool.parameters, conv.digest())),

@@ -5,13 +5,13 @@ class says whether repeating the same action could succeed.
 
     EmulatorError                 root; retriable = False
     ├── FaultSpecError            a fault spec breaks the grammar in faults.py
-    ├── WireError                 a request body is not valid for the emulated API (-> 400)
+    ├── BadRequestBody            a request body is not valid for the emulated API (-> 400)
     └── EmulatorServerError       the background server could not start or stop
 """
 
 from __future__ import annotations
 
-__all__ = ["EmulatorError", "EmulatorServerError", "FaultSpecError", "WireError"]
+__all__ = ["BadRequestBody", "EmulatorError", "EmulatorServerError", "FaultSpecError"]
 
 
 class EmulatorError(Exception):
@@ -26,7 +26,7 @@ class FaultSpecError(EmulatorError, ValueError):
     retriable = False
 
 
-class WireError(EmulatorError, ValueError):
+class BadRequestBody(EmulatorError, ValueError):
     """A request body is invalid for the emulated API; answered with that API's 400."""
 
     retriable = False

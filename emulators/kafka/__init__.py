@@ -7,10 +7,10 @@ its fault-injection API takes. ``python -m emulators.kafka`` runs one from the s
 from emulators.kafka.broker import EmbeddedKafka, RequestLog
 from emulators.kafka.errors import (
     BrokerNotRunningError,
+    FrameError,
     KafkaEmulatorError,
     LibrdkafkaNotFoundError,
     MockClusterError,
-    WireError,
 )
 from emulators.kafka.protocol import ApiKey, ErrorCode
 
@@ -19,9 +19,9 @@ __all__ = [
     "BrokerNotRunningError",
     "EmbeddedKafka",
     "ErrorCode",
+    "FrameError",
     "KafkaEmulatorError",
     "LibrdkafkaNotFoundError",
     "MockClusterError",
     "RequestLog",
-    "WireError",
 ]

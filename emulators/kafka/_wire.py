@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from emulators.kafka.errors import WireError
+from emulators.kafka.errors import FrameError
 
 __all__ = [
     "CREATE_TOPICS_MAX_VERSION",
@@ -24,9 +24,9 @@ __all__ = [
     "SYNC_GROUP_MAX_VERSION",
     "ApiVersionsRewrite",
     "CreateTopicsRequest",
+    "FrameError",
     "SyncGroupRequest",
     "TopicSpec",
-    "WireError",
     "create_topics_response",
     "delete_topics_response",
     "parse_create_topics",
@@ -56,7 +56,7 @@ class _Reader:
     def _take(self, fmt: str) -> int:
         size = struct.calcsize(fmt)
         if self.pos + size > len(self.data):
-            raise WireError("frame ends early")
+            raise FrameError("frame ends early")
         (value,) = struct.unpack_from(fmt, self.data, self.pos)
         self.pos += size
         return int(value)
@@ -89,7 +89,7 @@ class _Reader:
 
     def raw(self, size: int) -> bytes:
         if self.pos + size > len(self.data):
-            raise WireError("frame ends early")
+            raise FrameError("frame ends early")
         chunk = self.data[self.pos : self.pos + size]
         self.pos += size
         return chunk
@@ -122,7 +122,7 @@ def _string(value: str | None) -> bytes:
 def request_header(frame: bytes) -> tuple[int, int, int]:
     """(api_key, api_version, correlation_id) of a request frame."""
     if len(frame) < 8:
-        raise WireError("request shorter than its header")
+        raise FrameError("request shorter than its header")
     api_key, version, correlation_id = struct.unpack_from(">hhi", frame, 0)
     return int(api_key), int(version), int(correlation_id)
 
@@ -150,7 +150,7 @@ def parse_metadata_auto_create(frame: bytes) -> list[str]:
     """Topics a Metadata request (v0-v8) lets the broker auto-create; [] when it forbids it."""
     _, version, _ = request_header(frame)
     if version > METADATA_MAX_VERSION:
-        raise WireError(f"Metadata v{version} is not decoded")
+        raise FrameError(f"Metadata v{version} is not decoded")
     reader = _body(frame, flexible=False)
     count = reader.int32()  # -1 asks for every topic and creates none
     names = [reader.string() or "" for _ in range(max(count, 0))]
@@ -171,7 +171,7 @@ class SyncGroupRequest:
 def parse_sync_group(frame: bytes) -> SyncGroupRequest:
     _, version, _ = request_header(frame)
     if version > SYNC_GROUP_MAX_VERSION:
-        raise WireError(f"SyncGroup v{version} is not decoded")
+        raise FrameError(f"SyncGroup v{version} is not decoded")
     reader = _body(frame, flexible=False)
     group_id = reader.string() or ""
     generation_id = reader.int32()

@@ -7,17 +7,17 @@ whether the cause was a missing shared library or a refused mock-cluster call.
     ├── LibrdkafkaNotFoundError         retriable = False
     ├── MockClusterError                retriable = False
     ├── BrokerNotRunningError           retriable = False
-    └── WireError                       retriable = False  (a client sent a malformed frame)
+    └── FrameError                      retriable = False  (a client sent a malformed frame)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BrokerNotRunningError",
+    "FrameError",
     "KafkaEmulatorError",
     "LibrdkafkaNotFoundError",
     "MockClusterError",
-    "WireError",
 ]
 
 
@@ -49,7 +49,7 @@ class BrokerNotRunningError(KafkaEmulatorError):
     retriable = False
 
 
-class WireError(KafkaEmulatorError):
+class FrameError(KafkaEmulatorError):
     """A frame did not have the shape its ApiKey and version promise; the front drops it."""
 
     retriable = False

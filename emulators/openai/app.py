@@ -18,7 +18,7 @@ from emulators.http.control import build_app, runtime_of
 from emulators.http.pipeline import bearer_token, guard, read_json_body, sse, sse_response
 from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
 from emulators.openai.render import completion, error_response, stream_events
-from emulators.openai.wire import WireError, parse_request
+from emulators.openai.wire import BadRequestBody, parse_request
 
 __all__ = ["DEFAULT_MODELS", "create_app"]
 
@@ -45,7 +45,7 @@ async def _chat(request: Request) -> Response:
         return error_response(400, "We could not parse the JSON body of your request.")
     try:
         conv = parse_request(body)
-    except (WireError, AttributeError, TypeError, KeyError) as exc:
+    except (BadRequestBody, AttributeError, TypeError, KeyError) as exc:
         # Fields of the wrong JSON type are answered with 400 like the real API, never 500.
         return error_response(400, str(exc), getattr(exc, "param", None))
     failure = await guard(

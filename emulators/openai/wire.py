@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulators.http.content import Conversation, ToolSpec
-from emulators.http.errors import WireError
+from emulators.http.errors import BadRequestBody
 
-__all__ = ["WireError", "parse_request"]
+__all__ = ["BadRequestBody", "parse_request"]
 
 
 def _content(content: Any) -> tuple[str, int]:
@@ -23,7 +23,7 @@ def _content(content: Any) -> tuple[str, int]:
     if isinstance(content, str):
         return content, 0
     if not isinstance(content, list):
-        raise WireError("message content must be a string or an array of parts", "messages")
+        raise BadRequestBody("message content must be a string or an array of parts", "messages")
     texts: list[str] = []
     images = 0
     for part in content:
@@ -33,12 +33,12 @@ def _content(content: Any) -> tuple[str, int]:
         elif kind == "image_url":
             url = (part.get("image_url") or {}).get("url")
             if not url:
-                raise WireError("image_url part without a url", "messages")
+                raise BadRequestBody("image_url part without a url", "messages")
             images += 1
         elif kind in ("input_audio", "file", "refusal"):
             continue
         else:
-            raise WireError(f"unsupported content part type: {kind!r}", "messages")
+            raise BadRequestBody(f"unsupported content part type: {kind!r}", "messages")
     return "\n".join(texts), images
 
 
@@ -47,7 +47,7 @@ def _tools(body: Mapping[str, Any]) -> tuple[ToolSpec, ...]:
     for tool in body.get("tools") or []:
         fn = tool.get("function") or {}
         if not fn.get("name"):
-            raise WireError("each tool needs function.name", "tools")
+            raise BadRequestBody("each tool needs function.name", "tools")
         specs.append(ToolSpec(fn["name"], fn.get("description", ""), fn.get("parameters") or {}))
     for fn in body.get("functions") or []:
         specs.append(ToolSpec(fn["name"], fn.get("description", ""), fn.get("parameters") or {}))
@@ -63,23 +63,23 @@ def _tool_choice(value: Any) -> str:
         name = (value.get("function") or {}).get("name") or value.get("name")
         if name:
             return str(name)
-    raise WireError("invalid tool_choice", "tool_choice")
+    raise BadRequestBody("invalid tool_choice", "tool_choice")
 
 
 def parse_request(body: Mapping[str, Any]) -> Conversation:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise WireError("you must provide a model parameter", "model")
+        raise BadRequestBody("you must provide a model parameter", "model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise WireError("messages must be a non-empty array", "messages")
+        raise BadRequestBody("messages must be a non-empty array", "messages")
     texts: list[str] = []
     images = 0
     last_user = ""
     last_tool = ""
     for message in messages:
         if not isinstance(message, Mapping) or "role" not in message:
-            raise WireError("each message needs a role", "messages")
+            raise BadRequestBody("each message needs a role", "messages")
         text, count = _content(message.get("content"))
         texts.append(text)
         images += count

@@ -18,7 +18,7 @@ from consumer_support import (
 
 from consumers import ConsumerService, ProxyCompletionHandler
 from consumers.ratelimit import MemoryRateLimiter, RateLimit
-from consumers.settings import ProxySettings, RateLimitRule, RetrySettings
+from consumers.settings import ProxyClientSettings, RateLimitRule, RetrySettings
 from schemas import CompletionSucceeded
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ async def test_two_processes_share_one_budget(
     openai_emulator.reset()
     settings = fast_settings(
         kafka_broker,
-        proxy=ProxySettings(url=openai_emulator.url, provider="openai-emulator"),
+        proxy=ProxyClientSettings(url=openai_emulator.url, provider="openai-emulator"),
         rate_limits=[
             RateLimitRule(provider="openai-emulator", task="captioning", rate_per_s=10, burst=2)
         ],

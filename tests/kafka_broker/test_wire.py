@@ -109,8 +109,8 @@ def test_create_topics_response_v2_carries_throttle_and_messages() -> None:
 
 
 def test_truncated_frames_raise_wire_error() -> None:
-    """A frame that ends inside a field is reported as a WireError, not an IndexError."""
-    with pytest.raises(_wire.WireError):
+    """A frame that ends inside a field is reported as a FrameError, not an IndexError."""
+    with pytest.raises(_wire.FrameError):
         _wire.parse_sync_group(_header(14, 3, 5) + _string("group"))
 
 
