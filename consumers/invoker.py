@@ -3,8 +3,8 @@
 Why a module of its own: what happens between "this event needs its handler" and "here is its
 outcome" (a token from the shared bucket before every provider call, the retry decision per
 error, the adaptive slow-down after a 429, progress reports) is independent of how records are
-decoded, deduplicated and published (`consumers.processor`), and both the per-event path and the
-batch path (`consumers.fastpath`) call it the same way.
+decoded, deduplicated and published (`consumers.pipeline`), which calls it once per event of
+any kind.
 
 Two limits bound the retries besides the settings: no call starts after the event's deadline,
 nor a retry whose wait would end after it; and a handler may declare `max_deliveries`, the most
