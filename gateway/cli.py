@@ -30,6 +30,7 @@ DEFAULT_CONFIG = "litellm_config.yaml"
 
 def build_parser() -> argparse.ArgumentParser:
     from emulators.cli import register as register_emulators  # noqa: PLC0415
+    from gateway.keys_cli import register as register_keys  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_cmd_config_check)
 
     register_emulators(sub)
+    register_keys(sub)
     return parser
 
 

@@ -68,8 +68,13 @@ def safe_url(url: str) -> str:
 
 def keys_line(keys: KeysSettings) -> str:
     """The start-up line saying where provider keys come from besides the environment."""
-    if keys.database_url:
-        return f"keys: PostgreSQL at {safe_url(keys.database_url)}, then the environment"
+    url = keys.database_url
+    if url and url.startswith("sqlite:///"):
+        where = f"SQLite at {url[len('sqlite:///') :]}"
+        return f"keys: users and provider keys in {where}, then the environment"
+    if url:
+        where = f"PostgreSQL at {safe_url(url)}"
+        return f"keys: users and provider keys in {where}, then the environment"
     return "keys: environment only (no gateway_settings.keys.database_url)"
 
 

@@ -3,9 +3,11 @@
 Modules: `routing` (task -> ordered providers, from litellm_config.yaml), `settings` (typed
 settings built once), `errors` (the one error tree), `upstream` (translation of upstream errors),
 `resilience` (the only retry/fallback loop), `keys` (user > system > env key resolution),
-`auth` (master-key check, also LiteLLM's custom_auth hook), `fastpath` (the ASGI wrapper),
-`server` (uvicorn lifecycle). The proxy knows nothing of Kafka or the consumers; the `gateway`
-package composes it with them.
+`auth` (gateway keys and the master key, also LiteLLM's custom_auth hook), `admin` (the
+/gateway/v1 key and identity routes), `validation` (a provider key checked with its cheapest
+call), `identity` (all of these composed over the gateway database, `database`), `fastpath`
+(the ASGI wrapper), `server` (uvicorn lifecycle). The proxy knows nothing of Kafka or the
+consumers; the `gateway` package composes it with them.
 
 Only the light modules are re-exported here: importing LiteLLM takes seconds, so modules that
 need it are imported by whoever starts a server.
@@ -19,6 +21,7 @@ from proxy.errors import (
     ContentPolicyError,
     DeadlineExceededError,
     ExternalServiceError,
+    ForbiddenError,
     InvalidApiKeyError,
     InvalidRequestError,
     MissingProviderKeyError,
@@ -42,6 +45,7 @@ __all__ = [
     "DeadlineExceededError",
     "Deployment",
     "ExternalServiceError",
+    "ForbiddenError",
     "InvalidApiKeyError",
     "InvalidRequestError",
     "KeysSettings",

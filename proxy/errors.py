@@ -8,6 +8,8 @@ asyncio) are translated into this tree in exactly one place: `proxy.upstream`.
     ExternalServiceError                 502  root; carries provider, status_code, type, code
     ├── InvalidApiKeyError               401  the caller's gateway key is missing or wrong:
     │                                         answered at once, no provider is called
+    ├── ForbiddenError                   403  a valid gateway key that may not do this (a user
+    │                                         on an admin route, or acting for someone else)
     ├── RateLimitError                   429  retriable
     ├── AuthenticationError              401  a provider rejected our key: fall back
     │   └── MissingProviderKeyError      401  no key configured at any level: fall back
@@ -47,6 +49,7 @@ __all__ = [
     "ContentPolicyError",
     "DeadlineExceededError",
     "ExternalServiceError",
+    "ForbiddenError",
     "InvalidApiKeyError",
     "InvalidRequestError",
     "MissingProviderKeyError",
@@ -127,6 +130,16 @@ class InvalidApiKeyError(ExternalServiceError):
     default_status = 401
     error_type = "invalid_request_error"
     error_code = "invalid_api_key"
+
+
+class ForbiddenError(ExternalServiceError):
+    """The caller's gateway key is valid but its role may not do this; like a wrong key, it is
+    not a provider's failure, so nothing is retried and no fallback serves it."""
+
+    fallback_allowed = False
+    default_status = 403
+    error_type = "permission_error"
+    error_code = "forbidden"
 
 
 class RateLimitError(ExternalServiceError):

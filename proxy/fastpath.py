@@ -203,8 +203,11 @@ class GatewayApp:
         if scope["method"] != "POST" or scope["path"] not in _CHAT_PATHS:
             await self._inner(scope, receive, send)
             return
+        headers = scope.get("headers", ())
         try:
-            self._auth.check_headers(scope.get("headers", ()))
+            identity = await self._auth.authenticate_headers(headers)
+            # The user whose keys pay: the gateway key's own, never a field of the request.
+            user_id = self._auth.acting_user(identity, headers)
         except ExternalServiceError as error:
             await self._error(send, error)
             return
@@ -219,10 +222,17 @@ class GatewayApp:
         if route is None:
             await self._inner(scope, _replay(body, receive), send)
             return
-        await self._serve(scope, receive, send, route, request)
+        await self._serve(scope, receive, send, route, request, user_id=user_id)
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, route: TaskRoute, request: Any
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: TaskRoute,
+        request: Any,
+        *,
+        user_id: str | None,
     ) -> None:
         """Serve a parsed request for one of the tasks: until answered, or the client left."""
         if not isinstance(request.get("messages"), list):
@@ -234,8 +244,6 @@ class GatewayApp:
         except ValueError as exc:
             await self._error(send, InvalidRequestError(str(exc)))
             return
-        user = request.get("user")
-        user_id = user if isinstance(user, str) and user else _header(scope, b"x-gateway-user")
         params = {k: v for k, v in request.items() if k in _CLIENT_PARAMS}
         with structlog.contextvars.bound_contextvars(task=route.task):
             work = (

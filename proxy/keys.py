@@ -1,73 +1,106 @@
 """Provider API-key resolution: the end user's key, then the system key, then the environment.
 
-Why it exists: users may bring their own provider keys, admins set keys for everyone (user id
-NULL), and deployments fall back to `*_API_KEY` environment variables. Resolution runs once per
-attempt (a fallback provider needs its own key), so lookups are cached briefly. Every key read
-is added to the process's redactor before it is used, so no error body, event or log line can
-carry it.
+Why it exists: users may bring their own provider keys, admins set one system key per provider,
+and deployments fall back to environment variables. Resolution runs on every attempt (a
+fallback provider needs its own key), so stored keys are cached in the process; a cache is
+dropped as soon as the store's change counter moves (`ChangeWatch`: read at most once per
+`refresh_s`, so other processes' changes are seen within that time and the hot path does not
+touch the database). Every key read is added to the process's redactor before it is used, so
+no error body, event or log line can carry it.
 
-The end user is the `user` field of the request body (OpenAI's own field for it) or, when
-absent, the `x-gateway-user` header; the master key alone identifies no user, so only system
-and environment keys apply to it.
+The user is the one behind the caller's gateway key (see `proxy.auth`), never a field of the
+request: a user's key is used for that user's requests only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
-
-import psycopg
-from psycopg import sql
 
 from core.redact import Redactor
 from proxy.errors import MissingProviderKeyError
 from proxy.routing import Deployment
 
-__all__ = ["KeyResolver", "KeyStore", "PostgresKeyStore"]
+__all__ = [
+    "ENV_FALLBACKS",
+    "KEY_PROVIDERS",
+    "ChangeWatch",
+    "KeyResolver",
+    "KeySource",
+    "key_provider",
+]
+
+# The providers a user or admin may store a key for.
+KEY_PROVIDERS = ("anthropic", "openai", "gemini", "vertex", "fal")
+# LiteLLM's provider names (a model's prefix) for the providers above.
+_LITELLM_NAMES = {"vertex_ai": "vertex", "vertex_ai_beta": "vertex", "fal_ai": "fal"}
+# Environment variables read, in order, after the one a deployment's config names. Vertex has
+# none: without a stored service account its plugin uses Google's application credentials.
+ENV_FALLBACKS: Mapping[str, tuple[str, ...]] = {
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "fal": ("FAL_KEY",),
+}
+_HINTS = {
+    "gemini": "GEMINI_API_KEY or GOOGLE_API_KEY",
+    "vertex": "GOOGLE_CLOUD_PROJECT and GOOGLE_APPLICATION_CREDENTIALS",
+}
+# A bound on cached entries; only authenticated users reach the cache, so this is a safety net.
+_MAX_CACHED = 50_000
 
 
-class KeyStore(Protocol):
-    """Where user- and system-level keys live; `user_id=None` asks for the system key."""
+def key_provider(litellm_provider: str) -> str:
+    """The key store's name for a LiteLLM provider: `vertex_ai` -> `vertex`."""
+    return _LITELLM_NAMES.get(litellm_provider, litellm_provider)
 
-    async def lookup(self, provider: str, user_id: str | None) -> str | None: ...
+
+class KeySource(Protocol):
+    """Where user- and system-level keys live (the gateway database implements it)."""
+
+    async def version(self) -> int:
+        """A counter that grows with every change to stored keys or identities."""
+        ...
+
+    async def provider_key(self, user_id: str | None, provider: str) -> str | None:
+        """The key `user_id` stored for `provider` (`user_id=None`: the system key)."""
+        ...
 
 
-class PostgresKeyStore:
-    """Keys in table `provider_api_keys(user_id text NULL, provider text, api_key text)`."""
+class ChangeWatch:
+    """Tells caches when the store changed: local changes at once (`changed()`), other
+    processes' when a read of the change counter, at most one per `refresh_s`, sees it move."""
 
-    def __init__(self, database_url: str, table: str = "provider_api_keys") -> None:
-        self._url = database_url
-        self._table = sql.Identifier(table)
-        self._conn: psycopg.AsyncConnection[tuple[str]] | None = None
+    def __init__(self, source: KeySource, *, refresh_s: float = 0.5) -> None:
+        self._source = source
+        self._refresh_s = refresh_s
+        self._version: int | None = None
+        self._next_read = 0.0
         self._lock = asyncio.Lock()
+        self._listeners: list[Callable[[], None]] = []
 
-    async def start(self) -> None:
-        self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-        await self._conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " user_id text NULL, provider text NOT NULL, api_key text NOT NULL)"
-            ).format(self._table)
-        )
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
 
-    async def stop(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+    def changed(self) -> None:
+        """This process changed the store: drop every cache now."""
+        for listener in self._listeners:
+            listener()
 
-    async def lookup(self, provider: str, user_id: str | None) -> str | None:
-        if self._conn is None:
-            raise RuntimeError("PostgresKeyStore.start() was not awaited")
-        query = sql.SQL(
-            "SELECT api_key FROM {} WHERE provider = %s AND user_id IS NOT DISTINCT FROM %s LIMIT 1"
-        ).format(self._table)
-        # One connection serves all lookups; psycopg connections are not concurrent-safe.
+    async def check(self) -> None:
+        """Drop the caches if another process changed the store since the last read."""
+        if time.monotonic() < self._next_read:
+            return
         async with self._lock:
-            cur = await self._conn.execute(query, (provider, user_id))
-            row = await cur.fetchone()
-        return row[0] if row else None
+            if time.monotonic() < self._next_read:
+                return  # another request read it while this one waited
+            version = await self._source.version()
+            if version != self._version:
+                self._version = version
+                self.changed()
+            self._next_read = time.monotonic() + self._refresh_s
 
 
 class KeyResolver:
@@ -76,44 +109,52 @@ class KeyResolver:
     def __init__(
         self,
         env_keys: Mapping[str, str],
-        store: KeyStore | None = None,
+        source: KeySource | None = None,
         *,
-        cache_ttl_s: float = 30.0,
+        watch: ChangeWatch | None = None,
         redactor: Redactor | None = None,
     ) -> None:
         self._env = dict(env_keys)
-        self._store = store
-        self._ttl = cache_ttl_s
+        self._source = source
+        self._watch = watch if watch is not None or source is None else ChangeWatch(source)
         self._redactor = redactor if redactor is not None else Redactor()
         for value in self._env.values():
             self._redactor.add(value)
-        self._cache: dict[tuple[str, str | None], tuple[float, str | None]] = {}
+        self._cache: dict[tuple[str, str | None], str | None] = {}
+        if self._watch is not None:
+            self._watch.subscribe(self._cache.clear)
 
     async def _stored(self, provider: str, user_id: str | None) -> str | None:
-        if self._store is None:
+        if self._source is None:
             return None
-        now = time.monotonic()
-        hit = self._cache.get((provider, user_id))
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = await self._store.lookup(provider, user_id)
+        slot = (provider, user_id)
+        if slot in self._cache:
+            return self._cache[slot]
+        value = await self._source.provider_key(user_id, provider)
         self._redactor.add(value)
-        self._cache[(provider, user_id)] = (now + self._ttl, value)
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()
+        self._cache[slot] = value
         return value
 
     async def resolve(self, deployment: Deployment, user_id: str | None) -> str:
-        provider = deployment.provider
+        provider = key_provider(deployment.provider)
+        if self._watch is not None:
+            await self._watch.check()
         if user_id is not None and (key := await self._stored(provider, user_id)):
             return key
         if key := await self._stored(provider, None):
             return key
-        if deployment.key_env and (key := self._env.get(deployment.key_env)):
-            return key
+        names = ENV_FALLBACKS.get(provider, ())
+        for name in (deployment.key_env, *names) if deployment.key_env else names:
+            if name and (key := self._env.get(name)):
+                return key
         if deployment.literal_key:
             self._redactor.add(deployment.literal_key)
             return deployment.literal_key
-        hint = deployment.key_env or f"{provider.upper()}_API_KEY"
+        hint = _HINTS.get(provider) or deployment.key_env or f"{provider.upper()}_API_KEY"
         raise MissingProviderKeyError(
-            f"no API key for provider '{provider}': set {hint} or store a user/system key",
+            f"no API key for provider '{provider}': set {hint}, or store a user or system key "
+            "(`gateway keys set`)",
             provider=provider,
         )

@@ -15,6 +15,7 @@ import msgspec
 
 from core.config import ConfigError, load_section, read_config_file
 from core.redact import Redactor
+from proxy.keys import ENV_FALLBACKS
 from proxy.routing import RoutingTable
 
 __all__ = [
@@ -48,12 +49,22 @@ class ResilienceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 
 
 class KeysSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`gateway_settings.keys`: where user- and system-level provider keys live."""
+    """`gateway_settings.keys`: the gateway database holding identities and provider keys."""
 
-    # PostgreSQL URL of the key store; without it only environment keys are used.
+    # postgresql://... or sqlite:///PATH (or `os.environ/NAME`); unset: the SQLite file below.
     database_url: str | None = None
-    table: str = "provider_api_keys"
-    cache_ttl_s: float = 30.0
+    # The embedded default's SQLite file, relative to the config file; null with no
+    # database_url: no database (the master key and environment keys only).
+    sqlite_path: str | None = None
+    # How long another process's change (a revoked key, a new provider key) may go unseen:
+    # the change counter is read at most once per this many milliseconds.
+    refresh_ms: int = 500
+    # The variable holding the key-encryption keys, comma-separated, the sealing key first.
+    encryption_keys_env: str = "GATEWAY_KEY_ENCRYPTION_KEY"
+
+    def __post_init__(self) -> None:
+        if self.refresh_ms < 0:
+            raise ValueError("refresh_ms must not be negative")
 
 
 class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,8 +73,11 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     resilience: ResilienceSettings
     keys: KeysSettings
     master_key: str
-    # Values of the env vars named by `api_key: os.environ/NAME`, resolved once.
+    # Values of the env vars named by `api_key: os.environ/NAME` (and the providers' usual
+    # variables, e.g. GOOGLE_API_KEY), resolved once.
     env_keys: Mapping[str, str]
+    # The key-encryption keys (sealing key first); empty: provider keys cannot be stored.
+    encryption_keys: tuple[str, ...] = ()
 
 
 def build_settings(
@@ -79,17 +93,19 @@ def build_settings(
     key = master_key or environ.get("LITELLM_MASTER_KEY")
     if not key:
         raise ConfigError("LITELLM_MASTER_KEY is not set and no master key was given")
-    env_keys = {name: environ[name] for name in sorted(routing.key_envs()) if environ.get(name)}
-    if redactor is not None:
-        for value in (key, *env_keys.values()):
-            redactor.add(value)
+    names = routing.key_envs() | {n for names in ENV_FALLBACKS.values() for n in names}
+    env_keys = {name: environ[name] for name in sorted(names) if environ.get(name)}
     try:
         resilience = load_section(data, "resilience", ResilienceSettings)
         keys = load_section(data, "keys", KeysSettings)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    if keys.database_url:
-        keys = msgspec.structs.replace(keys, database_url=_resolve_env(keys.database_url, environ))
+    keys = msgspec.structs.replace(keys, database_url=_database_url(keys, config_path, environ))
+    raw_keks = environ.get(keys.encryption_keys_env, "")
+    encryption_keys = tuple(k.strip() for k in raw_keks.split(",") if k.strip())
+    if redactor is not None:
+        for value in (key, *env_keys.values(), *encryption_keys):
+            redactor.add(value)
     return ProxySettings(
         config_path=str(Path(config_path).resolve()),
         routing=routing,
@@ -97,7 +113,22 @@ def build_settings(
         keys=keys,
         master_key=key,
         env_keys=env_keys,
+        encryption_keys=encryption_keys,
     )
+
+
+def _database_url(
+    keys: KeysSettings, config_path: str | Path, environ: Mapping[str, str]
+) -> str | None:
+    url = _resolve_env(keys.database_url, environ) if keys.database_url else None
+    if url:
+        return url
+    if keys.sqlite_path is None:
+        return None
+    path = Path(keys.sqlite_path).expanduser()
+    if not path.is_absolute():
+        path = Path(config_path).resolve().parent / path
+    return f"sqlite:///{path}"
 
 
 def _resolve_env(value: str, environ: Mapping[str, str]) -> str | None:

@@ -36,6 +36,8 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     runtime = EmulatorRuntime(settings or EmulatorSettings())
     vertex = "/{version}/projects/{project}/locations/{location}/publishers/google/models/{target}"
     routes = [
+        # The model listing: the cheapest authenticated call, used to validate keys.
+        Route("/{version}/models", _models, methods=["GET"]),
         Route("/{version}/models/{target}", _generate, methods=["POST"]),
         # Clients given a custom base URL (LiteLLM's api_base) append /models/... directly.
         Route("/models/{target}", _generate, methods=["POST"]),
@@ -49,6 +51,22 @@ def _key(request: Request) -> str | None:
     if key:
         return key.strip() or None
     return bearer_token(request)
+
+
+async def _models(request: Request) -> Response:
+    runtime = runtime_of(request)
+    runtime.record(request.url.path, None)
+    if not runtime.key_allowed(_key(request)):
+        return error_response(400, "API key not valid. Please pass a valid API key.")
+    models = [
+        {
+            "name": f"models/{name}",
+            "displayName": name,
+            "supportedGenerationMethods": list(_ACTIONS),
+        }
+        for name in ("gemini-2.5-flash", "gemini-2.0-flash", "gemini-flash-latest")
+    ]
+    return JSONResponse({"models": models})
 
 
 # Each early return is one of the API's checks, in the order the real service applies them.

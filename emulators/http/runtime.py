@@ -18,9 +18,14 @@ from typing import Any
 
 from emulators.http.faults import FaultSpec, find_marker, parse_fault
 
-__all__ = ["EmulatorRuntime", "EmulatorSettings"]
+__all__ = ["EmulatorRuntime", "EmulatorSettings", "key_fingerprint"]
 
 _TIMESTAMPS_KEPT = 1000
+
+
+def key_fingerprint(key: str) -> str:
+    """How statistics name a key: the first 12 hex digits of its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,8 @@ class EmulatorRuntime:
         self.faults_served = 0
         self.by_path: Counter[str] = Counter()
         self.by_model: Counter[str] = Counter()
+        # Which key each request carried, by fingerprint (`key_fingerprint`), never the key.
+        self.by_key: Counter[str] = Counter()
         self.timestamps: deque[float] = deque(maxlen=_TIMESTAMPS_KEPT)
 
     def reset(self) -> None:
@@ -92,11 +99,17 @@ class EmulatorRuntime:
             "requests": self.requests,
             "by_path": dict(self.by_path),
             "by_model": dict(self.by_model),
+            "by_key": dict(self.by_key),
             "faults_served": self.faults_served,
             "timestamps": list(self.timestamps),
         }
 
     # --- auth and rate limit ----------------------------------------------------------------
+
+    def record_key(self, key: str | None) -> None:
+        """Count the key a generation request carried (once per request, in `guard`)."""
+        if key:
+            self.by_key[key_fingerprint(key)] += 1
 
     def key_allowed(self, key: str | None) -> bool:
         if not key:

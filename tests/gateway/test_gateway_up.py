@@ -210,9 +210,9 @@ def test_embedded_default_serves_every_mode_of_every_task(
 
 
 def test_embedded_default_needs_neither_redis_nor_postgresql(embedded: Gateway) -> None:
-    """Without a reachable Redis or a key database, the lines say what is kept in-process."""
-    assert embedded.printed(r"^(keys: .*)") == (
-        "keys: environment only (no gateway_settings.keys.database_url)"
+    """Without a reachable Redis or PostgreSQL, the lines say what is kept locally instead."""
+    assert embedded.printed(r"^(keys: .*)").endswith(
+        "in SQLite at " + str(ROOT / ".gateway" / "gateway.db") + ", then the environment"
     )
     for store in ("dedupe", "rate limits"):
         line = embedded.printed(rf"^({store}: .*)")

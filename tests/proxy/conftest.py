@@ -7,32 +7,37 @@ in milliseconds. Provider keys are recognisable fakes so tests can prove they ne
 
 from __future__ import annotations
 
+import asyncio
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import openai
-import psycopg
 import pytest
 from proxy_support import (
     MASTER_KEY,
-    USER_ID,
-    USER_KEY,
+    SeededDatabase,
     ThreadedProxy,
     emulator_env,
+    seed_database,
     write_config,
 )
-from psycopg import sql
 
+from database import Sealer
 from emulators.testing import EmulatorHandle
 from proxy.server import ProxyServer
 from proxy.settings import build_settings
-from services import PostgresServer
 
 # Like its cost map, LiteLLM fetches Anthropic beta-header data from the network unless told not
 # to; tests never touch the network.
 os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
+
+
+@pytest.fixture(scope="session")
+def key_database(tmp_path_factory: pytest.TempPathFactory) -> SeededDatabase:
+    """An SQLite gateway database holding USER_ID, its gateway key and its Anthropic key."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('keys') / 'gateway.db'}"
+    return asyncio.run(seed_database(url, Sealer.generate()))
 
 
 @pytest.fixture(scope="session")
@@ -41,37 +46,25 @@ def proxy(
     anthropic_emulator: EmulatorHandle,
     openai_emulator: EmulatorHandle,
     gemini_emulator: EmulatorHandle,
-    postgres_server: PostgresServer,
+    key_database: SeededDatabase,
 ) -> Iterator[ThreadedProxy]:
-    """The gateway proxy, in-process, with the three emulators as its providers.
+    """The gateway proxy, in-process, with the three emulators as its providers and the
+    seeded gateway database."""
 
-    Its key store is a PostgreSQL table holding one user-level key (USER_KEY for USER_ID).
-    """
-    database_url = postgres_server.url
-    table = f"provider_api_keys_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE {} (user_id text NULL, provider text NOT NULL, api_key text NOT NULL)"
-            ).format(sql.Identifier(table))
-        )
-        conn.execute(
-            sql.SQL("INSERT INTO {} VALUES (%s, 'anthropic', %s)").format(sql.Identifier(table)),
-            (USER_ID, USER_KEY),
-        )
+    def with_database(data: dict[str, Any]) -> None:
+        data["gateway_settings"]["keys"] = {
+            "database_url": key_database.url,
+            "refresh_ms": 50,
+        }
 
-    def with_key_store(data: dict[str, Any]) -> None:
-        data["gateway_settings"]["keys"] = {"database_url": database_url, "table": table}
-
-    config = write_config(tmp_path_factory.mktemp("proxy") / "litellm_config.yaml", with_key_store)
+    config = write_config(tmp_path_factory.mktemp("proxy") / "litellm_config.yaml", with_database)
     env = emulator_env(anthropic_emulator, openai_emulator, gemini_emulator)
+    env["GATEWAY_KEY_ENCRYPTION_KEY"] = key_database.kek
     settings = build_settings(config, env, master_key=MASTER_KEY)
     running = ThreadedProxy(ProxyServer(settings, port=0))
     running.start()
     yield running
     running.stop()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
 
 
 @pytest.fixture

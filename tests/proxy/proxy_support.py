@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import dataclass
 
 from provider_setup import FAKE_KEYS, REPO_CONFIG, TEST_RESILIENCE, emulator_env, write_config
 
+from database import Database, KeyRecords, Sealer
 from proxy.server import ProxyServer
 
 __all__ = [
@@ -16,15 +18,43 @@ __all__ = [
     "TEST_RESILIENCE",
     "USER_ID",
     "USER_KEY",
+    "SeededDatabase",
     "ThreadedProxy",
     "emulator_env",
+    "seed_database",
     "write_config",
 ]
 
 MASTER_KEY = "sk-gw-test-master-key-7f3a9c"
-# A user-level Anthropic key stored in the session proxy's key store.
+# A user with a user-level Anthropic key in the session proxy's gateway database.
 USER_ID = "user-with-own-key"
 USER_KEY = "user-level-anthropic-key-5d2e"
+
+
+@dataclass(frozen=True, slots=True)
+class SeededDatabase:
+    url: str
+    kek: str
+    # USER_ID's gateway key, and a second user's (who has no provider keys).
+    user_gateway_key: str
+    other_gateway_key: str
+
+
+async def seed_database(url: str, kek: str) -> SeededDatabase:
+    """Migrate `url` and store USER_ID (with USER_KEY for Anthropic) and a second user."""
+    database = Database(url)
+    await database.start()
+    try:
+        records = KeyRecords(database, Sealer([kek]))
+        await records.check_sealer()
+        await records.create_user(USER_ID, "user")
+        await records.create_user("someone-else", "user")
+        await records.set_provider_key(USER_ID, "anthropic", USER_KEY)
+        own = await records.issue_gateway_key(USER_ID)
+        other = await records.issue_gateway_key("someone-else")
+    finally:
+        await database.stop()
+    return SeededDatabase(url=url, kek=kek, user_gateway_key=own.key, other_gateway_key=other.key)
 
 
 class ThreadedProxy:

@@ -1,12 +1,12 @@
-"""Client authentication: the master key is required on the fast path and on LiteLLM's own
-routes, and failures are HTTP 401 with an OpenAI-format body."""
+"""Client authentication: the master key or a user's gateway key is required on the fast path
+and on LiteLLM's own routes, and failures are HTTP 401 with an OpenAI-format body."""
 
 from __future__ import annotations
 
 import httpx
 import openai
 import pytest
-from proxy_support import MASTER_KEY, ThreadedProxy
+from proxy_support import MASTER_KEY, USER_ID, SeededDatabase, ThreadedProxy
 
 from proxy.auth import Authenticator
 from proxy.errors import InvalidApiKeyError
@@ -58,10 +58,42 @@ def test_health_routes_need_no_key(proxy: ThreadedProxy) -> None:
     assert httpx.get(f"{proxy.url}/health/readiness").status_code == 200
 
 
-def test_authenticator_accepts_bearer_and_bare_keys() -> None:
+async def test_authenticator_accepts_bearer_and_bare_keys() -> None:
     """The same key passes as an Authorization header value or as a bare key."""
     auth = Authenticator("sk-master-abcdef")
-    auth.check("Bearer sk-master-abcdef")
-    auth.check("sk-master-abcdef")
+    assert (await auth.authenticate("Bearer sk-master-abcdef")).is_admin
+    assert (await auth.authenticate("sk-master-abcdef")).user_id is None
     with pytest.raises(InvalidApiKeyError):
-        auth.check("Bearer sk-master-abcdeg")
+        await auth.authenticate("Bearer sk-master-abcdeg")
+
+
+def test_a_users_gateway_key_is_accepted(
+    proxy: ThreadedProxy, key_database: SeededDatabase
+) -> None:
+    """A gateway key issued to a user passes on the fast path and names that user."""
+    headers = {"authorization": f"Bearer {key_database.user_gateway_key}"}
+    assert (
+        httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT, headers=headers).status_code
+        == 200
+    )
+    me = httpx.get(f"{proxy.url}/gateway/v1/me", headers=headers).json()
+    assert (me["user_id"], me["role"]) == (USER_ID, "user")
+
+
+def test_litellm_routes_accept_a_users_gateway_key(
+    proxy: ThreadedProxy, key_database: SeededDatabase
+) -> None:
+    """LiteLLM's own routes accept a gateway key through the custom_auth hook."""
+    headers = {"authorization": f"Bearer {key_database.other_gateway_key}"}
+    assert httpx.get(f"{proxy.url}/v1/models", headers=headers).status_code == 200
+
+
+def test_a_made_up_gateway_key_is_401(proxy: ThreadedProxy, key_database: SeededDatabase) -> None:
+    """A key shaped like a gateway key but never issued is refused like any wrong key."""
+    forged = key_database.user_gateway_key[:-4] + "AAAA"
+    response = httpx.post(
+        f"{proxy.url}/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {forged}"}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert forged not in response.text
