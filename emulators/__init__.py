@@ -1,9 +1,10 @@
 """Local stand-ins for the gateway's upstreams: provider HTTP emulators and a Kafka broker.
 
 The HTTP emulators speak the real wire formats of Anthropic Messages (``emulators.anthropic``),
-OpenAI Chat Completions (``emulators.openai``) and Gemini generateContent
-(``emulators.gemini``), answer deterministically and fail on demand (``emulators.http.faults``).
-``start_emulator("openai")`` runs one on a free port; ``python -m emulators all`` runs all three;
+OpenAI Chat Completions (``emulators.openai``), Gemini generateContent (``emulators.gemini``)
+and Fal's queue protocol (``emulators.fal``), answer deterministically and fail on demand
+(``emulators.http.faults``).
+``start_emulator("openai")`` runs one on a free port; ``python -m emulators all`` runs them all;
 ``emulators.testing`` provides pytest fixtures. The Kafka broker lives in ``emulators.kafka``.
 """
 
@@ -29,7 +30,7 @@ __all__ = [
     "start_emulator",
 ]
 
-ProviderName = Literal["anthropic", "openai", "gemini"]
+ProviderName = Literal["anthropic", "openai", "gemini", "fal"]
 PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
 
 
@@ -48,8 +49,13 @@ def start_emulator(
     port: int = 0,
     host: str = "127.0.0.1",
     settings: EmulatorSettings | None = None,
+    *,
+    tls: tuple[str, str] | None = None,
 ) -> EmulatorServer:
-    """Start the ``name`` emulator in a background thread; call ``.stop()`` when done."""
-    server = EmulatorServer(create_emulator_app(name, settings), host=host, port=port)
+    """Start the ``name`` emulator in a background thread; call ``.stop()`` when done.
+
+    ``tls`` (certificate chain file, key file) serves HTTPS, as fal-client's submit requires.
+    """
+    server = EmulatorServer(create_emulator_app(name, settings), host=host, port=port, tls=tls)
     server.start()
     return server

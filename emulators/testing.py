@@ -8,7 +8,10 @@ conversation content.
 
 from __future__ import annotations
 
+import ssl
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +21,11 @@ from emulators import EmulatorServer, start_emulator
 
 __all__ = [
     "EmulatorHandle",
+    "FalHandle",
     "anthropic_emulator",
     "emulators",
+    "fal_emulator",
+    "fal_tls_emulator",
     "gemini_emulator",
     "openai_emulator",
 ]
@@ -28,11 +34,13 @@ __all__ = [
 class EmulatorHandle:
     """A running emulator plus sync helpers over its ``/_emulator`` control API."""
 
-    def __init__(self, name: str, server: EmulatorServer) -> None:
+    def __init__(
+        self, name: str, server: EmulatorServer, *, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self.name = name
         self.server = server
         self.url = server.url
-        self._control = httpx.Client(base_url=f"{server.url}/_emulator", timeout=5.0)
+        self._control = httpx.Client(base_url=f"{server.url}/_emulator", timeout=5.0, verify=verify)
 
     def _post(self, path: str, body: dict[str, Any] | None = None) -> None:
         self._control.post(path, json=body or {}).raise_for_status()
@@ -61,6 +69,75 @@ class EmulatorHandle:
     def close(self) -> None:
         self._control.close()
         self.server.stop()
+
+
+class FalHandle(EmulatorHandle):
+    """The Fal emulator's handle: queue timings and faults per queue operation too.
+
+    ``ca_file`` is the PEM of the throw-away CA that signed an HTTPS emulator's certificate
+    (None when it serves plain HTTP); clients trust it through ``SSL_CERT_FILE``.
+    """
+
+    ca_file: Path | None = None
+
+    def set_timings(
+        self,
+        *,
+        queue_s: float | None = None,
+        run_s: float | None = None,
+        training_s: float | None = None,
+    ) -> None:
+        """Seconds each new job waits in the queue and then runs (a training job: training_s)."""
+        pairs = (("queue_s", queue_s), ("run_s", run_s), ("training_s", training_s))
+        body = {k: v for k, v in pairs if v is not None}
+        self._post("/fal/config", body)
+
+    def configure_fal(self, *, webhook_retry_s: float) -> None:
+        """Seconds between the deliveries of one callback (Fal's own are far apart)."""
+        self._post("/fal/config", {"webhook_retry_s": webhook_retry_s})
+
+    def set_queue_fault(self, operation: str, spec: str, count: int | None = None) -> None:
+        """Fail the next ``count`` calls of one queue operation (submit, status, result,
+        cancel) with ``spec``."""
+        self._post("/fal/faults", {"operation": operation, "spec": spec, "count": count})
+
+    def queue_stats(self) -> dict[str, Any]:
+        response = self._control.get("/fal/stats")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@pytest.fixture(scope="session")
+def fal_emulator() -> Iterator[FalHandle]:
+    """The Fal queue emulator over plain HTTP (the gateway's plugin), shared by the session."""
+    handle = FalHandle("fal", start_emulator("fal"))
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+@pytest.fixture(scope="session")
+def fal_tls_emulator() -> Iterator[FalHandle]:
+    """The Fal queue emulator over HTTPS with a throw-away CA, as fal-client requires."""
+    import trustme  # noqa: PLC0415 - a test-only dependency
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    with tempfile.TemporaryDirectory(prefix="fal-tls-") as folder:
+        chain, key, ca_file = (Path(folder) / n for n in ("chain.pem", "key.pem", "ca.pem"))
+        cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+        cert.private_key_pem.write_to_path(str(key))
+        ca.cert_pem.write_to_path(str(ca_file))
+        server = start_emulator("fal", tls=(str(chain), str(key)))
+        context = ssl.create_default_context(cafile=str(ca_file))
+        handle = FalHandle("fal", server, verify=context)
+        handle.ca_file = ca_file
+        try:
+            yield handle
+        finally:
+            handle.close()
 
 
 def _handle(name: str) -> Iterator[EmulatorHandle]:

@@ -46,6 +46,7 @@ PROVIDER_ENV: Mapping[str, tuple[str, str, str]] = MappingProxyType(
         "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_API_BASE", ""),
         "openai": ("OPENAI_API_KEY", "OPENAI_API_BASE", "/v1"),
         "gemini": ("GEMINI_API_KEY", "GEMINI_API_BASE", "/v1beta"),
+        "fal": ("FAL_KEY", "FAL_API_BASE", ""),
     }
 )
 

@@ -16,8 +16,7 @@ import structlog
 import uvicorn
 
 from core.redact import Redactor
-from proxy.auth import Authenticator
-from proxy.keys import KeyResolver, KeyStore, PostgresKeyStore
+from proxy.identity import KeyServices
 from proxy.resilience import Resilience
 from proxy.settings import ProxySettings
 
@@ -42,7 +41,6 @@ class ProxyServer:
         host: str = "127.0.0.1",
         port: int = 4000,
         redactor: Redactor | None = None,
-        key_store: KeyStore | None = None,
     ) -> None:
         self._settings = settings
         self._host = host
@@ -53,8 +51,7 @@ class ProxyServer:
         self._redactor.add(settings.master_key)
         for value in settings.env_keys.values():
             self._redactor.add(value)
-        self._key_store = key_store
-        self._pg: PostgresKeyStore | None = None
+        self._keys = KeyServices(settings, self._redactor)
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("proxy.server")
@@ -86,28 +83,30 @@ class ProxyServer:
 
         from proxy.fastpath import GatewayApp  # noqa: PLC0415 - imports litellm
 
-        store = self._key_store
-        if store is None and self._settings.keys.database_url:
-            self._pg = PostgresKeyStore(self._settings.keys.database_url, self._settings.keys.table)
-            await self._pg.start()
-            store = self._pg
-        keys = KeyResolver(
-            self._settings.env_keys,
-            store,
-            cache_ttl_s=self._settings.keys.cache_ttl_s,
+        # The gateway database (identities, provider keys) and what is built over it.
+        await self._keys.start()
+        keys = self._keys.resolver
+        resilience = Resilience(self._settings.resilience, keys, redactor=self._redactor)
+        from proxy.media import MediaApp  # noqa: PLC0415 - loads the media plugins
+
+        # Image task routes, ahead of LiteLLM's; the fast path's authenticator reaches them.
+        media = MediaApp.from_config(
+            proxy_server.app,
+            config_path=self._settings.config_path,
+            routing=self._settings.routing,
+            resilience=resilience,
             redactor=self._redactor,
         )
-        resilience = Resilience(self._settings.resilience, keys, redactor=self._redactor)
         app = GatewayApp(
-            proxy_server.app,
+            media,
             routing=self._settings.routing,
-            authenticator=Authenticator(self._settings.master_key, redactor=self._redactor),
+            authenticator=self._keys.authenticator,
             resilience=resilience,
             request_timeout_s=self._settings.resilience.request_timeout_s,
             redactor=self._redactor,
         )
         config = uvicorn.Config(
-            app,
+            self._keys.mount(app),
             host=self._host,
             port=self._port,
             loop="none",
@@ -137,7 +136,5 @@ class ProxyServer:
                 await self._task
             self._server = None
             self._task = None
-        if self._pg is not None:
-            await self._pg.stop()
-            self._pg = None
+        await self._keys.stop()
         self._log.info("proxy_stopped")

@@ -33,9 +33,18 @@ class _Shutdownable(Protocol):
 class EmulatorServer:
     """A started-on-demand uvicorn server bound to ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.app = app
         self.host = host
+        # (certificate chain file, private key file): serve HTTPS, for SDKs that insist on it.
+        self._tls = tls
         self._requested_port = port
         self._port: int | None = None
         self._server: uvicorn.Server | None = None
@@ -50,7 +59,8 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> None:
         """Bind and serve; returns once the socket accepts connections."""
@@ -73,6 +83,8 @@ class EmulatorServer:
             lifespan="off",
             timeout_graceful_shutdown=1,
             timeout_keep_alive=30,
+            ssl_certfile=self._tls[0] if self._tls else None,
+            ssl_keyfile=self._tls[1] if self._tls else None,
         )
         self._server = uvicorn.Server(config)
         started = threading.Event()

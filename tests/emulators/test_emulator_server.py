@@ -74,9 +74,9 @@ def test_settings_restrict_keys() -> None:
 
 def test_unknown_emulator_name_is_rejected() -> None:
     """create_emulator_app refuses names outside PROVIDERS."""
-    assert PROVIDERS == ("anthropic", "openai", "gemini")
+    assert PROVIDERS == ("anthropic", "openai", "gemini", "fal")
     with pytest.raises(ValueError, match="unknown emulator"):
-        create_emulator_app("fal")
+        create_emulator_app("nope")
 
 
 def test_register_adds_emulators_subcommand() -> None:
@@ -89,7 +89,7 @@ def test_register_adds_emulators_subcommand() -> None:
 
 
 def test_cli_prints_urls_and_exits_on_sigterm() -> None:
-    """python -m emulators all prints three base URLs and exits 0 on SIGTERM."""
+    """python -m emulators all prints each emulator's base URL and exits 0 on SIGTERM."""
     process = subprocess.Popen(
         [sys.executable, "-m", "emulators", "all"], stdout=subprocess.PIPE, text=True
     )

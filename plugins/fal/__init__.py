@@ -1,0 +1,43 @@
+"""Fal.ai provider plugin: Flux text-to-image with any number of LoRAs, over Fal's queue.
+
+``provider.FalImages`` is the thin I/O class (submit, status stream, result, cancel);
+``transforms`` holds the pure OpenAI <-> Fal translations; ``errors`` the plugin's error tree
+and the one place Fal's answers and transport failures are mapped into it.
+"""
+
+from plugins.fal.errors import (
+    FalAuthError,
+    FalBadRequest,
+    FalError,
+    FalInvalidRequest,
+    FalJobFailed,
+    FalNotFound,
+    FalProtocolError,
+    FalRateLimited,
+    FalServerError,
+    FalTimeout,
+    FalUnavailable,
+    FalValidationError,
+)
+from plugins.fal.provider import FalImages, FalJob
+from plugins.fal.transforms import ImageRequest, Lora, parse_image_request
+
+__all__ = [
+    "FalAuthError",
+    "FalBadRequest",
+    "FalError",
+    "FalImages",
+    "FalInvalidRequest",
+    "FalJob",
+    "FalJobFailed",
+    "FalNotFound",
+    "FalProtocolError",
+    "FalRateLimited",
+    "FalServerError",
+    "FalTimeout",
+    "FalUnavailable",
+    "FalValidationError",
+    "ImageRequest",
+    "Lora",
+    "parse_image_request",
+]

@@ -1,0 +1,283 @@
+"""`POST /v1/images/generations` and `/v1/images/edits` (multipart) for the image task groups,
+ahead of LiteLLM's own routes (and, through `proxy.media.training`, the fine-tuning routes).
+
+Why it exists: LiteLLM drops `n`, `size` and `response_format` (and an edit's `mask`) before a
+custom provider sees them and has no queue-based Fal path, so the gateway serves image tasks
+itself, as it serves task chat completions: the same authenticator (left in the ASGI scope by
+the chat fast path), the routing table, the one retry/fallback policy (`proxy.resilience`), and
+provider plugins named in `gateway_settings.media.providers`. Any model that is not such a
+task, and every other route, falls through to LiteLLM untouched.
+
+Order of a request: authenticate; validate with every provider of the task (a precise 400
+before any provider call, nothing charged); run the chain. One job per deployment lives across
+attempts, so a retry after a failed status poll resumes the job rather than paying for another;
+when the client disconnects or its deadline passes, the jobs still running are cancelled.
+The cost (configured prices x billed megapixels) is sent in `x-gateway-cost-usd`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import structlog
+
+from core.http import TIMEOUT_HEADER, parse_timeout
+from core.redact import Redactor
+from proxy.errors import (
+    DeadlineExceededError,
+    ExternalServiceError,
+    InvalidRequestError,
+)
+from proxy.media.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    authenticate,
+    header,
+    read_body,
+    replay,
+    send_error,
+    send_json,
+    unless_disconnected,
+)
+from proxy.media.errors import is_plugin_error, plugin_error
+from proxy.media.incoming import Incoming, read_edit, read_generation
+from proxy.media.providers import ImageProvider, load_providers
+from proxy.media.settings import MediaSettings, load_media_settings
+from proxy.media.training import TrainingRoutes
+from proxy.resilience import Outcome, Resilience
+from proxy.routing import Deployment, RoutingTable, TaskRoute
+
+__all__ = ["COST_HEADER", "MediaApp"]
+
+COST_HEADER = "x-gateway-cost-usd"
+_GENERATIONS = frozenset({"/v1/images/generations", "/images/generations"})
+_EDITS = frozenset({"/v1/images/edits", "/images/edits"})
+_TIMEOUT_HEADER = TIMEOUT_HEADER.encode()
+
+
+class MediaApp:
+    """ASGI wrapper serving image generation for the tasks whose providers have a plugin."""
+
+    def __init__(
+        self,
+        inner: ASGIApp,
+        *,
+        routing: RoutingTable,
+        resilience: Resilience,
+        settings: MediaSettings,
+        providers: Mapping[str, ImageProvider],
+        redactor: Redactor | None = None,
+    ) -> None:
+        self._inner = inner
+        self._routing = routing
+        self._resilience = resilience
+        self._settings = settings
+        self._providers = dict(providers)
+        self._redactor = redactor if redactor is not None else Redactor()
+        self._log = structlog.get_logger("proxy.media")
+        self._training = TrainingRoutes(
+            routing=routing,
+            resilience=resilience,
+            settings=settings,
+            providers=self._providers,
+            redactor=self._redactor,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        inner: ASGIApp,
+        *,
+        config_path: str,
+        routing: RoutingTable,
+        resilience: Resilience,
+        redactor: Redactor,
+    ) -> MediaApp:
+        settings = load_media_settings(config_path)
+        return cls(
+            inner,
+            routing=routing,
+            resilience=resilience,
+            settings=settings,
+            providers=load_providers(settings.providers),
+            redactor=redactor,
+        )
+
+    async def start(self) -> None:
+        for provider in self._providers.values():
+            await provider.start()
+
+    async def stop(self) -> None:
+        for provider in self._providers.values():
+            await provider.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._inner(scope, self._lifespan(receive), send)
+            return
+        if scope["type"] == "http" and await self._training.handle(scope, receive, send):
+            return
+        path = scope.get("path")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or path not in _GENERATIONS | _EDITS
+        ):
+            await self._inner(scope, receive, send)
+            return
+        body = await read_body(receive)
+        try:
+            incoming = (
+                read_generation(body) if path in _GENERATIONS else await read_edit(scope, body)
+            )
+        except ExternalServiceError as error:
+            await self._error(send, error)
+            return
+        route = self._routing.get(incoming.model) if incoming.model is not None else None
+        if route is None or not self._serves(route, incoming.needs):
+            await self._inner(scope, replay(body, receive), send)
+            return
+        try:
+            user_id = await authenticate(scope)
+            parsed = self._validate(route, incoming)
+            deadline = self._deadline(scope)
+        except ExternalServiceError as error:
+            await self._error(send, error)
+            return
+        jobs: dict[str, Any] = {}
+        with structlog.contextvars.bound_contextvars(task=route.task):
+            work = self._generate(
+                route, user_id=user_id, parsed=parsed, jobs=jobs, deadline=deadline, send=send
+            )
+            if await unless_disconnected(receive, work):
+                self._log.info("image_generation_abandoned", reason="client_disconnected")
+                await self._cancel(route, jobs)
+
+    def _lifespan(self, receive: Receive) -> Receive:
+        """Start the providers with the server and stop them with it."""
+
+        async def wrapped() -> Any:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+            return message
+
+        return wrapped
+
+    def _serves(self, route: TaskRoute, method: str) -> bool:
+        return all(hasattr(self._providers.get(d.provider), method) for d in route.deployments)
+
+    def _validate(self, route: TaskRoute, incoming: Incoming) -> dict[str, Any]:
+        """Each provider's parsed request; the first refusal is answered as a 400."""
+        parsed: dict[str, Any] = {}
+        for deployment in route.deployments:
+            name = deployment.provider
+            if name in parsed:
+                continue
+            try:
+                parsed[name] = incoming.parse(self._providers[name])
+            except Exception as exc:
+                if not is_plugin_error(exc):
+                    raise
+                raise plugin_error(exc, name, self._redactor, before_call=True) from exc
+        return parsed
+
+    @staticmethod
+    def _deadline(scope: Scope) -> float | None:
+        budget = header(scope, _TIMEOUT_HEADER)
+        if budget is None:
+            return None
+        try:
+            return asyncio.get_running_loop().time() + parse_timeout(budget)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+
+    async def _generate(
+        self,
+        route: TaskRoute,
+        *,
+        user_id: str | None,
+        parsed: Mapping[str, Any],
+        jobs: dict[str, Any],
+        deadline: float | None,
+        send: Send,
+    ) -> None:
+        started = time.perf_counter()
+
+        async def call(deployment: Deployment, key: str) -> dict[str, Any]:
+            provider = self._providers[deployment.provider]
+            job = jobs.setdefault(deployment.model, provider.new_job())
+            api_base = deployment.params.get("api_base")
+            try:
+                return await provider.generate(
+                    job,
+                    parsed[deployment.provider],
+                    model=deployment.model,
+                    api_base=api_base if isinstance(api_base, str) else None,
+                    key=key,
+                )
+            except Exception as exc:
+                if is_plugin_error(exc):
+                    raise plugin_error(exc, deployment.provider, self._redactor) from exc
+                raise
+
+        try:
+            outcome = await self._resilience.run(route, user_id, call, deadline=deadline)
+        except ExternalServiceError as error:
+            if isinstance(error, DeadlineExceededError):
+                await self._cancel(route, jobs)
+            self._log.warning(
+                "image_generation_failed",
+                status=error.status_code,
+                error_type=type(error).__name__,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            await self._error(send, error)
+            return
+        headers = _outcome_headers(outcome, route.task)
+        cost = self._cost(outcome.deployment, parsed[outcome.deployment.provider])
+        if cost is not None:
+            headers.append((COST_HEADER.encode(), f"{cost:.6f}".encode()))
+        self._log.info(
+            "image_generation_served",
+            provider=outcome.deployment.provider,
+            model=outcome.deployment.model,
+            attempts=outcome.total_attempts,
+            fallback=outcome.fallback,
+            cost_usd=cost,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        await send_json(send, 200, orjson.dumps(outcome.value), headers)
+
+    def _cost(self, deployment: Deployment, request: Any) -> float | None:
+        price = self._settings.prices.get(deployment.model)
+        if price is None or price.per_megapixel is None:
+            return None
+        provider = self._providers[deployment.provider]
+        return round(price.per_megapixel * provider.billed_megapixels(request), 6)
+
+    async def _cancel(self, route: TaskRoute, jobs: Mapping[str, Any]) -> None:
+        by_model = {d.model: d.provider for d in route.deployments}
+        for model, job in jobs.items():
+            await self._providers[by_model[model]].cancel(job)
+
+    async def _error(self, send: Send, error: ExternalServiceError) -> None:
+        await send_error(send, error, self._redactor)
+
+
+def _outcome_headers(outcome: Outcome[Any], task: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-gateway-task", task.encode()),
+        (b"x-gateway-provider", outcome.deployment.provider.encode()),
+        (b"x-gateway-model", outcome.deployment.model.encode()),
+        (b"x-gateway-attempts", str(outcome.total_attempts).encode()),
+        (b"x-gateway-fallback", b"true" if outcome.fallback else b"false"),
+    ]

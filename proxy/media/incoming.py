@@ -1,0 +1,82 @@
+"""Reading an images request (a JSON generation, a multipart edit) into what the route needs.
+
+Why it exists: both kinds are served by the same chain; they differ only in how the body is
+read and which provider method validates it, so each kind is reduced here to its task name and
+one validating call per provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+
+from proxy.errors import InvalidRequestError
+from proxy.media.asgi import Message, Scope
+from proxy.media.providers import ImageProvider
+
+__all__ = ["Incoming", "read_edit", "read_generation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A request's task (None: not one of ours) and how a provider validates it."""
+
+    model: str | None
+    parse: Callable[[ImageProvider], Any]
+    # The provider method `parse` needs, so that a route is served only when all have it.
+    needs: str
+
+
+def read_generation(body: bytes) -> Incoming:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    model = data.get("model") if isinstance(data, dict) else None
+    return Incoming(
+        model=model if isinstance(model, str) else None,
+        parse=lambda provider: provider.parse(data),
+        needs="parse",
+    )
+
+
+async def _bytes_of(value: Any) -> bytes | None:
+    if isinstance(value, UploadFile):
+        return await value.read()
+    return None
+
+
+async def read_edit(scope: Scope, body: bytes) -> Incoming:
+    """An images.edit form: fields as text (lists when repeated), `image` and `mask` bytes."""
+    content_type = next((v for k, v in scope.get("headers", ()) if k == b"content-type"), b"")
+    if not content_type.startswith(b"multipart/form-data"):
+        return Incoming(model=None, parse=lambda provider: None, needs="parse_edit")
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(scope, receive).form()
+    except (MultiPartException, HTTPException, ValueError) as exc:
+        raise InvalidRequestError(f"the multipart form could not be read: {exc}") from exc
+    fields: dict[str, Any] = {}
+    for name in form:
+        values = [v for v in form.getlist(name) if isinstance(v, str)]
+        if values:
+            fields[name] = values[0] if len(values) == 1 else values
+    images = [*form.getlist("image"), *form.getlist("image[]")]
+    image = await _bytes_of(images[0]) if images else None
+    mask = await _bytes_of(form.get("mask"))
+    model = fields.get("model")
+    return Incoming(
+        model=model if isinstance(model, str) else None,
+        parse=lambda provider: provider.parse_edit(fields, image, mask),  # type: ignore[attr-defined]
+        needs="parse_edit",
+    )

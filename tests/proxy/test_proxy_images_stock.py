@@ -1,0 +1,77 @@
+"""Stock `litellm --config` on the repository's config serves the Fal image task through the
+plugin's CustomLLM (custom_provider_map), against the Fal emulator."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+from provider_setup import write_config
+
+from emulators.testing import FalHandle
+
+ROOT = Path(__file__).resolve().parents[2]
+MASTER_KEY = "sk-stock-images-test-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_stock_litellm_generates_an_image_through_the_plugin(
+    tmp_path: Path, fal_emulator: FalHandle
+) -> None:
+    """images.generate on stock LiteLLM reaches Fal's queue through the plugin and answers."""
+    fal_emulator.reset()
+    fal_emulator.set_timings(queue_s=0.02, run_s=0.05)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LITELLM_MASTER_KEY": MASTER_KEY,
+        "FAL_KEY": "fal-stock-test-key",
+        "FAL_API_BASE": fal_emulator.url,
+        "PYTHONPATH": str(ROOT),
+    }
+    config = write_config(tmp_path / "litellm_config.yaml")
+    litellm = Path(sys.executable).parent / "litellm"
+    with (tmp_path / "stock.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(litellm), "--config", str(config), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(600):  # LiteLLM's start-up takes seconds
+                if process.poll() is not None:
+                    pytest.fail((tmp_path / "stock.log").read_text()[-3000:])
+                try:
+                    if httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            with openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0) as sdk:
+                images = sdk.images.generate(model="image-generation", prompt="a denim jacket")
+        finally:
+            process.terminate()
+            process.wait(30)
+    assert images.data is not None
+    picture = Image.open(io.BytesIO(httpx.get(images.data[0].url or "").content))
+    assert picture.size == (1024, 1024)
+    assert fal_emulator.queue_stats()["jobs"] == 1
+    fal_emulator.reset()
