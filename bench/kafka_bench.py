@@ -276,12 +276,21 @@ def _topics(tag: str, partitions: int) -> TopicsSettings:
 
 
 def _settled(service: ConsumerService) -> tuple[float, float]:
-    """(succeeded, failed) results so far, from the service's own counters."""
-    registry = service.metrics.registry
-    labels = {"task": "captioning"}
-    done = registry.get_sample_value("consumer_events_completed_total", labels) or 0.0
-    failed = registry.get_sample_value("consumer_events_failed_total", labels) or 0.0
-    return done, failed
+    """(succeeded, failed) results so far, from the service's own counters.
+
+    Read from the two counter families alone: collecting the whole registry (every histogram
+    bucket) 50 times a second cost the measured process ~10 % of its CPU in (c).
+    """
+    metrics = service.metrics
+    return _total(metrics.completed, "captioning"), _total(metrics.failed, "captioning")
+
+
+def _total(family: Any, task: str) -> float:
+    for metric in family.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.labels.get("task") == task:
+                return float(sample.value)
+    return 0.0
 
 
 async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments

@@ -5,12 +5,15 @@
   contiguous prefixes of settled offsets; `_rebalance` drains revoked partitions in time;
 - `pipeline`: the one consume pipeline over a batch of one or more records (decode, screen,
   handle, decide, make durable), over `records` (Delivery, Verdict, Outcome set once);
-  `results.result_for` builds a handled request's result;
+  `_group_commit` runs its durable step in rounds per partition; `results.result_for` builds
+  a handled request's result;
 - `dedupe_mode`, `transactions_mode`: the two `exactly_once` modes' durable step (dedupe:
   claim, publish, settle, mark; transactions: staged into the transaction that commits the
   offset, with its rebalances); `_transactions`: per-partition transactional producers;
 - `invoker`: running its handler (rate-limit tokens, attempts, retries, progress reports);
-- `publisher`: CloudEvents-headed, idempotent publishing, refusals replaced by small forms;
+- `publisher`: CloudEvents-headed, idempotent publishing (`_lanes`: one record batch
+  outstanding per partition, later messages joining the open one), refusals replaced by small
+  forms;
   `murmur2`: the key partitioner in C; `results_lookup`: results already on the topic;
 - `kinds`: request kinds (request, payload, result types), chat completion built in;
 - `handlers`: the Handler protocol, registry per (kind, task); `handler_config` builds it from

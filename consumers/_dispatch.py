@@ -37,11 +37,22 @@ _INFRA_RETRY = RetrySettings(initial_backoff_s=0.5, max_backoff_s=10.0, max_atte
 
 
 class _PartitionHooks:
-    """The pipeline's `records.Hooks` for one partition's deliveries."""
+    """The pipeline's `records.Hooks` for one partition's deliveries.
+
+    Equal when they serve the same partition state, whichever batch or task made them: a
+    group-commit round (`consumers._group_commit`) reports each partition's settled deliveries
+    once, telling partitions apart by their hooks.
+    """
 
     def __init__(self, dispatcher: Dispatcher, state: PartitionState) -> None:
         self._dispatcher = dispatcher
         self._state = state
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _PartitionHooks) and other._state is self._state
+
+    def __hash__(self) -> int:
+        return id(self._state)
 
     def settled(self, deliveries: Sequence[Delivery]) -> None:
         self._dispatcher.finished(self._state, [d.record for d in deliveries])

@@ -4,7 +4,8 @@ publish, acknowledge, settle and mark.
 Why: with no Kafka transactions, a result is kept from being published twice by the dedupe
 store (`consumers.dedupe`: claims and published markers around an idempotent producer) plus a
 look-up on the results topic for the one crash window (`consumers.results_lookup`). Each step
-asks the store or the broker once for a whole batch.
+asks the store or the broker once for a whole batch (a group-commit round of the partition,
+`consumers._group_commit`), and the store's calls of concurrent rounds share a round trip.
 
 Order per batch, and what a crash at each point does:
 1. screen: records a previous owner may have handled (and records retried after a failed
@@ -157,6 +158,8 @@ class DedupeDurability:
         failures: list[tuple[Delivery, Exception]] = []
         to_claim = [d for d in deliveries if d.event is not None and self._result_unsent(d)]
         claimed = await self._claim(to_claim, failures)
+        # Deliveries hash by identity: membership stays linear in large rounds.
+        ours = set(claimed)
         sending = [d for d in deliveries if d.event is None or not self._result_unsent(d)]
         sending += claimed
         if not sending:
@@ -187,7 +190,7 @@ class DedupeDurability:
             else:
                 _log.warning("consumer.publish_failed", error=first.upstream)
                 failures.append((delivery, first))
-                if delivery in claimed:
+                if delivery in ours:
                     lost.append(delivery)
         await self._release(lost)
         if done:
@@ -195,7 +198,7 @@ class DedupeDurability:
             # The results are acknowledged, so the offsets may be committed before the markers
             # are written (see the module docstring).
             hooks.settled(done)
-            marked = [_id(d) for d in done if d in claimed]
+            marked = [_id(d) for d in done if d in ours]
             if marked:
                 try:
                     await self._store.mark_published_many(marked)

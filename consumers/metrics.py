@@ -67,6 +67,12 @@ class ConsumerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.group_commit_size = Histogram(
+            "consumer_group_commit_size",
+            "Deliveries made durable together in one round of a partition's group commit",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=r,
+        )
         self._results: dict[tuple[str, bool], Any] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None

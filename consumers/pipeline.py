@@ -11,14 +11,18 @@ broker asks once for the whole batch. The steps, in order:
    redelivered, or retried after a failed step) are looked up; found ones settle as Skipped;
 3. handle: every handler starts in a task of its own (`HandlerInvoker.handle`: rate limits,
    attempts, retries); the batch yields once, and those that finished in that one step go on
-   together, while each one still running finishes in a task of its own (`Hooks.detach`) and
-   continues as a batch of one, so a slow event never holds its batch;
+   together, while each one still running finishes in a task of its own (`Hooks.detach`), so
+   a slow event never holds its batch;
 4. decide: the verdict, set once per record: its result (`results.result_for`) and, for a
    failure, its dead letter;
 5. make durable (`Durability.make_durable`), which alone differs between the exactly-once
    modes: `dedupe_mode` claims, publishes and acknowledges, then settles (offsets may commit),
    then writes the published markers; `transactions_mode` stages the messages for the
    partition's transaction that also commits their offsets, and settles.
+   Step 5 runs as a group commit (`consumers._group_commit`): whatever was decided, on any
+   partition, while the previous rounds ran goes through it together. Handlers that end one
+   by one (slow ones, at thousands a second) would otherwise each pay the store's and the
+   broker's round trips alone, and hundreds of rounds would queue on one partition.
 A step that fails (the broker, the store) hands the record back (`Hooks.failed`) with its
 verdict kept: it runs again from step 2 after a backoff, and its handler is not called again.
 Every record's outcome is set exactly once (`records.Delivery.settle`).
@@ -27,13 +31,15 @@ Every record's outcome is set exactly once (`records.Delivery.settle`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
 import msgspec
 import structlog
 
+from consumers._group_commit import GroupCommit
 from consumers.deadletters import classify_decode_error, dead_letter_for
 from consumers.errors import ConsumerError, EventRejected, NoHandler
 from consumers.invoker import Handled, HandlerInvoker
@@ -111,6 +117,28 @@ def decode_record(record: ConsumedRecord, codec: EventCodec, max_event_bytes: in
         raise EventRejected(classify_decode_error(exc), str(exc)[:500]) from exc
 
 
+class _Owners:
+    """The hooks of a round that spans partitions: each report goes to its delivery's own."""
+
+    def __init__(self, entries: list[tuple[list[Delivery], Hooks]]) -> None:
+        # Deliveries hash by identity.
+        self._of = {delivery: hooks for deliveries, hooks in entries for delivery in deliveries}
+
+    def settled(self, deliveries: Sequence[Delivery]) -> None:
+        # One report per partition (the runtime's hooks of one partition are equal).
+        by_owner: dict[Hooks, list[Delivery]] = {}
+        for delivery in deliveries:
+            by_owner.setdefault(self._of[delivery], []).append(delivery)
+        for hooks, settled in by_owner.items():
+            hooks.settled(settled)
+
+    def detach(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
+        self._of[delivery].detach(delivery, work)
+
+    def failed(self, delivery: Delivery, error: Exception) -> None:
+        self._of[delivery].failed(delivery, error)
+
+
 class Pipeline:
     """Runs deliveries through the steps; `run` is the one entry, for any batch size."""
 
@@ -126,6 +154,11 @@ class Pipeline:
         self._codec = codec
         self._metrics = metrics
         self._durability = durability
+        # Keyed by the partition's hooks: the runtime gives one partition's deliveries equal
+        # hooks (`consumers._dispatch`).
+        self._group_commit: GroupCommit[Hooks] = GroupCommit(
+            self._commit_round, on_round=metrics.group_commit_size.observe
+        )
 
     async def run(self, deliveries: list[Delivery], hooks: Hooks) -> None:
         """Take `deliveries` (one partition's, in offset order) as far as they go now: each
@@ -147,7 +180,7 @@ class Pipeline:
         if waiting:
             ready += await self._handle(waiting, hooks)
         if ready:
-            await self._make_durable(ready, hooks)
+            await self._durable(ready, hooks)
 
     def _decode(self, delivery: Delivery) -> None:
         record = delivery.record
@@ -206,15 +239,22 @@ class Pipeline:
     async def _finish(
         self, delivery: Delivery, task: asyncio.Task[Handled], started: float, hooks: Hooks
     ) -> None:
-        """The rest of a delivery whose handler outlived the batch's step: a batch of one."""
+        """The rest of a delivery whose handler outlived the batch's step."""
+        # Awaited directly (asyncio.wait costs a set, a future and callbacks per event): when
+        # we are cancelled, so is `task`, and we return once it has ended.
+        current = asyncio.current_task()
         try:
-            # wait() keeps `task` alive if we are cancelled; then it is cancelled explicitly.
-            await asyncio.wait([task])
-        except BaseException:
+            # The handler task's own failure is `_decided`'s to report.
+            with contextlib.suppress(Exception):
+                await task
+        except asyncio.CancelledError:
+            if current is not None and current.cancelling():
+                raise
+        if current is not None and current.cancelling():
             task.cancel()
-            raise
+            raise asyncio.CancelledError  # cancelled while the handler ignored its cancel
         if self._decided(delivery, task, started, hooks):
-            await self._make_durable([delivery], hooks)
+            await self._durable([delivery], hooks)
 
     def _decided(
         self, delivery: Delivery, task: asyncio.Task[Handled], started: float, hooks: Hooks
@@ -266,6 +306,18 @@ class Pipeline:
         letter, key = dead_letter_for(delivery.record, reason, errors, attempts=attempts)
         topic = self._settings.topics.dead_letters.name
         return (Message(topic, letter, key, None, delivery.traceparent),)
+
+    async def _durable(self, deliveries: list[Delivery], hooks: Hooks) -> None:
+        """Step 5 for `deliveries`, in the next group-commit round."""
+        await self._group_commit.join(deliveries, hooks)
+
+    async def _commit_round(self, entries: list[tuple[list[Delivery], Hooks]]) -> None:
+        if len(entries) == 1:
+            deliveries, hooks = entries[0]
+            await self._make_durable(deliveries, hooks)
+            return
+        owners = _Owners(entries)
+        await self._make_durable([d for deliveries, _ in entries for d in deliveries], owners)
 
     async def _make_durable(self, deliveries: Sequence[Delivery], hooks: Hooks) -> None:
         try:

@@ -6,7 +6,8 @@ duplicate a result. Delivery is always awaited: the runtime marks an offset comp
 the broker acknowledged what that event produced. aiokafka's errors leave this module
 translated (`consumers.kafka_errors`).
 
-One send path: `send_many` queues messages as one record batch per partition, and `deliver`
+One send path: `send_many` queues messages in their partition's open record batch (one
+batch per partition is handed to the producer at a time: `consumers._lanes`), and `deliver`
 awaits their acknowledgements and handles refusals; `publish` (one event) is `deliver` of one.
 With a `transactional_id` (the transactions mode, `consumers.transactions_mode`) the publisher
 publishes through `commit_transaction`: events and consumed offsets, all or none.
@@ -32,6 +33,7 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumers._lanes import Batch, Lane
 from consumers.errors import (
     BrokerError,
     NotStarted,
@@ -72,6 +74,7 @@ class EventPublisher:
         self._broken = False
         # Concurrent refusals of one producer renew it once (see `renew`).
         self._renewing = asyncio.Lock()
+        self._lanes: dict[tuple[str, int], Lane] = {}
 
     async def start(self) -> None:
         if self._producer is None:
@@ -142,6 +145,9 @@ class EventPublisher:
             # are settled again by whoever owns them.
             _log.warning("consumer.producer_stop_failed", error=exc.upstream)
 
+    def _current(self) -> Any:
+        return self._producer  # None once stopped
+
     def _started(self) -> Any:
         if self._producer is None:
             raise NotStarted("EventPublisher used before start() or after stop()")
@@ -167,66 +173,58 @@ class EventPublisher:
 
     async def send_many(
         self, messages: Sequence[Message], *, alone: bool = False
-    ) -> list[asyncio.Future[Any] | BrokerError]:
-        """Queue messages as one record batch per (topic, partition), or each in a batch of its
-        own when `alone`; per message, the future its batch's acknowledgement resolves, or the
-        error that kept it from being queued.
+    ) -> list[asyncio.Future[Any]]:
+        """Queue messages for their (topic, partition)'s next record batch, or each in a batch
+        of its own when `alone`; per message, the future its batch's acknowledgement resolves
+        (or the error that kept the batch from being queued fails).
 
-        Why: aiokafka's `send()` per record pays its per-record path (metadata wait, partitioner
-        lists, accumulator look-up, one future per record), a third of a no-op event's cost.
-        Records land where aiokafka's `send()` would put them: same partitioner, same list.
+        Why batches: aiokafka's `send()` per record pays its per-record path (metadata wait,
+        partitioner lists, accumulator look-up, one future per record), a third of a no-op
+        event's cost. Records land where aiokafka's `send()` would put them: same partitioner,
+        same list. Why one lane per partition (`consumers._lanes`): concurrent callers'
+        messages share the batch that is open, and only one `send_batch` per partition is ever
+        outstanding.
         """
-        producer = self._started()
+        self._started()
         partitions: dict[str, list[int]] = {}
         for topic in {m.topic for m in messages}:
             with kafka_errors():
-                partitions[topic] = list(await producer.partitions_for(topic))
-        batches: list[tuple[str, int, Any, list[int]]] = []
-        open_batch: dict[tuple[str, int], tuple[str, int, Any, list[int]]] = {}
-        for i, message in enumerate(messages):
+                partitions[topic] = list(await self._started().partitions_for(topic))
+        loop = asyncio.get_running_loop()
+        acks: list[asyncio.Future[Any]] = []
+        for message in messages:
             ids = partitions[message.topic]
             partition = self._partitioner(message.key, ids, ids)
             sent, value = self._encode(message.event)
             headers = self._headers(sent, message.subject, message.traceparent)
-            entry = None if alone else open_batch.get((message.topic, partition))
-            if entry is None or not entry[2].append(
+            lane = self._lanes.get((message.topic, partition))
+            if lane is None:
+                lane = self._lanes[message.topic, partition] = Lane()
+            batch = lane.open[-1] if lane.open and not alone else None
+            if batch is not None and batch.alone:
+                batch = None
+            if batch is None or not batch.builder.append(
                 timestamp=None, key=message.key, value=value, headers=headers
             ):
-                # No batch yet, or it is full: an empty batch takes any record (the broker
+                # No open batch, or it is full: an empty batch takes any record (the broker
                 # judges its size).
-                entry = (message.topic, partition, producer.create_batch(), [])
-                open_batch[message.topic, partition] = entry
-                batches.append(entry)
-                entry[2].append(timestamp=None, key=message.key, value=value, headers=headers)
-            entry[3].append(i)
-        acks: list[asyncio.Future[Any] | BrokerError] = [_NOT_QUEUED] * len(messages)
-        queued = await asyncio.gather(
-            *(
-                producer.send_batch(batch, topic, partition=partition)
-                for topic, partition, batch, _ in batches
-            ),
-            return_exceptions=True,
-        )
-        for (_, _, _, members), ack in zip(batches, queued, strict=True):
-            outcome = _translated(ack) if isinstance(ack, BaseException) else ack
-            for i in members:
-                acks[i] = outcome
+                batch = Batch(self._started().create_batch(), loop.create_future(), alone)
+                batch.builder.append(timestamp=None, key=message.key, value=value, headers=headers)
+                lane.open.append(batch)
+            acks.append(batch.acked)
+            if lane.task is None:
+                lane.task = asyncio.create_task(lane.run(message.topic, partition, self._current))
         return acks
 
     @staticmethod
-    async def acknowledged(
-        acks: Sequence[asyncio.Future[Any] | BrokerError],
-    ) -> list[BrokerError | None]:
+    async def acknowledged(acks: Sequence[asyncio.Future[Any]]) -> list[BrokerError | None]:
         """Wait for every queued message's acknowledgement: per message, None or the error."""
         # Messages of one batch share its future: each is awaited once.
-        futures = {id(a): a for a in acks if isinstance(a, asyncio.Future)}
+        futures = {id(a): a for a in acks}
         outcomes = await asyncio.gather(*futures.values(), return_exceptions=True)
         by_future = dict(zip(futures, outcomes, strict=True))
         found: list[BrokerError | None] = []
         for ack in acks:
-            if isinstance(ack, BrokerError):
-                found.append(ack)
-                continue
             outcome = by_future[id(ack)]
             found.append(_translated(outcome) if isinstance(outcome, BaseException) else None)
         return found
@@ -320,7 +318,7 @@ class EventPublisher:
         producer = self._started()
         if self._transactional_id is None:
             raise NotStarted("commit_transaction needs a transactional publisher")
-        acks: list[asyncio.Future[Any] | BrokerError] = []
+        acks: list[asyncio.Future[Any]] = []
         try:
             with kafka_errors():
                 await producer.begin_transaction()
@@ -372,14 +370,10 @@ def _translated(error: BaseException) -> BrokerError:
     return translate(error)
 
 
-# Placeholder of a message not yet queued; every one is replaced before send_many returns.
-_NOT_QUEUED: BrokerError = BrokerError("not queued", upstream="none")
-
-
-def _retrieve(acks: list[asyncio.Future[Any] | BrokerError]) -> None:
+def _retrieve(acks: list[asyncio.Future[Any]]) -> None:
     """Retrieve each batch future's outcome once it is known: the transaction's outcome already
     says whether they landed, and asyncio would report the unread failures of an aborted one."""
-    for future in {id(a): a for a in acks if isinstance(a, asyncio.Future)}.values():
+    for future in {id(a): a for a in acks}.values():
         future.add_done_callback(_consume_outcome)
 
 

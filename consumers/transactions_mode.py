@@ -123,19 +123,24 @@ class TransactionalDurability:
     async def make_durable(
         self, deliveries: list[Delivery], hooks: Hooks
     ) -> list[tuple[Delivery, Exception]]:
-        if not deliveries:
-            return []
-        part = self._committer.partition(deliveries[0].record)
-        if part is None or part.lost:
-            self._abandon(deliveries, hooks)
-            return []
+        # A group-commit round may hold several partitions' deliveries: each goes to its own.
+        by_partition: dict[tuple[str, int], list[Delivery]] = {}
         for delivery in deliveries:
-            verdict = delivery.verdict
-            assert verdict is not None  # only decided deliveries are made durable
-            part.staged[delivery.record.offset] = Staged(list(delivery.unsent), verdict)
-            delivery.settle_decided()
-        hooks.settled(deliveries)
-        self._committer.wake()
+            key = (delivery.record.topic, delivery.record.partition)
+            by_partition.setdefault(key, []).append(delivery)
+        for group in by_partition.values():
+            part = self._committer.partition(group[0].record)
+            if part is None or part.lost:
+                self._abandon(group, hooks)
+                continue
+            for delivery in group:
+                verdict = delivery.verdict
+                assert verdict is not None  # only decided deliveries are made durable
+                part.staged[delivery.record.offset] = Staged(list(delivery.unsent), verdict)
+                delivery.settle_decided()
+            hooks.settled(group)
+        if deliveries:
+            self._committer.wake()
         return []
 
     @staticmethod

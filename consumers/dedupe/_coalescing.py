@@ -2,14 +2,16 @@
 
 Why: every event claims its id before publishing and marks it published after, and hundreds
 of events are in flight at once. One Redis round trip per call made the store the runtime's
-bottleneck; calls made in the same event-loop tick are instead sent as one pipeline / script
-per kind (claim, mark_published, is_published), with the same per-id semantics. Batches are
-capped in size, and the store's blocking connection pool bounds how many run at once.
+bottleneck; calls made in the same event-loop tick (single ids, and the batches of every
+partition's group commit) are instead sent as one pipeline / script per kind (claim,
+mark_published, is_published), with the same per-id semantics. Batches are capped in size,
+and at most `max_in_flight` of a kind run at once, within the store's connection pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -21,25 +23,28 @@ _Batch = Callable[[Sequence[str]], Awaitable[Any]]
 
 
 class _Coalescer:
-    """Queues ids of one call kind and sends them in batches ("group commit").
+    """Queues groups of ids of one call kind and sends them in batches ("group commit").
 
     At most `max_in_flight` batches of a kind are outstanding: while they are, new calls
     queue up and go out together when one returns. Idle, a call goes out on the next loop
-    iteration; under load, batches grow with the load instead of the round trips.
+    iteration; under load, batches grow with the load instead of the round trips. A group
+    (one caller's ids) is never split: a batch holds whole groups up to `max_batch` ids, or
+    one larger group alone.
     """
 
     def __init__(self, call: _Batch, max_batch: int, max_in_flight: int) -> None:
         self._call = call
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._queue: list[tuple[str, asyncio.Future[Any]]] = []
+        self._queue: deque[tuple[Sequence[str], asyncio.Future[Any]]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_pending = False
 
-    def submit(self, event_id: str) -> asyncio.Future[Any]:
+    def submit(self, event_ids: Sequence[str]) -> asyncio.Future[Any]:
+        """The future of the call's answers for `event_ids` (a list, or None for marks)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((event_id, future))
+        self._queue.append((event_ids, future))
         self._schedule_flush(loop)
         return future
 
@@ -51,8 +56,11 @@ class _Coalescer:
     def _flush(self) -> None:
         self._flush_pending = False
         while self._queue and len(self._tasks) < self._max_in_flight:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
+            batch = [self._queue.popleft()]
+            size = len(batch[0][0])
+            while self._queue and size + len(self._queue[0][0]) <= self._max_batch:
+                size += len(self._queue[0][0])
+                batch.append(self._queue.popleft())
             task = asyncio.ensure_future(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -61,9 +69,9 @@ class _Coalescer:
         self._tasks.discard(task)
         self._schedule_flush(task.get_loop())
 
-    async def _run(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+    async def _run(self, batch: list[tuple[Sequence[str], asyncio.Future[Any]]]) -> None:
         try:
-            results = await self._call([event_id for event_id, _ in batch])
+            results = await self._call([event_id for ids, _ in batch for event_id in ids])
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
@@ -74,10 +82,12 @@ class _Coalescer:
             for _, future in batch:
                 future.cancel()
             raise
-        values = results if results is not None else [None] * len(batch)
-        for (_, future), value in zip(batch, values, strict=True):
+        position = 0
+        for ids, future in batch:
+            answers = None if results is None else list(results[position : position + len(ids)])
+            position += len(ids)
             if not future.done():
-                future.set_result(value)
+                future.set_result(answers)
 
 
 class CoalescingDedupeStore:
@@ -101,35 +111,37 @@ class CoalescingDedupeStore:
         await self._inner.stop()
 
     async def claim(self, event_id: str) -> bool:
-        return bool(await self._claims.submit(event_id))
+        return bool((await self._claims.submit([event_id]))[0])
 
     async def mark_published(self, event_id: str) -> None:
-        await self._marks.submit(event_id)
+        await self._marks.submit([event_id])
 
     async def release(self, event_id: str) -> None:
         # Rare (a failed publish); not worth batching.
         await self._inner.release(event_id)
 
     async def is_published(self, event_id: str) -> bool:
-        return bool(await self._lookups.submit(event_id))
+        return bool((await self._lookups.submit([event_id]))[0])
 
-    # A caller that already holds a batch of ids sends them directly, in max_batch chunks.
+    # A caller's batch joins the other callers' (every partition's group commit asks at once),
+    # in max_batch chunks.
 
     async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
-        found: list[bool] = []
-        for i in range(0, len(event_ids), self._max_batch):
-            found.extend(await self._batch.claim_many(event_ids[i : i + self._max_batch]))
-        return found
+        return [bool(found) for found in await self._chunked(self._claims, event_ids)]
 
     async def mark_published_many(self, event_ids: Sequence[str]) -> None:
-        for i in range(0, len(event_ids), self._max_batch):
-            await self._batch.mark_published_many(event_ids[i : i + self._max_batch])
+        await self._chunked(self._marks, event_ids)
 
     async def is_published_many(self, event_ids: Sequence[str]) -> list[bool]:
-        found: list[bool] = []
-        for i in range(0, len(event_ids), self._max_batch):
-            found.extend(await self._batch.is_published_many(event_ids[i : i + self._max_batch]))
-        return found
+        return [bool(found) for found in await self._chunked(self._lookups, event_ids)]
+
+    async def _chunked(self, coalescer: _Coalescer, event_ids: Sequence[str]) -> list[Any]:
+        size = self._max_batch
+        chunks = [coalescer.submit(event_ids[i : i + size]) for i in range(0, len(event_ids), size)]
+        answers: list[Any] = []
+        for chunk in await asyncio.gather(*chunks):
+            answers.extend(chunk or ())
+        return answers
 
 
 class _Fallback:

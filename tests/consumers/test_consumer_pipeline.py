@@ -92,11 +92,13 @@ class Recorder:
     """The runtime's side of `records.Hooks`: what the pipeline reported, in order."""
 
     settled: list[Delivery] = field(default_factory=list)
+    settled_calls: int = 0
     detached: list[tuple[Delivery, Coroutine[Any, Any, None]]] = field(default_factory=list)
     failed: list[tuple[Delivery, Exception]] = field(default_factory=list)
 
     def settled_hook(self, deliveries: Sequence[Delivery]) -> None:
         self.settled.extend(deliveries)
+        self.settled_calls += 1
 
     def settled_offsets(self) -> list[int]:
         return sorted(d.record.offset for d in self.settled)
@@ -354,6 +356,31 @@ async def test_a_slow_handler_is_detached_and_does_not_hold_the_batch(rig: Rig) 
     assert isinstance(slow_result, CompletionSucceeded)
     assert slow_result.content == "slow"
     assert await rig.store.is_published(slow.event_id)
+
+
+async def test_slow_handlers_ending_together_are_made_durable_together(
+    rig: Rig, kafka_broker: EmbeddedKafka
+) -> None:
+    """Detached handlers that end at once settle in one group-commit round, not one round
+    (claim, send, mark) each: far fewer settle reports and produce requests than events."""
+    events = [request("slow") for _ in range(20)]
+    deliveries = await rig.fetch(*events)
+    recorder = await rig.run(deliveries)
+    works = [recorder.work_of(d) for d in deliveries]
+    assert recorder.settled == []
+
+    with kafka_broker.track_requests() as requests:
+        rig.handler.gate.set()
+        await asyncio.wait_for(asyncio.gather(*works), SETTLE_TIMEOUT_S)
+        produced = requests.count(ApiKey.PRODUCE)
+
+    assert recorder.settled_offsets() == [d.record.offset for d in deliveries]
+    assert all(isinstance(d.outcome, Published) for d in deliveries)
+    assert recorder.settled_calls <= 2
+    assert produced <= 4  # the results topic's 2 partitions, a batch each, and a spare each
+    assert request_ids(await rig.results()) == sorted(e.event_id for e in events)
+    for event in events:
+        assert await rig.store.is_published(event.event_id)
 
 
 async def test_redelivered_records_already_published_are_skipped_without_handling(
