@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import litellm
@@ -27,6 +27,18 @@ import structlog
 
 from core.http import TIMEOUT_HEADER, parse_timeout
 from core.redact import Redactor
+from proxy.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    replay,
+    send_error,
+    send_json,
+    unless_disconnected,
+)
 from proxy.auth import STATE_KEY, Authenticator
 from proxy.errors import DeadlineExceededError, ExternalServiceError, InvalidRequestError
 from proxy.resilience import Outcome, Resilience
@@ -35,11 +47,6 @@ from proxy.upstream import translate
 
 __all__ = ["GatewayApp"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _TIMEOUT_HEADER = TIMEOUT_HEADER.encode()
@@ -77,44 +84,11 @@ _CLIENT_PARAMS = frozenset(
         "web_search_options",
     }
 )
-_JSON = (b"content-type", b"application/json")
 _JSON_OBJECT = {"type": "json_object"}
 _ANY_OBJECT_SCHEMA = {
     "type": "json_schema",
     "json_schema": {"name": "json_object", "schema": {"type": "object"}},
 }
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _outcome_headers(outcome: Outcome[Any], task: str) -> list[tuple[bytes, bytes]]:
@@ -125,50 +99,6 @@ def _outcome_headers(outcome: Outcome[Any], task: str) -> list[tuple[bytes, byte
         (b"x-gateway-attempts", str(outcome.total_attempts).encode()),
         (b"x-gateway-fallback", b"true" if outcome.fallback else b"false"),
     ]
-
-
-async def _send_json(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(send: Send, error: ExternalServiceError, redactor: Redactor) -> None:
-    headers = [(k.encode(), v.encode()) for k, v in error.response_headers().items()]
-    body = redactor.scrub_bytes(orjson.dumps(error.to_openai_body()))
-    await _send_json(send, error.status_code, body, headers)
-
-
-async def _disconnected(receive: Receive) -> None:
-    """Returns when the client has gone away. The request body has been read by then, so the
-    server's next message can only be `http.disconnect`."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _unless_disconnected(receive: Receive, work: Awaitable[None]) -> bool:
-    """Run `work` to its end, or cancel it (and the provider call it awaits) when the client
-    disconnects first; True when it was abandoned."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        abandoned = not task.done()
-        for pending in (task, watcher):
-            pending.cancel()
-        # Waits for the cancelled provider call to unwind: its connection is closed now.
-        await asyncio.gather(task, watcher, return_exceptions=True)
-    if not abandoned:
-        task.result()
-    return abandoned
 
 
 class GatewayApp:
@@ -192,7 +122,7 @@ class GatewayApp:
         self._redactor = redactor if redactor is not None else Redactor()
 
     async def _error(self, send: Send, error: ExternalServiceError) -> None:
-        await _send_error(send, error, self._redactor)
+        await send_error(send, error, self._redactor)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -211,7 +141,7 @@ class GatewayApp:
         except ExternalServiceError as error:
             await self._error(send, error)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -220,7 +150,7 @@ class GatewayApp:
         model = request.get("model") if isinstance(request, dict) else None
         route = self._routing.get(model) if isinstance(model, str) else None
         if route is None:
-            await self._inner(scope, _replay(body, receive), send)
+            await self._inner(scope, replay(body, receive), send)
             return
         await self._serve(scope, receive, send, route, request, user_id=user_id)
 
@@ -238,7 +168,7 @@ class GatewayApp:
         if not isinstance(request.get("messages"), list):
             await self._error(send, InvalidRequestError("'messages' must be a list"))
             return
-        budget = _header(scope, _TIMEOUT_HEADER)
+        budget = header(scope, _TIMEOUT_HEADER)
         try:
             deadline = None if budget is None else _loop_time() + parse_timeout(budget)
         except ValueError as exc:
@@ -251,7 +181,7 @@ class GatewayApp:
                 if params.get("stream")
                 else self._complete(route, user_id, params, deadline, send)
             )
-            if await _unless_disconnected(receive, work):
+            if await unless_disconnected(receive, work):
                 structlog.get_logger("proxy.fastpath").info(
                     "chat_completion_abandoned", task=route.task, reason="client_disconnected"
                 )
@@ -293,7 +223,7 @@ class GatewayApp:
             return
         _log_served(task, outcome, started)
         body = orjson.dumps(outcome.value.model_dump())
-        await _send_json(send, 200, body, _outcome_headers(outcome, task))
+        await send_json(send, 200, body, _outcome_headers(outcome, task))
 
     async def _stream(
         self,

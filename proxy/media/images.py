@@ -27,12 +27,7 @@ import structlog
 
 from core.http import TIMEOUT_HEADER, parse_timeout
 from core.redact import Redactor
-from proxy.errors import (
-    DeadlineExceededError,
-    ExternalServiceError,
-    InvalidRequestError,
-)
-from proxy.media.asgi import (
+from proxy.asgi import (
     ASGIApp,
     Receive,
     Scope,
@@ -44,6 +39,11 @@ from proxy.media.asgi import (
     send_error,
     send_json,
     unless_disconnected,
+)
+from proxy.errors import (
+    DeadlineExceededError,
+    ExternalServiceError,
+    InvalidRequestError,
 )
 from proxy.media.errors import is_plugin_error, plugin_error
 from proxy.media.incoming import Incoming, read_edit, read_generation

@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
+from proxy.asgi import Message, Scope
 from proxy.errors import InvalidRequestError
-from proxy.media.asgi import Message, Scope
 from proxy.media.providers import ImageProvider
 
 __all__ = ["Incoming", "read_edit", "read_generation"]

@@ -24,13 +24,13 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from core.redact import Redactor
+from proxy.asgi import Receive, Scope, Send, authenticate, send_error, send_json
 from proxy.errors import (
     AuthenticationError,
     ExternalServiceError,
     InvalidRequestError,
     NotFoundError,
 )
-from proxy.media.asgi import Receive, Scope, Send, authenticate, send_error, send_json
 from proxy.media.errors import MediaInvalidRequestError, is_plugin_error, plugin_error
 from proxy.media.jobs import TERMINAL, JobRecord, Store
 from proxy.media.providers import ImageProvider

@@ -1,8 +1,8 @@
-"""Small ASGI pieces the media routes use: read a body, authenticate, answer JSON or an error,
-notice a disconnect.
+"""Small ASGI pieces the gateway's own routes share: read a body, replay it, authenticate,
+answer JSON or an error, notice a disconnect.
 
-Why it exists: the media routes are an ASGI wrapper like the chat fast path, and need the same
-few primitives without reaching into that module's private helpers.
+Why it exists: the chat fast path and the media routes are both ASGI wrappers ahead of
+LiteLLM's app, and need the same few primitives, written once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from proxy.errors import ExternalServiceError, InvalidApiKeyError
 
 __all__ = [
     "ASGIApp",
+    "Message",
     "Receive",
     "Scope",
     "Send",
