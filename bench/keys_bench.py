@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
-from proxy_bench import BIN, ROOT, cpu_seconds, free_port, wait_ready
+from proxy_bench import BIN, ROOT, cpu_seconds, free_port, load, wait_ready
 
 sys.path.insert(0, str(ROOT))
 from database import Sealer
@@ -35,36 +35,6 @@ from database import Sealer
 MASTER = "sk-bench-master-key-0002"
 GROUP = "bench"
 BUDGET_MS = 0.2
-
-
-async def _load(url: str, key: str, concurrency: int, requests: int) -> dict[str, float]:
-    body = {"model": GROUP, "messages": [{"role": "user", "content": "benchmark hello"}]}
-    headers = {"authorization": f"Bearer {key}"}
-    latencies: list[float] = []
-    errors = 0
-    remaining = requests
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-
-        async def worker() -> None:
-            nonlocal remaining, errors
-            while remaining > 0:
-                remaining -= 1
-                start = time.perf_counter()
-                response = await client.post("/v1/chat/completions", json=body, headers=headers)
-                latencies.append(time.perf_counter() - start)
-                if response.status_code != 200:
-                    errors += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "errors": errors,
-    }
 
 
 def run_load(url: str, key: str, concurrency: int, requests: int) -> dict[str, float]:
@@ -175,7 +145,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.load:
         url, key, conc, reqs = args.load
-        print(json.dumps(asyncio.run(_load(url, key, int(conc), int(reqs)))))
+        print(json.dumps(asyncio.run(load(url, int(conc), int(reqs), key=key))))
         return 0
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen[bytes]] = []

@@ -79,9 +79,10 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
-async def _load(url: str, concurrency: int, requests: int) -> dict[str, float]:
+async def load(url: str, concurrency: int, requests: int, *, key: str = MASTER) -> dict[str, float]:
+    """Chat completions of the bench group at `concurrency`, sent with gateway key `key`."""
     body = {"model": GROUP, "messages": [{"role": "user", "content": "benchmark hello"}]}
-    headers = {"authorization": f"Bearer {MASTER}"}
+    headers = {"authorization": f"Bearer {key}"}
     latencies: list[float] = []
     errors = 0
     remaining = requests
@@ -147,7 +148,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.load:
         url, conc, reqs = args.load
-        print(json.dumps(asyncio.run(_load(url, int(conc), int(reqs)))))
+        print(json.dumps(asyncio.run(load(url, int(conc), int(reqs)))))
         return 0
     plan = list(
         zip(
