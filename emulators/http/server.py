@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from emulators.http.errors import EmulatorServerError
 
-__all__ = ["EmulatorServer", "EmulatorServerError"]
+__all__ = ["EmulatorServer", "EmulatorServerError", "listening_socket"]
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
@@ -28,6 +28,19 @@ class _Shutdownable(Protocol):
     def begin_shutdown(self) -> None: ...
 
     def end_shutdown(self) -> None: ...
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket whose accepted connections send small writes at once.
+
+    Accepted sockets inherit TCP_NODELAY; without it uvloop leaves Nagle on and every
+    keep-alive response waits ~40 ms for a delayed ACK (headers and body are two writes).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    return sock
 
 
 class EmulatorServer:
@@ -69,12 +82,7 @@ class EmulatorServer:
         runtime: _Shutdownable | None = getattr(self.app.state, "emulator_runtime", None)
         if runtime is not None:
             runtime.end_shutdown()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit this; without it uvloop leaves Nagle on and every
-        # keep-alive response waits ~40 ms for a delayed ACK (headers and body are two writes).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((self.host, self._requested_port))
+        sock = listening_socket(self.host, self._requested_port)
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,

@@ -168,12 +168,13 @@ async def test_timeout_raises_a_retriable_error_without_waiting_it_out(
 ) -> None:
     """When no token can come before the deadline, acquire raises RateLimitTimeout at once."""
     limiter = await make_limiter()
-    limit = RateLimit(1, 1)
+    limit = RateLimit(0.01, 1, min_rate_per_s=0.01)  # the next token is 100 s away
     await limiter.acquire("svc:video", limit)
     started = time.monotonic()
     with pytest.raises(RateLimitTimeout) as caught:
-        await limiter.acquire("svc:video", limit, timeout_s=0.3)
-    assert time.monotonic() - started < 0.25
+        await limiter.acquire("svc:video", limit, timeout_s=30)
+    # Waiting the timeout out would take 30 s; refusing at once takes milliseconds.
+    assert time.monotonic() - started < 15
     assert caught.value.retriable is True
     assert caught.value.key == "svc:video"
 
