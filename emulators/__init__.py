@@ -1,8 +1,9 @@
 """Local stand-ins for the gateway's upstreams: provider HTTP emulators and a Kafka broker.
 
 The HTTP emulators speak the real wire formats of Anthropic Messages (``emulators.anthropic``),
-OpenAI Chat Completions (``emulators.openai``), Gemini generateContent (``emulators.gemini``)
-and Fal's queue protocol (``emulators.fal``), answer deterministically and fail on demand
+OpenAI Chat Completions (``emulators.openai``), Gemini generateContent (``emulators.gemini``),
+Fal's queue protocol (``emulators.fal``) and Vertex AI's Gemini image work, virtual try-on and
+service-account OAuth (``emulators.vertex``), answer deterministically and fail on demand
 (``emulators.http.faults``).
 ``start_emulator("openai")`` runs one on a free port; ``python -m emulators all`` runs them all;
 ``emulators.testing`` provides pytest fixtures. The Kafka broker lives in ``emulators.kafka``.
@@ -30,7 +31,7 @@ __all__ = [
     "start_emulator",
 ]
 
-ProviderName = Literal["anthropic", "openai", "gemini", "fal"]
+ProviderName = Literal["anthropic", "openai", "gemini", "fal", "vertex"]
 PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
 
 

@@ -12,23 +12,33 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from emulators import EmulatorServer, start_emulator
+from emulators.vertex.tokens import new_service_account
+
+if TYPE_CHECKING:
+    from google.oauth2.service_account import Credentials as ServiceAccountCredentials
 
 __all__ = [
+    "CLOUD_PLATFORM_SCOPE",
     "EmulatorHandle",
     "FalHandle",
+    "VertexHandle",
     "anthropic_emulator",
     "emulators",
     "fal_emulator",
     "fal_tls_emulator",
     "gemini_emulator",
     "openai_emulator",
+    "vertex_emulator",
 ]
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 class EmulatorHandle:
@@ -138,6 +148,84 @@ def fal_tls_emulator() -> Iterator[FalHandle]:
             yield handle
         finally:
             handle.close()
+
+
+class VertexHandle(EmulatorHandle):
+    """The Vertex emulator's handle: service accounts, token lifetime, forced refusals, and the
+    per-call records (``emulators.vertex.calls``)."""
+
+    def service_account(
+        self, project: str = "emulated-project", name: str = "tests"
+    ) -> dict[str, str]:
+        """A throw-away service-account key file's content (a fresh RSA key; ``token_uri`` is
+        this emulator's ``/token``) for google-auth; its public key is registered with the
+        emulator, so the assertions' signatures are verified. ``reset()`` forgets the key."""
+        info, key = new_service_account(project, f"{self.url}/token", name=name)
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self._post(
+            "/vertex/keys", {"account": info["client_email"], "public_key_pem": pem.decode()}
+        )
+        return info
+
+    def generated_service_account(self, project: str = "emulated-project") -> dict[str, str]:
+        """A service-account key file the emulator generated itself (what ``gateway up`` uses)."""
+        response = self._control.post("/vertex/service-account", json={"project": project})
+        response.raise_for_status()
+        result: dict[str, str] = response.json()
+        return result
+
+    def credentials(self, project: str = "emulated-project") -> ServiceAccountCredentials:
+        """google-auth service-account credentials (cloud-platform scope) of a new account."""
+        from google.oauth2 import service_account  # noqa: PLC0415 - google-auth: tests only
+
+        # google-auth leaves this factory unannotated.
+        credentials: ServiceAccountCredentials = (
+            service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                self.service_account(project), scopes=[CLOUD_PLATFORM_SCOPE]
+            )
+        )
+        return credentials
+
+    def configure_vertex(
+        self, *, token_lifetime_s: int | None = None, allowed_projects: list[str] | None = None
+    ) -> None:
+        """Token lifetime in seconds (below 225 s google-auth refreshes before every request);
+        ``allowed_projects``: other projects get 403 PERMISSION_DENIED."""
+        body: dict[str, Any] = {}
+        if token_lifetime_s is not None:
+            body["token_lifetime_s"] = token_lifetime_s
+        if allowed_projects is not None:
+            body["allowed_projects"] = allowed_projects
+        self._post("/vertex/config", body)
+
+    def expire_tokens(self) -> None:
+        """Every token minted so far stops working (its holder gets 401 UNAUTHENTICATED)."""
+        self._post("/vertex/tokens/expire")
+
+    def force_block(self, marker: str, count: int | None = 1) -> None:
+        """The next ``count`` model calls behave as if their text held ``marker``
+        (``[[block:SAFETY]]``, ``[[finish:NO_IMAGE]]``, ``[[rai:reason]]``)."""
+        self._post("/vertex/blocks", {"marker": marker, "count": count})
+
+    def clear_blocks(self) -> None:
+        self._control.delete("/vertex/blocks").raise_for_status()
+
+    def calls(self) -> list[dict[str, Any]]:
+        """What each model call carried, oldest first."""
+        calls: list[dict[str, Any]] = self.stats()["calls"]
+        return calls
+
+
+@pytest.fixture(scope="session")
+def vertex_emulator() -> Iterator[VertexHandle]:
+    """The Vertex AI emulator (generateContent, try-on, OAuth), shared by the session."""
+    handle = VertexHandle("vertex", start_emulator("vertex"))
+    try:
+        yield handle
+    finally:
+        handle.close()
 
 
 def _handle(name: str) -> Iterator[EmulatorHandle]:

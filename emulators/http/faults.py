@@ -7,7 +7,7 @@ prompt that survives the proxy, and the control API), so the grammar is parsed i
 Grammar (one spec; whitespace is ignored)::
 
     spec        := kind [":" option] ["x" count]
-    kind        := "400" | "401" | "404" | "429" | "500" | "502" | "503" | "529"
+    kind        := "400" | "401" | "403" | "404" | "429" | "500" | "502" | "503" | "529"
                  | "hang" | "latency=" milliseconds
     option      := "retry-after=" seconds       (only meaningful for 429)
     count       := positive integer
@@ -51,7 +51,7 @@ FAULT_HEADER = "x-emulator-fault"
 
 FaultKind = Literal["status", "hang", "latency"]
 
-_STATUSES = frozenset({400, 401, 404, 429, 500, 502, 503, 529})
+_STATUSES = frozenset({400, 401, 403, 404, 429, 500, 502, 503, 529})
 _SPEC = re.compile(
     r"^(?P<kind>\d{3}|hang|latency=(?P<ms>\d+))"
     r"(?::retry-after=(?P<ra>\d+))?"

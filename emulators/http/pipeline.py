@@ -33,6 +33,7 @@ ErrorRenderer = Callable[[int, str], Response]
 DEFAULT_MESSAGES = {
     400: "Invalid request (emulated fault).",
     401: "Invalid or missing API key.",
+    403: "Permission denied for this resource.",
     404: "The requested model was not found.",
     429: "Rate limit exceeded. Please retry after a short wait.",
     500: "Internal server error.",

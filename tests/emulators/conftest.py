@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from emulators.testing import EmulatorHandle
+from emulators.testing import EmulatorHandle, VertexHandle
 
 # A valid 1x1 PNG: emulators never decode images, but the bytes should still be plausible.
 PNG_BYTES = base64.b64decode(
@@ -50,3 +50,11 @@ def gemini_em(gemini_emulator: EmulatorHandle) -> Iterator[EmulatorHandle]:
     """The Gemini emulator, reset after the test."""
     yield gemini_emulator
     gemini_emulator.reset()
+
+
+@pytest.fixture
+def vertex_em(vertex_emulator: VertexHandle) -> Iterator[VertexHandle]:
+    """The Vertex emulator, reset before and after the test (tokens and keys included)."""
+    vertex_emulator.reset()
+    yield vertex_emulator
+    vertex_emulator.reset()

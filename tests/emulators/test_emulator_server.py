@@ -75,7 +75,7 @@ def test_settings_restrict_keys() -> None:
 
 def test_unknown_emulator_name_is_rejected() -> None:
     """create_emulator_app refuses names outside PROVIDERS."""
-    assert PROVIDERS == ("anthropic", "openai", "gemini", "fal")
+    assert PROVIDERS == ("anthropic", "openai", "gemini", "fal", "vertex")
     with pytest.raises(ValueError, match="unknown emulator"):
         create_emulator_app("nope")
 
