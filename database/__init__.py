@@ -3,8 +3,9 @@
 An SQLite file by default (embedded, nothing to run), PostgreSQL when a URL names one; the
 schema is built only by Alembic migrations (`migrations/`), applied at start-up. Modules:
 `engine` (URL -> async engine, migrations), `schema` (the tables), `crypto` (provider keys
-sealed under the key-encryption key), `keys` (users, gateway keys, provider keys), `errors`.
-Callers see typed records, never SQL.
+sealed under the key-encryption key), `keys` (users, gateway keys, provider keys), `jobs`
+(media jobs, their events and the files they read), `errors`. Callers see typed records,
+never SQL.
 """
 
 from database.crypto import Sealer
@@ -14,10 +15,12 @@ from database.errors import (
     DatabaseError,
     DuplicateRecordError,
     EncryptionKeyError,
+    FileTooLargeError,
     RecordError,
     SchemaError,
     UnknownRecordError,
 )
+from database.jobs import MAX_FILE_BYTES, JobEvent, JobRecords, StoredFile, StoredJob
 from database.keys import (
     GatewayKeyInfo,
     IssuedKey,
@@ -30,19 +33,25 @@ from database.keys import (
 )
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "Database",
     "DatabaseConfigError",
     "DatabaseError",
     "DuplicateRecordError",
     "EncryptionKeyError",
+    "FileTooLargeError",
     "GatewayKeyInfo",
     "IssuedKey",
+    "JobEvent",
+    "JobRecords",
     "KeyRecords",
     "RecordError",
     "Role",
     "SchemaError",
     "Sealer",
+    "StoredFile",
     "StoredIdentity",
+    "StoredJob",
     "StoredKeyInfo",
     "UnknownRecordError",
     "UserInfo",

@@ -6,7 +6,8 @@
     ├── EncryptionKeyError         key-encryption keys missing, malformed, or not this database's
     └── RecordError                a write the stored state refuses (unknown user, duplicate)
         ├── UnknownRecordError     the user or key named does not exist
-        └── DuplicateRecordError   the user already exists
+        ├── DuplicateRecordError   the user already exists
+        └── FileTooLargeError      a media file above the stored-file size limit
 
 Errors carry messages safe to show and log: no key material, no connection password.
 """
@@ -20,6 +21,7 @@ __all__ = [
     "DatabaseError",
     "DuplicateRecordError",
     "EncryptionKeyError",
+    "FileTooLargeError",
     "RecordError",
     "SchemaError",
     "UnknownRecordError",
@@ -54,3 +56,7 @@ class UnknownRecordError(RecordError):
 
 class DuplicateRecordError(RecordError):
     """The user to create exists already."""
+
+
+class FileTooLargeError(RecordError):
+    """The file is larger than a stored media file may be."""

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["SYSTEM_OWNER", "gateway_keys", "key_state", "metadata", "provider_keys", "users"]
+__all__ = [
+    "SYSTEM_OWNER",
+    "gateway_keys",
+    "key_state",
+    "media_files",
+    "media_job_events",
+    "media_jobs",
+    "metadata",
+    "provider_keys",
+    "users",
+]
 
 # The `owner` of system-level provider keys; user ids cannot contain '*'.
 SYSTEM_OWNER = "*system*"
@@ -55,4 +65,66 @@ key_state = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("seal_check", sa.Text, nullable=True),
+)
+
+# Media jobs (fine-tuning, video generation) and the files they read: kept here so that a job
+# outlives the process that created it. `handle` is the provider's job handle (request id and
+# URLs), so a restarted gateway looks the job up again and never submits it twice; no provider
+# key is ever written. `version` grows with each write (optimistic concurrency).
+media_files = sa.Table(
+    "media_files",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    # The user who uploaded it; null: the master key.
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    # The bytes themselves (bounded by `database.jobs.MAX_FILE_BYTES`): one place for the data,
+    # shared by every gateway process on PostgreSQL as on SQLite.
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+media_jobs = sa.Table(
+    "media_jobs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("task", sa.String(128), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("cost_usd", sa.Float, nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("handle", sa.JSON, nullable=True),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("progress", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=True),
+    sa.Column("logs_seen", sa.Integer, nullable=False),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_media_jobs_kind_created", "kind", "created_at"),
+    sa.Index("ix_media_jobs_request", "provider", "request_id"),
+)
+
+media_job_events = sa.Table(
+    "media_job_events",
+    metadata,
+    sa.Column(
+        "job_id",
+        sa.String(40),
+        sa.ForeignKey("media_jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("level", sa.String(8), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", sa.JSON, nullable=True),
 )

@@ -10,13 +10,17 @@ its attributes, never through the environment.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
+import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Protocol
 
 from core.config import ConfigError
-from gateway.settings import PROVIDER_ENV, StackSettings
+from gateway.settings import PROVIDER_ENV, VERTEX_ENV, StackSettings
 
 if TYPE_CHECKING:
     from emulators import EmulatorServer
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EMULATED_KEYS",
+    "EMULATED_VERTEX_LOCATION",
+    "EMULATED_VERTEX_PROJECT",
     "Component",
     "EmbeddedEmulators",
     "ProxyComponent",
@@ -34,6 +40,9 @@ __all__ = [
 ]
 
 EMULATED_KEYS: Mapping[str, str] = {p: f"emulated-{p}-key" for p in PROVIDER_ENV}
+# The project and location the embedded Vertex emulator's throw-away service account is for.
+EMULATED_VERTEX_PROJECT = "emulated-project"
+EMULATED_VERTEX_LOCATION = "us-central1"
 
 
 class Component(Protocol):
@@ -90,6 +99,17 @@ class EmbeddedEmulators:
         # The API base and key variables the config's `os.environ/` references read, pointed
         # at the emulators; the proxy resolves its routing table over them.
         self.environ: dict[str, str] = {}
+        # Holds the emulated Vertex service-account file while the emulators run.
+        self._folder: str | None = None
+
+    def describe(self) -> list[str]:
+        """Start-up lines about what the emulated providers were given (never a secret)."""
+        if "vertex" not in self.urls:
+            return []
+        return [
+            f"  vertex: a throw-away service account for project {EMULATED_VERTEX_PROJECT}, "
+            f"location {EMULATED_VERTEX_LOCATION}, its tokens minted by the emulator"
+        ]
 
     async def start(self) -> None:
         from emulators import start_emulator  # noqa: PLC0415 - only when emulating
@@ -100,12 +120,39 @@ class EmbeddedEmulators:
             key_env, base_env, suffix = PROVIDER_ENV[provider]
             self.urls[provider] = server.url
             self.environ[base_env] = server.url + suffix
-            self.environ[key_env] = EMULATED_KEYS[provider]
+            if provider == "vertex":
+                self.environ[key_env] = await asyncio.to_thread(self._vertex_account, server.url)
+                project_env, location_env = VERTEX_ENV
+                self.environ[project_env] = EMULATED_VERTEX_PROJECT
+                self.environ[location_env] = EMULATED_VERTEX_LOCATION
+            else:
+                self.environ[key_env] = EMULATED_KEYS[provider]
+
+    def _vertex_account(self, url: str) -> str:
+        """Have the emulator generate a service account (so it verifies the signatures of its
+        assertions) and write it to an owner-only file; the file's path."""
+        import httpx  # noqa: PLC0415 - only when emulating
+
+        response = httpx.post(
+            f"{url}/_emulator/vertex/service-account",
+            json={"project": EMULATED_VERTEX_PROJECT},
+            timeout=10.0,
+        )
+        response.raise_for_status()
+        self._folder = tempfile.mkdtemp(prefix="gateway-vertex-")
+        path = os.path.join(self._folder, "service-account.json")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(response.json(), out)
+        return path
 
     async def stop(self) -> None:
         while self._servers:
             server = self._servers.pop()
             await asyncio.to_thread(server.stop)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
 
 class ProxyComponent:

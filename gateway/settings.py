@@ -32,6 +32,7 @@ __all__ = [
     "MASTER_KEY_ENV",
     "PROVIDER_ENV",
     "REDIS_ENV",
+    "VERTEX_ENV",
     "Flags",
     "StackSettings",
     "build_stack_settings",
@@ -47,8 +48,14 @@ PROVIDER_ENV: Mapping[str, tuple[str, str, str]] = MappingProxyType(
         "openai": ("OPENAI_API_KEY", "OPENAI_API_BASE", "/v1"),
         "gemini": ("GEMINI_API_KEY", "GEMINI_API_BASE", "/v1beta"),
         "fal": ("FAL_KEY", "FAL_API_BASE", ""),
+        # Vertex's "key" is a service-account file; its emulator also needs the project and
+        # location the plugin and LiteLLM put into every URL (VERTEX_ENV).
+        "vertex": ("GOOGLE_APPLICATION_CREDENTIALS", "VERTEX_API_BASE", ""),
     }
 )
+# Vertex's project and location variables, which the config's `vertex_project` /
+# `vertex_location` references read.
+VERTEX_ENV = ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,7 +156,13 @@ def build_stack_settings(
     snapshot = dict(environ)
     if not snapshot.get("GEMINI_API_KEY") and snapshot.get("GOOGLE_API_KEY"):
         snapshot["GEMINI_API_KEY"] = snapshot["GOOGLE_API_KEY"]
-    missing = tuple(p for p, (key, _, _) in PROVIDER_ENV.items() if not snapshot.get(key))
+    # A provider is emulated when neither its key nor its base is set (a base without a key
+    # is a real endpoint whose key is missing: its requests then say what to set).
+    missing = tuple(
+        p
+        for p, (key, base, _) in PROVIDER_ENV.items()
+        if not snapshot.get(key) and not (p == "vertex" and snapshot.get(base))
+    )
     redactor = Redactor([master_key, *(snapshot.get(key) for key, _, _ in PROVIDER_ENV.values())])
     return StackSettings(
         config=config,

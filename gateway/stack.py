@@ -46,7 +46,7 @@ async def serve_up(settings: StackSettings) -> None:
     # Started in this order, stopped in reverse. New components go here.
     components: list[Component] = [emulators, proxy]
     # What each says about itself under the banner, once everything has started.
-    described: list[Callable[[], list[str]]] = [proxy.describe]
+    described: list[Callable[[], list[str]]] = [emulators.describe, proxy.describe]
     if settings.with_kafka:
         kafka = KafkaComponent(settings)
         consumers = ConsumersComponent(settings, kafka, proxy_url=lambda: proxy.url)

@@ -67,6 +67,11 @@ class KeyServices:
             redactor=self._redactor,
         )
 
+    @property
+    def database(self) -> Database | None:
+        """The opened gateway database (None without one, or before `start`)."""
+        return self._database
+
     def mount(self, app: ASGIApp) -> ASGIApp:
         """`app` with the /gateway/v1 key routes in front, when there is a database."""
         return app if self._admin is None else AdminRoutes(app, self._admin)

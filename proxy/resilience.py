@@ -11,7 +11,10 @@ plus an ordered list of providers, the providers' Retry-After and the caller's d
 - retry: errors whose class is `retriable` (timeouts, 429, 500, 502, 503, 529).
 - next provider: after 401, 403, 404, a missing key, or a provider's retries stopping.
 - returned at once, no retry, no fallback (`fallback_allowed = False`): 400, content-policy
-  refusals, a wrong gateway key; another provider would refuse the same request.
+  refusals, a wrong gateway key; another provider would refuse the same request. Except: a
+  content-policy refusal on a task with content-policy fallbacks (`router_settings.
+  content_policy_fallbacks`, LiteLLM's vocabulary) moves to those, in order, instead of the
+  rest of the chain; a second refusal there is returned as it is.
 - the deadline (`x-gateway-timeout-ms`, on the event loop's clock): each attempt's timeout is
   cut to it, and no attempt starts after it; a chain it cut short ends in
   `DeadlineExceededError`. Cancellation (the client went away) cancels the attempt in flight
@@ -21,7 +24,7 @@ plus an ordered list of providers, the providers' Retry-After and the caller's d
 
 Worst case per request (`chain_bound`): attempts x providers calls, and providers x (attempts x
 request_timeout_s + (attempts - 1) x max(backoff_max_s, max_retry_after_s)) seconds unless the
-deadline is sooner.
+deadline is sooner; a task's content-policy fallbacks count among its providers.
 
 Streaming callers make their `call` return only after the first chunk has arrived, so a stream
 is retried or moved only before anything has been sent to the client.
@@ -49,6 +52,7 @@ from core.redact import Redactor
 from proxy.errors import (
     AllProvidersFailedError,
     AttemptFailure,
+    ContentPolicyError,
     DeadlineExceededError,
     ExternalServiceError,
 )
@@ -237,7 +241,12 @@ class Resilience:
     ) -> Outcome[T]:
         """The first answer along `route`; `deadline` is on the running loop's clock."""
         chain: _Chain[T] = _Chain(route, deadline)
-        for index, deployment in enumerate(route.deployments):
+        queue = list(route.deployments)
+        refused = False
+        index = 0
+        while index < len(queue):
+            deployment = queue[index]
+            index += 1
             if chain.passed():
                 break
             retrying, at_deadline = self._retrying(chain)
@@ -245,9 +254,18 @@ class Resilience:
             try:
                 value: T = await retrying(self._attempt, chain, deployment, user_id, call)
             except ExternalServiceError as error:
-                if not error.fallback_allowed:
-                    raise
                 attempts = chain.total - before
+                if not error.fallback_allowed:
+                    if not (
+                        isinstance(error, ContentPolicyError)
+                        and route.content_policy_deployments
+                        and not refused
+                    ):
+                        raise
+                    # The task's content-policy fallbacks serve instead of the rest of the
+                    # chain, once: a refusal there is returned as it is.
+                    refused = True
+                    queue, index = list(route.content_policy_deployments), 0
                 chain.failures.append(
                     AttemptFailure(deployment.provider, deployment.model, attempts, error)
                 )
@@ -257,5 +275,6 @@ class Resilience:
                     chain.cut_by_deadline = True
                 continue
             attempts = chain.total - before
-            return Outcome(value, deployment, attempts, chain.total, fallback=index > 0)
+            fallback = refused or deployment is not route.deployments[0]
+            return Outcome(value, deployment, attempts, chain.total, fallback=fallback)
         raise chain.give_up()

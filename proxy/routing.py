@@ -1,7 +1,9 @@
 """The routing table: which providers serve a task, in which order.
 
 Why it exists: litellm_config.yaml speaks LiteLLM's own vocabulary (`model_list` groups named
-after tasks, `router_settings.fallbacks` listing other groups in order) so that switching a
+after tasks, `router_settings.fallbacks` listing other groups in order, and
+`router_settings.content_policy_fallbacks` the groups that serve a request another refused on
+content grounds) so that switching a
 task's provider is an edit of that file alone and stock LiteLLM understands it too. The fast
 path needs that information as a plain, validated, immutable table built once at start-up.
 """
@@ -48,6 +50,9 @@ class TaskRoute(msgspec.Struct, frozen=True, kw_only=True):
 
     task: str
     deployments: tuple[Deployment, ...]
+    # Served instead, in order, when a deployment refuses the request on content grounds
+    # (`router_settings.content_policy_fallbacks`); empty: a refusal is returned at once.
+    content_policy_deployments: tuple[Deployment, ...] = ()
 
 
 def _resolve(value: Any, environ: Mapping[str, str]) -> Any:
@@ -86,6 +91,24 @@ def _deployment(entry: Any, environ: Mapping[str, str]) -> Deployment:
     )
 
 
+def _fallbacks(
+    router: Mapping[str, Any], name: str, groups: Mapping[str, list[Deployment]]
+) -> dict[str, list[str]]:
+    """`router_settings.<name>`: a list of `{group: [other groups]}`, each group known."""
+    found: dict[str, list[str]] = {}
+    for item in router.get(name) or []:
+        if not isinstance(item, dict):
+            raise ConfigError(f"router_settings.{name} entries are mappings: {item!r}")
+        for group, targets in item.items():
+            if group not in groups:
+                raise ConfigError(f"{name} name unknown model group '{group}'")
+            for target in targets or []:
+                if target not in groups:
+                    raise ConfigError(f"{name} of '{group}' names unknown group '{target}'")
+            found[group] = list(targets or [])
+    return found
+
+
 class RoutingTable:
     """Immutable map task -> ordered deployments, built from a parsed litellm_config.yaml."""
 
@@ -100,24 +123,20 @@ class RoutingTable:
             groups.setdefault(dep.group, []).append(dep)
         if not groups:
             raise ConfigError("model_list is empty: no task can be served")
-        fallbacks: dict[str, list[str]] = {}
         router = data.get("router_settings") or {}
-        for item in router.get("fallbacks") or []:
-            if not isinstance(item, dict):
-                raise ConfigError(f"router_settings.fallbacks entries are mappings: {item!r}")
-            for group, targets in item.items():
-                if group not in groups:
-                    raise ConfigError(f"fallbacks name unknown model group '{group}'")
-                for target in targets or []:
-                    if target not in groups:
-                        raise ConfigError(f"fallback of '{group}' names unknown group '{target}'")
-                fallbacks[group] = list(targets or [])
+        fallbacks = _fallbacks(router, "fallbacks", groups)
+        on_refusal = _fallbacks(router, "content_policy_fallbacks", groups)
         routes: dict[str, TaskRoute] = {}
         for group, deps in groups.items():
             ordered = list(deps)
             for target in fallbacks.get(group, []):
                 ordered.extend(groups[target])
-            routes[group] = TaskRoute(task=group, deployments=tuple(ordered))
+            refusal = [d for target in on_refusal.get(group, []) for d in groups[target]]
+            routes[group] = TaskRoute(
+                task=group,
+                deployments=tuple(ordered),
+                content_policy_deployments=tuple(refusal),
+            )
         return cls(routes)
 
     def get(self, task: str) -> TaskRoute | None:
@@ -133,8 +152,15 @@ class RoutingTable:
         """Human-readable table for `gateway config check`."""
         lines = []
         for task in self.tasks():
+            route = self._routes[task]
             chain = " -> ".join(
-                f"{d.provider}:{d.model.split('/', 1)[1]}" for d in self._routes[task].deployments
+                f"{d.provider}:{d.model.split('/', 1)[1]}" for d in route.deployments
             )
+            if route.content_policy_deployments:
+                refusal = ", ".join(
+                    f"{d.provider}:{d.model.split('/', 1)[1]}"
+                    for d in route.content_policy_deployments
+                )
+                chain += f" (content policy: {refusal})"
             lines.append(f"{task:<32} {chain}")
         return "\n".join(lines)

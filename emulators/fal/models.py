@@ -1,4 +1,5 @@
-"""What the emulated Fal models compute: images from prompt, seed, LoRAs and input images.
+"""What the emulated Fal models compute: images from prompt, seed, LoRAs and input images,
+trained LoRAs, vision answers and image-to-video clips.
 
 Why it exists: the app module routes the queue protocol; the outputs (real files, determined
 by the inputs, input images fetched only from data URIs or this emulator's own files) are
@@ -26,6 +27,7 @@ from emulators.fal.render import (
     render_image,
     result_body,
 )
+from emulators.fal.video import VIDEO_MODELS, parse_video_input, render_video
 from emulators.fal.vision import DETECT_MODELS, SEGMENT_MODELS, detect, segment
 from emulators.fal.wire import (
     FLUX_MODELS,
@@ -44,7 +46,9 @@ __all__ = ["NSFW_MARKER", "SERVED_MODELS", "Outcome", "generate", "load_sources"
 NSFW_MARKER = "[[nsfw]]"
 Sources = tuple[Image.Image | None, Image.Image | None]
 # Every endpoint the emulator answers, by "owner/app[/path]".
-SERVED_MODELS = frozenset(FLUX_MODELS) | TRAINING_MODELS | DETECT_MODELS | SEGMENT_MODELS
+SERVED_MODELS = (
+    frozenset(FLUX_MODELS) | TRAINING_MODELS | DETECT_MODELS | SEGMENT_MODELS | set(VIDEO_MODELS)
+)
 
 
 def seed_of(prompt: str, seed: int | None) -> int:
@@ -155,6 +159,8 @@ def run_model(endpoint: str, body: Any, base: str, request_id: str, queue: FalQu
             return Outcome(result=result, files=files)
         if endpoint in DETECT_MODELS | SEGMENT_MODELS:
             return _vision(endpoint, body, base, request_id, queue)
+        if endpoint in VIDEO_MODELS:
+            return _video(endpoint, body, base, request_id, queue)
         training = parse_training_input(body)
         result, files = train(base, request_id, training, _download_bytes(queue, training))
         return Outcome(result, files, run_s=queue.timings.training_s, steps=training.steps)
@@ -179,6 +185,18 @@ def _vision(endpoint: str, body: Any, base: str, request_id: str, queue: FalQueu
     for mask in result["masks"]:
         mask["url"] = f"{base}/files/{request_id}/{mask['file_name']}"
     return Outcome(result=(200, result), files=files)
+
+
+def _video(endpoint: str, body: Any, base: str, request_id: str, queue: FalQueue) -> Outcome:
+    prompt, image_url, seconds, aspect, seed = parse_video_input(endpoint, body)
+    data = render_video(prompt, _download(queue, image_url, "image_url"), seconds, aspect, seed)
+    video = {
+        "url": f"{base}/files/{request_id}/output.mp4",
+        "content_type": "video/mp4",
+        "file_name": "output.mp4",
+        "file_size": len(data),
+    }
+    return Outcome(result=(200, {"video": video}), files={"output.mp4": ("video/mp4", data)})
 
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")

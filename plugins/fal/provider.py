@@ -1,5 +1,5 @@
-"""The Fal images provider: Flux text-to-image, image-to-image and inpainting over Fal's queue
-(submit, status stream, result).
+"""The Fal images provider: Flux text-to-image, image-to-image and inpainting, LoRA training,
+vision and image-to-video over Fal's queue (submit, status stream, result).
 
 Why it exists: it is the thin I/O shell around ``plugins.fal.transforms``. It never retries:
 the caller's retry policy calls ``generate`` again, and a ``FalJob`` carried between those calls
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 from PIL import Image
 
 from plugins.fal.edits import parse_edit_request
@@ -36,6 +37,15 @@ from plugins.fal.transforms import (
     parse_status,
     parse_submit,
     submit_url,
+)
+from plugins.fal.videos import (
+    VideoFile,
+    VideoRequest,
+    parse_video_request,
+    served_seconds,
+    video_input,
+    video_of,
+    video_progress,
 )
 from plugins.fal.vision import VisionRequest, faces_answer, masks_answer, vision_input
 from plugins.fal.webhooks import Callback, verify_callback
@@ -99,6 +109,19 @@ class FalImages:
 
     def new_job(self) -> FalJob:
         return FalJob()
+
+    def job_handle(self, job: FalJob) -> dict[str, Any] | None:
+        """What to store so the job can be looked up again later: the request id and the
+        queue's URLs, never the key."""
+        return None if job.handle is None else msgspec.to_builtins(job.handle)
+
+    def restore_job(self, handle: Mapping[str, Any] | None) -> FalJob:
+        """The job of a stored handle (its key is given again with ``use_key``)."""
+        return FalJob(handle=None if handle is None else parse_submit(handle))
+
+    def use_key(self, job: FalJob, key: str) -> None:
+        """The key the next look-ups of ``job`` use (resolved anew for each call)."""
+        job.key = key
 
     async def generate(
         self, job: FalJob, request: ImageRequest, *, model: str, api_base: str | None, key: str
@@ -195,6 +218,52 @@ class FalImages:
         if not callback.ok:
             raise FalJobFailed(f"Fal job {callback.request_id} failed: {callback.error}")
         return lora_of(callback.payload)
+
+    # --- image-to-video ---------------------------------------------------------------------
+
+    def parse_video(
+        self, fields: Mapping[str, Any], image: bytes | None, image_url: str | None
+    ) -> VideoRequest:
+        """Validate an OpenAI videos.create form before anything is sent."""
+        return parse_video_request(fields, image, image_url)
+
+    def video_seconds(self, request: VideoRequest, model: str) -> int:
+        """The clip length ``model`` renders (and bills) for ``request``; raises
+        FalInvalidRequest when the model has no image-to-video transform."""
+        return served_seconds(request, model)
+
+    def video_status(self, status: QueueStatus, previous: int) -> tuple[str, int]:
+        """The OpenAI video status and progress percent for a queue status."""
+        return video_progress(status, previous)
+
+    async def submit_video(
+        self, job: FalJob, request: VideoRequest, *, model: str, api_base: str | None, key: str
+    ) -> str:
+        """Submit the video once (a retry finds ``job`` submitted); the Fal request id."""
+        with fal_errors():
+            if job.handle is None:
+                url = submit_url(api_base, model)
+                job.handle = await self._submit_body(url, video_input(request, model), key)
+                job.key = key
+            return job.handle.request_id
+
+    async def video_result(self, job: FalJob) -> VideoFile:
+        """The generated video of a completed job."""
+        if job.handle is None or job.key is None:
+            raise FalJobFailed("the job was never submitted")
+        with fal_errors():
+            return video_of(await self._get_json(job.handle.response_url, job.key))
+
+    async def download(self, url: str) -> tuple[str, bytes]:
+        """A result file's content type and bytes (Fal's media URLs need no key)."""
+        inline = inline_b64(url)
+        if inline is not None:
+            return url[5:].split(";", 1)[0], base64.b64decode(inline)
+        with fal_errors():
+            response = await self._http.get(url)
+            _raise_for(response)
+            kind = response.headers.get("content-type", "application/octet-stream")
+            return kind, response.content
 
     # --- vision: face detection and segmentation -------------------------------------------
 

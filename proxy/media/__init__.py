@@ -3,11 +3,14 @@ tasks, through provider plugins named in `gateway_settings.media`, under the sam
 same retry/fallback policy as task chat completions.
 
 Modules: `images` (the ASGI wrapper), `providers` (the plugin protocol and loading), `errors`
-(plugin errors -> the proxy's tree), `settings` (`gateway_settings.media`), `asgi` (helpers).
+(plugin errors -> the proxy's tree), `settings` (`gateway_settings.media`), `incoming` (reading
+a generation or an edit form), `pricing` (start-up configuration of plugins per model group and
+per-image prices from LiteLLM's map), `jobs` and `training` (fine-tuning routes).
 """
 
 from proxy.media.errors import MediaInvalidRequestError
 from proxy.media.images import COST_HEADER, MediaApp
+from proxy.media.pricing import check_media_config
 from proxy.media.providers import ImageProvider, load_providers
 from proxy.media.settings import MediaSettings, Price, load_media_settings
 
@@ -18,6 +21,7 @@ __all__ = [
     "MediaInvalidRequestError",
     "MediaSettings",
     "Price",
+    "check_media_config",
     "load_media_settings",
     "load_providers",
 ]

@@ -2,8 +2,9 @@
 
 Why it exists: plugins may not import the proxy (they run under stock LiteLLM too), so their
 errors are read by two attributes every plugin error root carries, ``status_code`` and
-``retriable`` (plus ``retry_after_s`` and ``param`` when set), and mapped here; the retry policy
-then sees the same vocabulary as for chat completions.
+``retriable`` (plus ``retry_after_s``, ``param`` and ``content_policy`` when set), and mapped
+here; the retry policy then sees the same vocabulary as for chat completions (a refusal marked
+``content_policy`` is a ContentPolicyError, which a task's content-policy fallback may serve).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from core.redact import Redactor
 from proxy.errors import (
     AuthenticationError,
     BadRequestError,
+    ContentPolicyError,
     ExternalServiceError,
     InvalidRequestError,
     NotFoundError,
@@ -76,7 +78,11 @@ def plugin_error(
         )
     status: int = exc.status_code  # type: ignore[attr-defined]  # checked by is_plugin_error
     retriable: bool = exc.retriable  # type: ignore[attr-defined]
-    kind = _kind(status, retriable)
+    kind: type[ExternalServiceError] = (
+        ContentPolicyError
+        if getattr(exc, "content_policy", False) is True
+        else _kind(status, retriable)
+    )
     return kind(
         f"{provider}: {message}",
         provider=provider,

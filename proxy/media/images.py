@@ -12,7 +12,8 @@ Order of a request: authenticate; validate with every provider of the task (a pr
 before any provider call, nothing charged); run the chain. One job per deployment lives across
 attempts, so a retry after a failed status poll resumes the job rather than paying for another;
 when the client disconnects or its deadline passes, the jobs still running are cancelled.
-The cost (configured prices x billed megapixels) is sent in `x-gateway-cost-usd`.
+The cost (configured prices x billed megapixels or images; per-image prices from LiteLLM's cost
+map for models the config does not price) is sent in `x-gateway-cost-usd`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import structlog
 
 from core.http import TIMEOUT_HEADER, parse_timeout
 from core.redact import Redactor
+from database import Database
 from proxy.asgi import (
     ASGIApp,
     Receive,
@@ -47,9 +49,12 @@ from proxy.errors import (
 )
 from proxy.media.errors import is_plugin_error, plugin_error
 from proxy.media.incoming import Incoming, read_edit, read_generation
+from proxy.media.jobs import JobBook
+from proxy.media.pricing import configure_providers, with_mapped_prices
 from proxy.media.providers import ImageProvider, load_providers
 from proxy.media.settings import MediaSettings, load_media_settings
 from proxy.media.training import TrainingRoutes
+from proxy.media.videos import VideoRoutes
 from proxy.resilience import Outcome, Resilience
 from proxy.routing import Deployment, RoutingTable, TaskRoute
 
@@ -73,6 +78,7 @@ class MediaApp:
         settings: MediaSettings,
         providers: Mapping[str, ImageProvider],
         redactor: Redactor | None = None,
+        database: Database | None = None,
     ) -> None:
         self._inner = inner
         self._routing = routing
@@ -81,12 +87,29 @@ class MediaApp:
         self._providers = dict(providers)
         self._redactor = redactor if redactor is not None else Redactor()
         self._log = structlog.get_logger("proxy.media")
+        # Training and video jobs, kept in the gateway database (`proxy.media.jobs`).
+        self._book = JobBook(
+            database=database,
+            routing=routing,
+            resilience=resilience,
+            providers=self._providers,
+            redactor=self._redactor,
+        )
         self._training = TrainingRoutes(
             routing=routing,
             resilience=resilience,
             settings=settings,
             providers=self._providers,
             redactor=self._redactor,
+            book=self._book,
+        )
+        self._videos = VideoRoutes(
+            routing=routing,
+            resilience=resilience,
+            settings=settings,
+            providers=self._providers,
+            redactor=self._redactor,
+            book=self._book,
         )
 
     @classmethod
@@ -98,22 +121,28 @@ class MediaApp:
         routing: RoutingTable,
         resilience: Resilience,
         redactor: Redactor,
+        database: Database | None = None,
     ) -> MediaApp:
         settings = load_media_settings(config_path)
+        providers = load_providers(settings.providers)
+        configure_providers(providers, routing)
         return cls(
             inner,
             routing=routing,
             resilience=resilience,
-            settings=settings,
-            providers=load_providers(settings.providers),
+            settings=with_mapped_prices(settings, routing, providers),
+            providers=providers,
             redactor=redactor,
+            database=database,
         )
 
     async def start(self) -> None:
         for provider in self._providers.values():
             await provider.start()
+        await self._book.start()
 
     async def stop(self) -> None:
+        await self._book.stop()
         for provider in self._providers.values():
             await provider.stop()
 
@@ -121,7 +150,10 @@ class MediaApp:
         if scope["type"] == "lifespan":
             await self._inner(scope, self._lifespan(receive), send)
             return
-        if scope["type"] == "http" and await self._training.handle(scope, receive, send):
+        if scope["type"] == "http" and (
+            await self._training.handle(scope, receive, send)
+            or await self._videos.handle(scope, receive, send)
+        ):
             return
         path = scope.get("path")
         if (
@@ -173,12 +205,12 @@ class MediaApp:
         return wrapped
 
     def _serves(self, route: TaskRoute, method: str) -> bool:
-        return all(hasattr(self._providers.get(d.provider), method) for d in route.deployments)
+        return all(hasattr(self._providers.get(d.provider), method) for d in _every(route))
 
     def _validate(self, route: TaskRoute, incoming: Incoming) -> dict[str, Any]:
         """Each provider's parsed request; the first refusal is answered as a 400."""
         parsed: dict[str, Any] = {}
-        for deployment in route.deployments:
+        for deployment in _every(route):
             name = deployment.provider
             if name in parsed:
                 continue
@@ -188,6 +220,20 @@ class MediaApp:
                 if not is_plugin_error(exc):
                     raise
                 raise plugin_error(exc, name, self._redactor, before_call=True) from exc
+        for deployment in _every(route):
+            checker: Any = self._providers[deployment.provider]
+            if not hasattr(checker, "check"):
+                continue
+            try:
+                checker.check(
+                    parsed[deployment.provider], group=deployment.group, model=deployment.model
+                )
+            except Exception as exc:
+                if not is_plugin_error(exc):
+                    raise
+                raise plugin_error(
+                    exc, deployment.provider, self._redactor, before_call=True
+                ) from exc
         return parsed
 
     @staticmethod
@@ -216,6 +262,8 @@ class MediaApp:
             provider = self._providers[deployment.provider]
             job = jobs.setdefault(deployment.model, provider.new_job())
             api_base = deployment.params.get("api_base")
+            # Providers configured per model group learn which group this attempt is for.
+            extra = {"group": deployment.group} if hasattr(provider, "configure") else {}
             try:
                 return await provider.generate(
                     job,
@@ -223,6 +271,7 @@ class MediaApp:
                     model=deployment.model,
                     api_base=api_base if isinstance(api_base, str) else None,
                     key=key,
+                    **extra,
                 )
             except Exception as exc:
                 if is_plugin_error(exc):
@@ -243,7 +292,7 @@ class MediaApp:
             await self._error(send, error)
             return
         headers = _outcome_headers(outcome, route.task)
-        cost = self._cost(outcome.deployment, parsed[outcome.deployment.provider])
+        cost = self._cost(outcome, parsed[outcome.deployment.provider])
         if cost is not None:
             headers.append((COST_HEADER.encode(), f"{cost:.6f}".encode()))
         self._log.info(
@@ -257,20 +306,35 @@ class MediaApp:
         )
         await send_json(send, 200, orjson.dumps(outcome.value), headers)
 
-    def _cost(self, deployment: Deployment, request: Any) -> float | None:
+    def _cost(self, outcome: Outcome[Any], request: Any) -> float | None:
+        deployment = outcome.deployment
         price = self._settings.prices.get(deployment.model)
-        if price is None or price.per_megapixel is None:
+        if price is None:
             return None
-        provider = self._providers[deployment.provider]
-        return round(price.per_megapixel * provider.billed_megapixels(request), 6)
+        provider: Any = self._providers[deployment.provider]
+        if price.per_image is not None:
+            if hasattr(provider, "billed_images"):
+                count = int(provider.billed_images(request, deployment.model))
+            else:
+                count = len(outcome.value.get("data") or ())
+            return round(price.per_image * count, 6)
+        if price.per_megapixel is None:
+            return None
+        return round(price.per_megapixel * int(provider.billed_megapixels(request)), 6)
 
     async def _cancel(self, route: TaskRoute, jobs: Mapping[str, Any]) -> None:
-        by_model = {d.model: d.provider for d in route.deployments}
+        by_model = {d.model: d.provider for d in _every(route)}
         for model, job in jobs.items():
             await self._providers[by_model[model]].cancel(job)
 
     async def _error(self, send: Send, error: ExternalServiceError) -> None:
         await send_error(send, error, self._redactor)
+
+
+def _every(route: TaskRoute) -> tuple[Deployment, ...]:
+    """Every deployment that may serve the route: its chain and its content-policy fallbacks
+    (validated up front like the rest, so a refusal's fallback never meets a bad request)."""
+    return (*route.deployments, *route.content_policy_deployments)
 
 
 def _outcome_headers(outcome: Outcome[Any], task: str) -> list[tuple[bytes, bytes]]:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from proxy.asgi import Message, Scope
 from proxy.errors import InvalidRequestError
+from proxy.media.errors import MediaInvalidRequestError
 from proxy.media.providers import ImageProvider
 
 __all__ = ["Incoming", "read_edit", "read_generation"]
@@ -53,8 +54,28 @@ async def _bytes_of(value: Any) -> bytes | None:
     return None
 
 
+def _edit_parser(
+    fields: dict[str, Any], images: list[bytes], mask: bytes | None
+) -> Callable[[ImageProvider], Any]:
+    """How one provider validates the edit: every image for a provider that takes several
+    (`multi_image_edits`), else the one image (several are refused, naming the field)."""
+
+    def parse(provider: ImageProvider) -> Any:
+        editor: Any = provider
+        if getattr(provider, "multi_image_edits", False) is True:
+            return editor.parse_edit(fields, images, mask)
+        if len(images) > 1:
+            raise MediaInvalidRequestError(
+                f"this task's provider edits one image; {len(images)} were sent", param="image"
+            )
+        return editor.parse_edit(fields, images[0] if images else None, mask)
+
+    return parse
+
+
 async def read_edit(scope: Scope, body: bytes) -> Incoming:
-    """An images.edit form: fields as text (lists when repeated), `image` and `mask` bytes."""
+    """An images.edit form: fields as text (lists when repeated), the images (`image`, or
+    `image[]` repeated, as the openai SDK sends a list) and the `mask` as bytes."""
     content_type = next((v for k, v in scope.get("headers", ()) if k == b"content-type"), b"")
     if not content_type.startswith(b"multipart/form-data"):
         return Incoming(model=None, parse=lambda provider: None, needs="parse_edit")
@@ -71,12 +92,15 @@ async def read_edit(scope: Scope, body: bytes) -> Incoming:
         values = [v for v in form.getlist(name) if isinstance(v, str)]
         if values:
             fields[name] = values[0] if len(values) == 1 else values
-    images = [*form.getlist("image"), *form.getlist("image[]")]
-    image = await _bytes_of(images[0]) if images else None
+    images = [
+        data
+        for value in (*form.getlist("image"), *form.getlist("image[]"))
+        if (data := await _bytes_of(value)) is not None
+    ]
     mask = await _bytes_of(form.get("mask"))
     model = fields.get("model")
     return Incoming(
         model=model if isinstance(model, str) else None,
-        parse=lambda provider: provider.parse_edit(fields, image, mask),  # type: ignore[attr-defined]
+        parse=_edit_parser(fields, images, mask),
         needs="parse_edit",
     )

@@ -11,6 +11,16 @@ Contract of an `ImageProvider`:
 - `generate(job, request, ...)` is called once per attempt with the same `job`: a job that has
   been submitted is looked up again, never submitted twice;
 - `cancel(job)` is best effort and never raises.
+
+Optional, by attribute (a provider without them is served as before):
+- `configure(group, model, params)`: called at start-up once per deployment of the provider
+  with its litellm_params (safety settings, project); a plugin error raised here stops the
+  start-up, naming the entry. A provider that has it gets `group=` in `generate` too.
+- `check(request, *, group, model)`: called before any provider call for every deployment of
+  the task, to refuse what that model cannot take (too many images, too large an image).
+- `multi_image_edits = True`: `parse_edit` receives every image of the form (a list, in the
+  order sent) instead of the first; otherwise an edit with several images is refused.
+- `billed_images(request, model) -> int`: images charged, for prices per image.
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ class ImageProvider(Protocol):
     def parse(self, body: Mapping[str, Any]) -> Any: ...
 
     # Optional: providers that edit images also have
-    # `parse_edit(fields: Mapping[str, Any], image: bytes | None, mask: bytes | None) -> Any`.
+    # `parse_edit(fields: Mapping[str, Any], image: bytes | None, mask: bytes | None) -> Any`
+    # (with `multi_image_edits`, `image` is the list of every image sent).
 
     def billed_megapixels(self, request: Any) -> int: ...
 

@@ -19,14 +19,18 @@ __all__ = ["MediaSettings", "Price", "WebhookSettings", "load_media_settings"]
 
 
 class Price(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """USD per billed megapixel (images, each rounded up to whole megapixels) or per 1000
-    training steps (LoRA training)."""
+    """USD per billed megapixel (images, each rounded up to whole megapixels), per image, or
+    per 1000 training steps (LoRA training)."""
 
     per_megapixel: float | None = None
+    per_image: float | None = None
     per_1000_steps: float | None = None
+    # Videos: USD per second of clip rendered.
+    per_second: float | None = None
 
     def __post_init__(self) -> None:
-        if min(self.per_megapixel or 0, self.per_1000_steps or 0) < 0:
+        prices = (self.per_megapixel, self.per_image, self.per_1000_steps, self.per_second)
+        if min(price or 0 for price in prices) < 0:
             raise ValueError("prices must not be negative")
 
 
@@ -44,7 +48,8 @@ class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 class MediaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # provider -> "module:attribute" of a class built with no arguments.
     providers: Mapping[str, str] = msgspec.field(default_factory=dict)
-    # deployment model (as in model_list) -> its price.
+    # deployment model (as in model_list) -> its price; models absent here are priced per
+    # image from LiteLLM's cost map where it has them.
     prices: Mapping[str, Price] = msgspec.field(default_factory=dict)
     webhooks: WebhookSettings = msgspec.field(default_factory=WebhookSettings)
 

@@ -4,8 +4,9 @@ Why it exists: LiteLLM's fine-tuning routes serve OpenAI and Azure only (enterpr
 events), so the gateway serves LoRA training itself, exactly as the openai SDK speaks it:
 create, retrieve, list, list_events, cancel. Creating a job submits it through the one
 retry/fallback policy (`proxy.resilience`); afterwards the job is only looked up: each
-retrieve, list or events call asks the provider for its status once, and a failed look-up
-leaves the job as it was (the next call asks again). With `gateway_settings.media.webhooks`
+retrieve, list or events call asks the provider for its status once (`proxy.media.jobs`), and
+a failed look-up leaves the job as it was (the next call asks again). Jobs and files are kept
+in the gateway database, so they survive a restart. With `gateway_settings.media.webhooks`
 the provider calls back instead (`POST /gateway/webhooks/<provider>`, signature verified by
 the plugin, applied once however often it is delivered). Unknown jobs are a 404; cancelling a
 finished job is a 400 naming its state.
@@ -13,7 +14,9 @@ finished job is a 400 naming its state.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from core.redact import Redactor
+from database import FileTooLargeError, StoredJob
 from proxy.asgi import Receive, Scope, Send, authenticate, send_error, send_json
 from proxy.errors import (
     AuthenticationError,
@@ -32,20 +36,77 @@ from proxy.errors import (
     NotFoundError,
 )
 from proxy.media.errors import MediaInvalidRequestError, is_plugin_error, plugin_error
-from proxy.media.jobs import TERMINAL, JobRecord, Store
+from proxy.media.jobs import Event, JobBook, event_view, fail, file_view, new_id, progress_events
 from proxy.media.providers import ImageProvider
 from proxy.media.settings import MediaSettings
 from proxy.resilience import Resilience
 from proxy.routing import Deployment, RoutingTable, TaskRoute
 
-__all__ = ["TrainingRoutes"]
+__all__ = ["KIND", "TERMINAL", "TrainingRoutes", "apply_status"]
 
+KIND = "fine_tuning"
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _JOB = re.compile(r"^/v1/fine_tuning/jobs/(ftjob-[0-9a-f]+)(/events|/cancel)?$")
 _WEBHOOK = re.compile(r"^/gateway/webhooks/([a-z0-9_-]+)$")
 _SEEN_CALLBACKS = 10000
 _JOBS = "/v1/fine_tuning/jobs"
 _FILES = "/v1/files"
+_PURPOSES = frozenset({"fine-tune", "vision"})
 _PAGE = 20
+
+
+def training_view(job: StoredJob) -> dict[str, Any]:
+    inputs, result = job.inputs, job.result or {}
+    return {
+        "id": job.id,
+        "object": "fine_tuning.job",
+        "created_at": int(job.created_at),
+        "error": job.error,
+        "fine_tuned_model": result.get("fine_tuned_model"),
+        "finished_at": int(job.finished_at) if job.finished_at is not None else None,
+        "hyperparameters": inputs.get("hyperparameters") or {},
+        "model": job.task,
+        "organization_id": "gateway",
+        "result_files": [],
+        "seed": 0,
+        "status": job.status,
+        "trained_tokens": None,
+        "training_file": inputs.get("training_file"),
+        "validation_file": None,
+        "estimated_finish": None,
+        "integrations": None,
+        "metadata": inputs.get("metadata") or None,
+        "method": None,
+        # The gateway's own fields: who trains it, and what it costs.
+        "provider": job.provider,
+        "provider_model": job.model,
+        "cost_usd": job.cost_usd,
+    }
+
+
+def _finish(job: StoredJob, status: str) -> list[Event]:
+    job.status = status
+    job.finished_at = time.time()
+    return [("info", f"Job {status}", None)]
+
+
+async def apply_status(plugin: Any, job: StoredJob, status: Any, book: JobBook) -> list[Event]:
+    """A training job after the provider's `status`: new logs, queue position, the outcome."""
+    events = progress_events(job, status.logs)
+    if status.state == "IN_QUEUE" and status.position != job.position:
+        job.position = status.position
+        events.append(("info", f"Queued at position {status.position}", None))
+    if status.state == "IN_PROGRESS" and job.status != "running":
+        job.status = "running"
+    if status.state == "COMPLETED":
+        if status.error:
+            events += fail(job, str(status.error), code="training_failed")
+        else:
+            lora = await book.call(job, lambda p, provider_job: p.trained_lora(provider_job))
+            job.result = {"fine_tuned_model": lora}
+            job.status, job.finished_at = "succeeded", time.time()
+            events.append(("info", f"Job succeeded: fine-tuned model {lora}", None))
+    return events
 
 
 class TrainingRoutes:
@@ -59,16 +120,24 @@ class TrainingRoutes:
         settings: MediaSettings,
         providers: Mapping[str, ImageProvider],
         redactor: Redactor,
+        book: JobBook,
     ) -> None:
         self._routing = routing
         self._resilience = resilience
         self._settings = settings
         self._providers = providers
         self._redactor = redactor
-        self._store = Store()
+        self._book = book
         # Provider request ids whose callback was applied: Fal delivers again until a 2xx.
         self._callbacks: OrderedDict[str, None] = OrderedDict()
         self._log = structlog.get_logger("proxy.media.training")
+        if self.polled:
+            book.resume(KIND, apply_status)
+
+    @property
+    def polled(self) -> bool:
+        """Whether jobs are looked up (no callbacks configured)."""
+        return not self._settings.webhooks.callback_url
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> bool:
         path, method = scope.get("path", ""), scope.get("method")
@@ -105,15 +174,25 @@ class TrainingRoutes:
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send, user: str | None) -> bool:
         form = await Request(scope, receive).form()
-        if form.get("purpose") != "fine-tune":
-            raise InvalidRequestError("only purpose 'fine-tune' files are kept by the gateway")
+        purpose = form.get("purpose")
+        if purpose not in _PURPOSES:
+            raise InvalidRequestError(
+                "only purpose 'fine-tune' or 'vision' files are kept by the gateway"
+            )
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise MediaInvalidRequestError("a 'file' part is required", param="file")
-        record = self._store.add_file(
-            upload.filename or "upload", "fine-tune", await upload.read(), user
-        )
-        await send_json(send, 200, orjson.dumps(record.view()), [])
+        try:
+            record = await self._book.records.add_file(
+                new_id("file-"),
+                owner=user,
+                filename=upload.filename or "upload",
+                purpose=str(purpose),
+                data=await upload.read(),
+            )
+        except FileTooLargeError as exc:
+            raise MediaInvalidRequestError(str(exc), param="file") from exc
+        await send_json(send, 200, orjson.dumps(file_view(record)), [])
         return True
 
     # --- jobs --------------------------------------------------------------------------------
@@ -126,13 +205,13 @@ class TrainingRoutes:
             return None
         return route
 
-    def _archive(self, name: Any, user: str | None) -> bytes | None:
+    async def _archive(self, name: Any, user: str | None) -> bytes | None:
         if not isinstance(name, str) or not name:
             raise MediaInvalidRequestError("'training_file' is required", param="training_file")
         if not name.startswith("file-"):
             return None  # a URL: the provider checks it
-        record = self._store.files.get(name)
-        if record is None or (user is not None and record.user != user):
+        record = await self._book.records.file(name)
+        if record is None or (user is not None and record.owner != user):
             raise MediaInvalidRequestError(f"no file {name!r}", param="training_file")
         return record.data
 
@@ -149,7 +228,7 @@ class TrainingRoutes:
             raise MediaInvalidRequestError(
                 f"model {request.get('model')!r} is not a training task", param="model"
             )
-        archive = self._archive(request.get("training_file"), user)
+        archive = await self._archive(request.get("training_file"), user)
         first = route.deployments[0]
         provider = self._providers[first.provider]
         try:
@@ -180,62 +259,88 @@ class TrainingRoutes:
 
         outcome = await self._resilience.run(route, user, call)
         deployment = outcome.deployment
-        record = JobRecord(
-            id=self._store.new_job_id(),
+        plugin: Any = self._providers[deployment.provider]
+        provider_job = jobs[deployment.model]
+        record = StoredJob(
+            id=new_id("ftjob-"),
+            kind=KIND,
+            owner=user,
             task=route.task,
             provider=deployment.provider,
             model=deployment.model,
-            user=user,
-            training_file=str(request.get("training_file")),
-            metadata=dict(request.get("metadata") or {}),
-            hyperparameters=dict(request.get("hyperparameters") or {}),
-            provider_job=jobs[deployment.model],
-            cost_usd=self._cost(deployment, provider.training_steps(parsed)),  # type: ignore[attr-defined]
+            status="queued",
+            inputs={
+                "training_file": str(request.get("training_file")),
+                "metadata": dict(request.get("metadata") or {}),
+                "hyperparameters": dict(request.get("hyperparameters") or {}),
+            },
+            cost_usd=self._cost(deployment, plugin.training_steps(parsed)),
+            request_id=outcome.value,
+            handle=plugin.job_handle(provider_job),
         )
-        record.event("Job created")
-        record.event(f"Submitted to {deployment.provider} as request {outcome.value}")
-        record.status = "queued"
-        self._store.add_job(record)
+        self._book.remember(record.id, provider_job)
+        await self._book.records.add_job(
+            record,
+            [
+                ("info", "Job created", None),
+                ("info", f"Submitted to {deployment.provider} as request {outcome.value}", None),
+            ],
+        )
         self._log.info("training_job_created", job=record.id, model=deployment.model)
         await self._answer(send, record)
         return True
 
+    async def _refresh(self, job: StoredJob) -> StoredJob:
+        return await self._book.refresh(
+            job, apply_status, finished=job.status in TERMINAL or not self.polled
+        )
+
     async def _list(self, scope: Scope, receive: Receive, send: Send, user: str | None) -> bool:
         query = Request(scope).query_params
-        jobs = self._store.visible(user)
-        page = _page(jobs, query.get("after"), query.get("limit"))
-        for job in page:
-            await self._refresh(job)
-        body = {"object": "list", "data": [j.view() for j in page], "has_more": _more(jobs, page)}
+        page, more = await self._book.records.jobs(
+            KIND, owner=user, after=query.get("after"), limit=_limit(query.get("limit"))
+        )
+        views = [training_view(await self._refresh(job)) for job in page]
+        body = {"object": "list", "data": views, "has_more": more}
         await send_json(send, 200, orjson.dumps(body), [])
         return True
 
     async def _job(self, scope: Scope, receive: Receive, send: Send, user: str | None) -> bool:
         job_id, action = scope["gateway_job"]
-        job = self._store.jobs.get(job_id)
-        if job is None or (user is not None and job.user != user):
+        job = await self._book.visible(job_id, user)
+        if job is None:
             raise NotFoundError(f"no fine-tuning job {job_id!r}", status_code=404)
-        await self._refresh(job)
+        job = await self._refresh(job)
         if action == "/cancel":
-            await self._cancel(job)
+            job = await self._cancel(job)
         if action == "/events":
             query = Request(scope).query_params
-            events = list(reversed(job.events))  # newest first, as OpenAI lists them
-            page = _page(events, query.get("after"), query.get("limit"))
-            body = {"object": "list", "data": page, "has_more": _more(events, page)}
+            after = query.get("after")
+            seq = after.rsplit("-", 1)[-1] if after else None
+            events, more = await self._book.records.events(
+                job.id,
+                after=int(seq) if seq is not None and seq.isdigit() else None,
+                limit=_limit(query.get("limit")),
+            )
+            data = [event_view(job.id, event) for event in events]  # newest first, as OpenAI
+            body = {"object": "list", "data": data, "has_more": more}
             await send_json(send, 200, orjson.dumps(body), [])
             return True
         await self._answer(send, job)
         return True
 
-    async def _cancel(self, job: JobRecord) -> None:
+    async def _cancel(self, job: StoredJob) -> StoredJob:
         if job.status in TERMINAL:
             raise InvalidRequestError(
                 f"job {job.id} has already {job.status}; only a queued or running job can be"
                 " cancelled"
             )
-        await self._providers[job.provider].cancel(job.provider_job)
-        job.finish("cancelled")
+        with contextlib.suppress(ExternalServiceError):
+            await self._book.call(job, lambda plugin, provider_job: plugin.cancel(provider_job))
+        events = _finish(job, "cancelled")
+        if not await self._book.records.save(job, events):
+            return await self._book.records.job(job.id) or job
+        return job
 
     async def _callback(self, provider: str, scope: Scope, receive: Receive, send: Send) -> None:
         """A provider's completion callback: verified, applied once, acknowledged always."""
@@ -251,60 +356,28 @@ class TrainingRoutes:
             self._log.warning("webhook_rejected", provider=provider, reason=str(exc))
             raise AuthenticationError(str(exc), provider=provider, status_code=401) from exc
         duplicate = callback.request_id in self._callbacks
-        job = self._by_request(provider, callback.request_id)
+        job = await self._book.records.by_request(provider, callback.request_id)
         if not duplicate and job is not None and job.status not in TERMINAL:
-            job.event(f"Callback received from {provider}")
+            events: list[Event] = [("info", f"Callback received from {provider}", None)]
             try:
-                job.fine_tuned_model = plugin.callback_lora(callback)
-                job.finish("succeeded")
+                lora = plugin.callback_lora(callback)
+                job.result = {"fine_tuned_model": lora}
+                job.status, job.finished_at = "succeeded", time.time()
+                events.append(("info", f"Job succeeded: fine-tuned model {lora}", None))
             except Exception as exc:
                 if not is_plugin_error(exc):
                     raise
-                if "cancel" in str(exc).lower():
-                    job.finish("cancelled")
+                message = self._redactor.scrub(str(exc))
+                if "cancel" in message.lower():
+                    events += _finish(job, "cancelled")
                 else:
-                    job.finish("failed", error=str(exc))
+                    events += fail(job, message, code="training_failed")
+            await self._book.records.save(job, events)
         self._callbacks[callback.request_id] = None
         while len(self._callbacks) > _SEEN_CALLBACKS:
             self._callbacks.popitem(last=False)
         body_out = {"ok": True, "duplicate": duplicate, "known": job is not None}
         await send_json(send, 200, orjson.dumps(body_out), [])
-
-    def _by_request(self, provider: str, request_id: str) -> JobRecord | None:
-        for job in self._store.jobs.values():
-            handle = getattr(job.provider_job, "handle", None)
-            if job.provider == provider and getattr(handle, "request_id", None) == request_id:
-                return job
-        return None
-
-    async def _refresh(self, job: JobRecord) -> None:
-        """Ask the provider once how the job stands; a failed look-up changes nothing. With
-        callbacks configured the provider tells us instead, and nothing is asked."""
-        if job.status in TERMINAL or self._settings.webhooks.callback_url:
-            return
-        plugin: Any = self._providers[job.provider]
-        try:
-            status = await plugin.poll(job.provider_job)
-            job.progress(status.logs)
-            if status.state == "IN_QUEUE" and status.position != job.position:
-                job.position = status.position
-                job.event(f"Queued at position {status.position}")
-            if status.state == "IN_PROGRESS" and job.status != "running":
-                job.status = "running"
-            if status.state == "COMPLETED":
-                if status.error:
-                    job.finish("failed", error=status.error)
-                else:
-                    job.fine_tuned_model = await plugin.trained_lora(job.provider_job)
-                    job.finish("succeeded")
-        except Exception as exc:
-            if not is_plugin_error(exc):
-                raise
-            error = plugin_error(exc, job.provider, self._redactor)
-            if error.retriable:
-                self._log.warning("training_status_unavailable", job=job.id, error=error.message)
-                return
-            job.finish("failed", error=error.message)
 
     def _cost(self, deployment: Deployment, steps: int) -> float | None:
         price = self._settings.prices.get(deployment.model)
@@ -312,11 +385,11 @@ class TrainingRoutes:
             return None
         return round(price.per_1000_steps * steps / 1000, 6)
 
-    async def _answer(self, send: Send, job: JobRecord) -> None:
+    async def _answer(self, send: Send, job: StoredJob) -> None:
         headers = [(b"x-gateway-provider", job.provider.encode())]
         if job.cost_usd is not None:
             headers.append((b"x-gateway-cost-usd", f"{job.cost_usd:.6f}".encode()))
-        await send_json(send, 200, orjson.dumps(job.view()), headers)
+        await send_json(send, 200, orjson.dumps(training_view(job)), headers)
 
 
 def _base(deployment: Deployment) -> str | None:
@@ -324,14 +397,5 @@ def _base(deployment: Deployment) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _page(items: list[Any], after: str | None, limit: str | None) -> list[Any]:
-    start = 0
-    if after:
-        ids = [item.id if isinstance(item, JobRecord) else item["id"] for item in items]
-        start = ids.index(after) + 1 if after in ids else len(items)
-    size = int(limit) if limit and limit.isdigit() else _PAGE
-    return items[start : start + max(1, min(size, 100))]
-
-
-def _more(items: list[Any], page: list[Any]) -> bool:
-    return bool(page) and items[-1] is not page[-1]
+def _limit(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else _PAGE

@@ -114,7 +114,7 @@ def test_settings_are_built_from_a_read_only_environment() -> None:
     settings = build_stack_settings(None, env, Flags(), generate_master_key=True)
     assert settings.environ["GEMINI_API_KEY"] == "g-key"
     assert "GEMINI_API_KEY" not in env
-    assert settings.missing_providers == ("anthropic", "fal")
+    assert settings.missing_providers == ("anthropic", "fal", "vertex")
     assert settings.master_key_generated
     assert (settings.master_key or "").startswith("sk-gw-")
 

@@ -54,16 +54,16 @@ async def _stored(database: Database, kek: str) -> KeyRecords:
 
 async def test_migrations_bring_a_new_database_to_head(database: Database) -> None:
     """A fresh database is migrated to the latest revision, and a second start is a no-op."""
-    assert await database.revision() == "0001"
+    assert await database.revision() == "0002"
     await database.migrate()
-    assert await database.revision() == "0001"
+    assert await database.revision() == "0002"
 
 
 async def test_processes_starting_together_migrate_once(database_url: str) -> None:
     """Three starts racing on one empty database all succeed (the migration lock)."""
     databases = [Database(database_url) for _ in range(3)]
     await asyncio.gather(*(db.start() for db in databases))
-    assert {await db.revision() for db in databases} == {"0001"}
+    assert {await db.revision() for db in databases} == {"0002"}
     for db in databases:
         await db.stop()
 

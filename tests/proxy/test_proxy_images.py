@@ -40,6 +40,14 @@ def image_proxy(
 
     def with_database(data: dict[str, Any]) -> None:
         data["gateway_settings"]["keys"] = {"database_url": key_database.url, "refresh_ms": 50}
+        # These tests are about Fal alone: a second Fal model holds the fallback slot.
+        for entry in data["model_list"]:
+            if entry["model_name"] == "image-generation-fallback":
+                entry["litellm_params"] = {
+                    "model": "fal/fal-ai/flux/dev",
+                    "api_key": "os.environ/FAL_KEY",
+                    "api_base": "os.environ/FAL_API_BASE",
+                }
 
     config = write_config(tmp_path_factory.mktemp("images") / "litellm_config.yaml", with_database)
     env = emulator_env(anthropic_emulator, openai_emulator, gemini_emulator)
