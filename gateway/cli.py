@@ -31,6 +31,7 @@ DEFAULT_CONFIG = "litellm_config.yaml"
 def build_parser() -> argparse.ArgumentParser:
     from emulators.cli import register as register_emulators  # noqa: PLC0415
     from gateway.keys_cli import register as register_keys  # noqa: PLC0415
+    from gateway.models_cli import register as register_models  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_emulators(sub)
     register_keys(sub)
+    register_models(sub)
     return parser
 
 
@@ -296,6 +298,9 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
         proxy = build_settings(args.config, settings.environ, master_key="config-check-only")
+        from proxy.media import check_media_config  # noqa: PLC0415 - loads the media plugins
+
+        check_media_config(str(args.config), proxy.routing)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

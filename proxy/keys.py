@@ -48,6 +48,8 @@ _HINTS = {
     "gemini": "GEMINI_API_KEY or GOOGLE_API_KEY",
     "vertex": "GOOGLE_CLOUD_PROJECT and GOOGLE_APPLICATION_CREDENTIALS",
 }
+# Providers that run inside the gateway (self-hosted models): there is no key to resolve.
+KEYLESS_PROVIDERS = frozenset({"onnx"})
 # A bound on cached entries; only authenticated users reach the cache, so this is a safety net.
 _MAX_CACHED = 50_000
 
@@ -139,6 +141,8 @@ class KeyResolver:
 
     async def resolve(self, deployment: Deployment, user_id: str | None) -> str:
         provider = key_provider(deployment.provider)
+        if provider in KEYLESS_PROVIDERS:
+            return ""
         if self._watch is not None:
             await self._watch.check()
         if user_id is not None and (key := await self._stored(provider, user_id)):

@@ -96,9 +96,19 @@ class ProxyServer:
             routing=self._settings.routing,
             resilience=resilience,
             redactor=self._redactor,
+            database=self._keys.database,
+        )
+        from proxy.embeddings import EmbeddingsApp  # noqa: PLC0415 - loads the plugins
+
+        # /v1/embeddings for tasks served by in-process models, ahead of LiteLLM's route.
+        embeddings = EmbeddingsApp.from_config(
+            media,
+            config_path=self._settings.config_path,
+            routing=self._settings.routing,
+            redactor=self._redactor,
         )
         app = GatewayApp(
-            media,
+            embeddings,
             routing=self._settings.routing,
             authenticator=self._keys.authenticator,
             resilience=resilience,

@@ -20,7 +20,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # Likewise for the Anthropic beta-header table LiteLLM downloads at start-up.
 os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
 
-pytest_plugins = ["emulators.testing", "emulators.kafka.testing", "services.testing"]
+pytest_plugins = [
+    "emulators.testing",
+    "emulators.kafka.testing",
+    "services.testing",
+    "onnx_support",
+]
 
 _REAL_BROKER_OUTCOMES: list[tuple[str, str]] = []
 

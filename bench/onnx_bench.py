@@ -1,0 +1,270 @@
+"""Self-hosted models: dynamic batching against one-at-a-time, and MiniLM through `/v1/embeddings`.
+
+Why it exists: the batcher claims that concurrent callers cost far less together than one by
+one (target: >= 3x at concurrency 32 on the CPU), and the gateway's own embeddings route claims
+>= 1,000 short sentences/s on the 2 cores. Both are measured here against baselines of the same
+run: each in-process variant alternates with its baseline over `--rounds` rounds (drifting load
+on shared cores hits both alike) and the verdict is the median ratio.
+
+(a) in-process, one model per variant, 32 concurrent callers each sending one item at a time:
+    batched (max_batch 32, max_wait 2 ms) vs one at a time (max_batch 1); MiniLM on short
+    sentences, BlazeFace on a real group photo (preprocessing included in both).
+(b) HTTP: `gateway up --no-kafka` as its own process and a load process with the official
+    openai SDK (AsyncOpenAI) as a real client uses it: lists of 64 sentences per request at
+    concurrency 4, and single-sentence requests at concurrency 32. The ratio is against (a)'s
+    batched MiniLM figure, the model's own ceiling on this machine. Server CPU per sentence
+    comes from /proc/<pid>/stat.
+
+    python bench/onnx_bench.py [--rounds 3] [--sentences 1500] [--images 192]
+                               [--http-sentences 6000] [--skip-http] [--int8]
+
+`--int8` runs the embedding parts on MiniLM quantised to int8 weights here (onnxruntime's
+dynamic quantisation, per channel), printing how far its vectors move from fp32's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# The tests' pinned photo helpers (and the fixtures module they import).
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "plugins"))
+
+from proxy_bench import cpu_seconds  # noqa: E402 - the sibling bench's helper
+
+from plugins.onnx.provider import OnnxModels  # noqa: E402 - after the path set-up above
+from plugins.onnx.settings import BatchSettings, OnnxSettings  # noqa: E402
+
+MASTER = "sk-bench-onnx-master-0001"
+MODELS = ROOT / ".gateway" / "models"
+_COLOURS = ("red", "navy", "ivory", "black", "olive", "crimson", "camel", "dusty pink")
+_MATERIALS = ("silk", "linen", "wool", "denim", "satin", "cashmere", "leather", "cotton")
+_GARMENTS = ("dress", "shirt", "coat", "skirt", "gown", "blazer", "trousers", "scarf")
+_DETAILS = ("pockets", "lace trim", "a belt", "puff sleeves", "a high collar")
+# 2,560 short product phrases of 5 to 8 words (7 to 12 tokens with [CLS] and [SEP]).
+SENTENCES = [
+    f"{c} {m} {g} with {d}"
+    for c, m, g, d in itertools.product(_COLOURS, _MATERIALS, _GARMENTS, _DETAILS)
+]
+_CLEARED = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "FAL_KEY")
+
+
+async def _drive(call: Callable[[int], Awaitable[Any]], total: int, concurrency: int) -> float:
+    """Items per second of `concurrency` callers sharing `total` calls of `call(i)`."""
+    counter = itertools.count()
+
+    async def caller() -> None:
+        while (i := next(counter)) < total:
+            await call(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return total / (time.perf_counter() - started)
+
+
+async def in_process(
+    task: str, max_batch: int, total: int, image: Any, models_dir: Path
+) -> tuple[float, float]:
+    """(items/s, mean batch size) of one fresh model at concurrency 32."""
+    batching = BatchSettings(max_batch=max_batch, max_wait_ms=2, max_queue=4096)
+    models = OnnxModels(OnnxSettings(batching=batching), models_dir)
+    try:
+        if task == "embeddings":
+            embedder = await models.embedder("minilm-l6-v2")
+            batcher: Any = embedder.batcher
+            await embedder.embed(SENTENCES[:8])  # warm-up: first runs allocate
+
+            async def call(i: int) -> Any:
+                return await embedder.embed([SENTENCES[i % len(SENTENCES)]])
+        else:
+            detector = await models.image_model("blazeface-full-range", "face-detection")
+            batcher = detector.batcher
+            await detector.infer(image)
+
+            async def call(i: int) -> Any:
+                return await detector.infer(image)
+
+        before = batcher.stats.batches, batcher.stats.items
+        rate = await _drive(call, total, 32)
+        batches = batcher.stats.batches - before[0]
+        return rate, (batcher.stats.items - before[1]) / max(1, batches)
+    finally:
+        await models.stop()
+
+
+def part_a(args: argparse.Namespace, models_dir: Path) -> float:
+    from onnx_vision_data import group_photo  # noqa: PLC0415 - the tests' pinned photo
+
+    image = group_photo().convert("RGB")
+    best_batched = 0.0
+    tasks = [("embeddings", args.sentences), ("face-detection", args.images)]
+    for task, total in tasks[:1] if args.int8 else tasks:
+        ratios = []
+        for rnd in range(args.rounds):
+            single, _ = asyncio.run(in_process(task, 1, total // 3, image, models_dir))
+            batched, size = asyncio.run(in_process(task, 32, total, image, models_dir))
+            ratios.append(batched / single)
+            if task == "embeddings":
+                best_batched = max(best_batched, batched)
+            print(
+                f"  {task:<15} round {rnd + 1}: one at a time {single:7.0f}/s   "
+                f"batched {batched:7.0f}/s (mean batch {size:4.1f})   ratio {batched / single:.2f}"
+            )
+        print(f"{task}: median ratio batched / one at a time = {statistics.median(ratios):.2f}")
+    return best_batched
+
+
+async def _load(url: str, mode: str, total: int) -> float:
+    import openai  # noqa: PLC0415 - only the load process needs it
+
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=MASTER, max_retries=0) as sdk:
+        if mode == "lists":
+            per = 64
+
+            async def call(i: int) -> Any:
+                start = (i * per) % len(SENTENCES)
+                return await sdk.embeddings.create(
+                    model="embeddings", input=SENTENCES[start : start + per]
+                )
+
+            return per * await _drive(call, total // per, 4)
+
+        async def single(i: int) -> Any:
+            return await sdk.embeddings.create(
+                model="embeddings", input=SENTENCES[i % len(SENTENCES)]
+            )
+
+        return await _drive(single, total, 32)
+
+
+def load_main(url: str, mode: str, total: int) -> None:
+    asyncio.run(_load(url, mode, min(total, 256)))  # warm-up
+    cpu = time.process_time()
+    rate = asyncio.run(_load(url, mode, total))
+    print(f"{(time.process_time() - cpu) / total * 1e6:.0f} {rate:.1f}")
+
+
+def start_gateway(folder: Path, models_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    config = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    config["gateway_settings"]["onnx"]["models_dir"] = str(models_dir)
+    path = folder / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+    env |= {"LITELLM_MASTER_KEY": MASTER, "PYTHONPATH": str(ROOT)}
+    from fal_bench import free_port  # noqa: PLC0415 - the sibling bench's helper
+
+    port = free_port()
+    gateway = str(Path(sys.executable).parent / "gateway")
+    process = subprocess.Popen(
+        [gateway, "up", "--no-kafka", "--port", str(port), "--config", str(path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("gateway: ready"):
+            return process, f"http://127.0.0.1:{port}"
+    raise RuntimeError("gateway exited before ready")
+
+
+def part_b(args: argparse.Namespace, ceiling: float, models_dir: Path) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        process, url = start_gateway(Path(folder), models_dir)
+        try:
+            for mode, label in (
+                ("lists", "lists of 64, concurrency 4"),
+                ("single", "1 per request, concurrency 32"),
+            ):
+                cpu = cpu_seconds(process.pid)
+                done = subprocess.run(
+                    [sys.executable, __file__, "--load", url, mode, str(args.http_sentences)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                client_us, rate = (float(v) for v in done.stdout.split()[-2:])
+                # The warm-up's sentences count too: the server served them in this window.
+                served = args.http_sentences + min(args.http_sentences, 256)
+                per = (cpu_seconds(process.pid) - cpu) / served * 1e6
+                print(
+                    f"/v1/embeddings {label:<30} {rate:7.0f} sentences/s   CPU/sentence: "
+                    f"server {per:5.0f} us, openai SDK client {client_us:5.0f} us   "
+                    f"vs in-process batched {rate / ceiling:.2f}"
+                )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def int8_models(scratch: Path) -> Path:
+    """A models directory whose minilm-l6-v2 is the built one quantised to int8 weights
+    (dynamic, per channel), and how far its vectors move from the fp32 model's."""
+    import numpy as np  # noqa: PLC0415 - only this variant needs them
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+
+    target = scratch / "minilm-l6-v2"
+    target.mkdir(parents=True)
+    for name in ("tokenizer.json", "serving.json"):
+        shutil.copy(MODELS / "minilm-l6-v2" / name, target / name)
+    quantize_dynamic(
+        MODELS / "minilm-l6-v2" / "model.onnx",
+        target / "model.onnx",
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+
+    async def vectors(models_dir: Path) -> Any:
+        models = OnnxModels(OnnxSettings(), models_dir)
+        try:
+            return (await (await models.embedder("minilm-l6-v2")).embed(SENTENCES[::10])).vectors
+        finally:
+            await models.stop()
+
+    cosines = np.sum(asyncio.run(vectors(MODELS)) * asyncio.run(vectors(scratch)), axis=1)
+    print(f"int8 MiniLM: cosine to fp32 over {len(cosines)} sentences min {cosines.min():.4f}")
+    return scratch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sentences", type=int, default=1500)
+    parser.add_argument("--images", type=int, default=192)
+    parser.add_argument("--http-sentences", type=int, default=6000)
+    parser.add_argument("--load", nargs=3, metavar=("URL", "MODE", "N"))
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--int8", action="store_true", help="MiniLM quantised to int8 here")
+    args = parser.parse_args()
+    if args.load:
+        load_main(args.load[0], args.load[1], int(args.load[2]))
+        return 0
+    with tempfile.TemporaryDirectory() as scratch:
+        models_dir = int8_models(Path(scratch)) if args.int8 else MODELS
+        print(f"cores usable: {len(os.sched_getaffinity(0))}; models: {models_dir}")
+        ceiling = part_a(args, models_dir)
+        if not args.skip_http:
+            part_b(args, ceiling, models_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Reading the image a vision request names: a data URL or an http(s) URL, decoded safely.
+
+Why it exists: every image model refuses the same bad inputs the same way (not an image, zero
+pixels, a decompression bomb, a mode no model reads) with a 400 naming the field, before any
+model time is spent, so one bad image fails its own request and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+from plugins.onnx._pixels import MAX_PIXELS, rgb_image
+from plugins.onnx.errors import OnnxBadInput
+
+__all__ = ["MAX_IMAGE_BYTES", "MAX_PIXELS", "decode_image", "fetch_image"]
+
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+_FETCH_TIMEOUT_S = 15.0
+
+
+def decode_image(data: bytes, *, param: str = "image") -> Image.Image:
+    """`data` as an RGB image, or OnnxBadInput naming `param`."""
+    if not data:
+        raise OnnxBadInput("the image is empty", param=param)
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (and past 2x raises) on large images; the size check below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            # Size and mode from the header, before any pixel is decoded (a bomb never is).
+            rgb_image(image, max_pixels=MAX_PIXELS, param=param)
+            image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise OnnxBadInput("the data is not an image PIL can read", param=param) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise OnnxBadInput(f"the image is truncated or corrupt: {exc}", param=param) from exc
+    return rgb_image(image, max_pixels=MAX_PIXELS, param=param)
+
+
+def _data_url(url: str, param: str) -> bytes:
+    header, sep, payload = url.partition(",")
+    if not sep or ";base64" not in header:
+        raise OnnxBadInput("a data URL image must be base64 encoded", param=param)
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise OnnxBadInput("the data URL's base64 is invalid", param=param) from exc
+    if len(data) > MAX_IMAGE_BYTES:
+        raise OnnxBadInput(f"the image is larger than {MAX_IMAGE_BYTES} bytes", param=param)
+    return data
+
+
+async def fetch_image(
+    url: str, client: httpx.AsyncClient | None = None, *, param: str = "messages"
+) -> bytes:
+    """The bytes of the image at `url`: a data URL, or http(s) fetched with `client` (one of
+    its own, with a 15 s timeout, when none is given)."""
+    if url.startswith("data:"):
+        return _data_url(url, param)
+    if not url.startswith(("http://", "https://")):
+        raise OnnxBadInput("the image URL must be a data: or http(s): URL", param=param)
+    if client is None:
+        async with httpx.AsyncClient(timeout=_FETCH_TIMEOUT_S) as own:
+            return await _download(url, own, param)
+    return await _download(url, client, param)
+
+
+async def _download(url: str, client: httpx.AsyncClient, param: str) -> bytes:
+    try:
+        async with client.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise OnnxBadInput(
+                    f"fetching the image answered HTTP {response.status_code}", param=param
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_IMAGE_BYTES:
+                    raise OnnxBadInput(
+                        f"the image is larger than {MAX_IMAGE_BYTES} bytes", param=param
+                    )
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise OnnxBadInput(
+            f"the image URL could not be fetched: {type(exc).__name__}", param=param
+        ) from exc
+    return b"".join(chunks)

@@ -1,0 +1,81 @@
+"""The self-hosted models under LiteLLM's own calls (stock `litellm --config` registers the
+handler in `custom_provider_map`): vision chats answer the vision JSON, embeddings answer
+vectors, bad input is LiteLLM's 400."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import litellm
+import pytest
+from onnx_vision_data import GROUP_FACES, group_photo
+
+from plugins.fal.vision import FACES_SCHEMA
+from plugins.onnx.litellm_handler import OnnxLiteLLM
+from plugins.onnx.provider import OnnxModels
+from plugins.onnx.settings import OnnxSettings
+
+
+@pytest.fixture
+def handler(onnx_models: Path) -> Iterator[OnnxLiteLLM]:
+    """The handler registered as LiteLLM's `onnx` provider, on the built models."""
+    handler = OnnxLiteLLM(OnnxModels(OnnxSettings(), onnx_models))
+    saved = list(litellm.custom_provider_map)
+    litellm.custom_provider_map = [{"provider": "onnx", "custom_handler": handler}]
+    litellm.utils.custom_llm_setup()
+    yield handler
+    litellm.custom_provider_map = saved
+
+
+def _photo() -> str:
+    out = io.BytesIO()
+    group_photo().convert("RGB").save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+async def test_a_face_detection_chat_answers_the_faces_json(handler: OnnxLiteLLM) -> None:
+    """litellm.acompletion on onnx/blazeface-full-range answers FACES_SCHEMA with six faces."""
+    response = await litellm.acompletion(
+        model="onnx/blazeface-full-range",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "face"},
+                    {"type": "image_url", "image_url": {"url": _photo()}},
+                ],
+            }
+        ],
+        api_key="unused",
+    )
+    answer = json.loads(response.choices[0].message.content)
+    jsonschema.validate(answer, FACES_SCHEMA)
+    assert len(answer["faces"]) == GROUP_FACES
+
+
+async def test_a_chat_without_an_image_is_a_400(handler: OnnxLiteLLM) -> None:
+    """A vision chat whose last user message has no image is LiteLLM's BadRequestError."""
+    with pytest.raises(litellm.BadRequestError, match="image_url"):
+        await litellm.acompletion(
+            model="onnx/blazeface-full-range",
+            messages=[{"role": "user", "content": "face"}],
+            api_key="unused",
+        )
+
+
+async def test_embeddings_through_litellm_are_unit_vectors_with_usage(
+    handler: OnnxLiteLLM,
+) -> None:
+    """litellm.aembedding on onnx/minilm-l6-v2 answers one 384-d vector per text, with tokens."""
+    response = await litellm.aembedding(
+        model="onnx/minilm-l6-v2", input=["red silk dress", "engine oil filter"], api_key="x"
+    )
+    vectors = [item["embedding"] for item in response.data]
+    assert [len(v) for v in vectors] == [384, 384]
+    assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-4
+    assert response.usage.prompt_tokens > 0

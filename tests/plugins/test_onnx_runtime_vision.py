@@ -1,0 +1,201 @@
+"""Image models on a tiny generated model: bad images are refused precisely, batches are stacked
+and split back per image, and the answers follow the vision tasks' published JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import numpy as np
+import pytest
+from onnx_tiny import image_model
+from PIL import Image
+
+from plugins.fal.vision import FACES_SCHEMA, MASKS_SCHEMA
+from plugins.onnx.errors import OnnxBadInput
+from plugins.onnx.images import MAX_PIXELS, decode_image, fetch_image
+from plugins.onnx.settings import BatchSettings
+from plugins.onnx.vision import ImageModel, faces_answer, masks_answer
+
+
+def _png(size: tuple[int, int], mode: str = "RGB", colour: Any = 128) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _preprocess(image: Image.Image) -> tuple[np.ndarray, Any]:
+    small = np.asarray(image.resize((4, 4)), dtype=np.float32) / 255
+    return small[None], image.size
+
+
+def _postprocess(outputs: Sequence[np.ndarray], size: Any) -> tuple[float, Any]:
+    mean, _ = outputs
+    if mean.shape != (1, 1):
+        raise AssertionError(f"per-image output of shape {mean.shape}")
+    if float(mean[0, 0]) > 0.99:
+        raise OnnxBadInput("a white image has nothing to find", param="messages")
+    return float(mean[0, 0]), size
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"GIF89a but not really", "not an image"),
+        (_png((64, 64))[:60], "truncated or corrupt"),
+    ],
+)
+def test_what_is_not_a_readable_image_is_a_400(data: bytes, message: str) -> None:
+    """Empty, non-image and truncated data are OnnxBadInput naming the field."""
+    with pytest.raises(OnnxBadInput, match=message) as refused:
+        decode_image(data, param="messages")
+    assert refused.value.param == "messages" and refused.value.status_code == 400
+
+
+def test_an_enormous_image_is_refused_before_it_is_decoded() -> None:
+    """An image beyond MAX_PIXELS is refused from its header (a decompression bomb never loads)."""
+    side = int(MAX_PIXELS**0.5) + 10
+    out = io.BytesIO()
+    Image.new("1", (side, side)).save(out, format="PNG")
+    with pytest.raises(OnnxBadInput, match="at most"):
+        decode_image(out.getvalue())
+
+
+def test_an_image_of_an_unusual_channel_count_is_refused() -> None:
+    """A 32-bit float (single-channel 'F') TIFF is refused by its mode, naming the channels."""
+    out = io.BytesIO()
+    Image.new("F", (8, 8)).save(out, format="TIFF")
+    with pytest.raises(OnnxBadInput, match="channels"):
+        decode_image(out.getvalue())
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_grey_alpha_and_palette_images_become_rgb(mode: str) -> None:
+    """Greyscale, RGBA and palette images are read as RGB of the same size."""
+    image = decode_image(_png((7, 5), mode, 100 if mode != "RGBA" else (1, 2, 3, 4)))
+    assert image.mode == "RGB" and image.size == (7, 5)
+
+
+async def test_data_urls_decode_and_bad_schemes_are_refused() -> None:
+    """A base64 data URL yields its bytes; a file: URL or bad base64 is a 400 on `messages`."""
+    png = _png((3, 3))
+    async with httpx.AsyncClient() as client:
+        url = "data:image/png;base64," + base64.b64encode(png).decode()
+        assert await fetch_image(url, client) == png
+        for bad in ("file:///etc/passwd", "data:image/png;base64,@@@", "data:image/png,raw"):
+            with pytest.raises(OnnxBadInput) as refused:
+                await fetch_image(bad, client)
+            assert refused.value.param == "messages"
+
+
+async def test_concurrent_images_run_as_one_batch_and_get_their_own_results(
+    tmp_path: Path,
+) -> None:
+    """Eight images submitted together are stacked into one run; each gets its own output."""
+    image_model(tmp_path / "tiny")
+    runner = ImageModel(
+        "tiny",
+        tmp_path / "tiny",
+        preprocess=_preprocess,
+        postprocess=_postprocess,
+        batching=BatchSettings(max_batch=8, max_wait_ms=60_000),
+    )
+    await runner.start()
+    try:
+        images = [Image.new("RGB", (10 + i, 10), (i * 20,) * 3) for i in range(8)]
+        results = await asyncio.gather(*(runner.infer(im) for im in images))
+    finally:
+        await runner.stop()
+    assert runner.batcher.stats.batches == 1
+    for i, (mean, size) in enumerate(results):
+        assert mean == pytest.approx(i * 20 / 255, abs=1e-5)
+        assert size == (10 + i, 10)
+
+
+async def test_an_image_the_postprocess_refuses_fails_alone(tmp_path: Path) -> None:
+    """A white image refused by postprocess fails; the others of its batch are answered."""
+    image_model(tmp_path / "tiny")
+    runner = ImageModel(
+        "tiny",
+        tmp_path / "tiny",
+        preprocess=_preprocess,
+        postprocess=_postprocess,
+        batching=BatchSettings(max_batch=3, max_wait_ms=60_000),
+    )
+    await runner.start()
+    try:
+        colours = [(10, 10, 10), (255, 255, 255), (30, 30, 30)]
+        results = await asyncio.gather(
+            *(runner.infer(Image.new("RGB", (4, 4), c)) for c in colours), return_exceptions=True
+        )
+    finally:
+        await runner.stop()
+    assert isinstance(results[1], OnnxBadInput)
+    assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
+
+
+async def test_a_model_with_a_fixed_batch_of_one_runs_image_by_image(tmp_path: Path) -> None:
+    """A model exported with batch 1 still serves a batch of three, one run per image."""
+    image_model(tmp_path / "fixed", batch=1)
+    runner = ImageModel(
+        "fixed",
+        tmp_path / "fixed",
+        preprocess=_preprocess,
+        postprocess=_postprocess,
+        batching=BatchSettings(max_batch=3, max_wait_ms=60_000),
+    )
+    await runner.start()
+    try:
+        results = await asyncio.gather(
+            *(runner.infer(Image.new("RGB", (4, 4), (c, c, c))) for c in (0, 51, 102))
+        )
+    finally:
+        await runner.stop()
+    assert [round(m, 3) for m, _ in results] == [0.0, 0.2, 0.4]
+
+
+@dataclass
+class _Face:
+    box: tuple[float, float, float, float]
+    score: float
+
+
+def test_faces_answer_matches_the_schema_and_clips_to_the_image() -> None:
+    """Face boxes become integer pixel boxes inside the image; empty ones are dropped."""
+    faces = [_Face((-5, 10.4, 50.6, 300), 0.91), _Face((20, 20, 20, 40), 0.8)]
+    answer = faces_answer(faces, 100, 200)
+    jsonschema.validate(answer, FACES_SCHEMA)
+    assert answer["faces"] == [{"box": [0, 10, 51, 200], "score": 0.91}]
+
+
+@dataclass
+class _Mask:
+    mask: np.ndarray
+    score: float | None = None
+
+    def to_png(self) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(self.mask.astype(np.uint8) * 255).save(out, format="PNG")
+        return out.getvalue()
+
+
+def test_masks_answer_matches_the_schema_with_a_png_of_the_image_size() -> None:
+    """A person mask becomes one MASKS_SCHEMA entry: a PNG data URL of the input's size and
+    the foreground's bounding box; an empty mask becomes no entry."""
+    pixels = np.zeros((30, 40), dtype=bool)
+    pixels[5:20, 10:25] = True
+    answer = masks_answer(_Mask(pixels), 40, 30)
+    jsonschema.validate(answer, MASKS_SCHEMA)
+    (entry,) = answer["masks"]
+    assert entry["box"] == [10, 5, 25, 20]
+    png = base64.b64decode(entry["url"].split(",", 1)[1])
+    assert Image.open(io.BytesIO(png)).size == (40, 30)
+    assert masks_answer(_Mask(np.zeros((30, 40), bool)), 40, 30)["masks"] == []

@@ -1,0 +1,185 @@
+"""Switching face detection from Fal to the self-hosted model is an edit of litellm_config.yaml
+alone: the same `gateway up` process kind, the same openai SDK call, the same JSON shape."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import openai
+import pytest
+import yaml
+from PIL import Image
+from provider_setup import write_config
+
+from plugins.fal.vision import FACES_SCHEMA, MASKS_SCHEMA
+from tests.plugins.onnx_vision_data import GROUP_FACES, group_photo, portrait
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY = Path(sys.executable).parent / "gateway"
+MASTER_KEY = "sk-gw-onnx-switch-test-key"
+# Anything that would make `gateway up` use a real provider or a shared service.
+_CLEARED = (
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "FAL_KEY",
+    "ANTHROPIC_API_BASE",
+    "OPENAI_API_BASE",
+    "GEMINI_API_BASE",
+    "FAL_API_BASE",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "CONFIG_FILE_PATH",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _gateway(config: Path) -> Iterator[str]:
+    """`gateway up --no-kafka` on `config` without provider keys, until the block ends."""
+    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+    env |= {"LITELLM_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT)}
+    port = _free_port()
+    with (config.parent / f"stderr-{port}.log").open("wb") as stderr:
+        process = subprocess.Popen(
+            [str(GATEWAY), "up", "--no-kafka", "--port", str(port), "--config", str(config)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        printed: list[str] = []
+        try:
+            while (line := lines.get(timeout=90)) is not None:
+                printed.append(line)
+                if line.startswith("gateway: ready"):
+                    break
+            else:
+                raise RuntimeError(f"gateway exited before ready: {printed}")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def _data_url(image: Image.Image) -> str:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def _ask(url: str, task: str, image: str, text: str) -> tuple[dict[str, Any], str]:
+    with openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0) as sdk:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model=task,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": text},
+                        {"type": "image_url", "image_url": {"url": image}},
+                    ],
+                }
+            ],
+        )
+    answer: dict[str, Any] = json.loads(raw.parse().choices[0].message.content or "")
+    return answer, raw.headers["x-gateway-provider"]
+
+
+def _select_onnx(config: Path) -> None:
+    """The operator's edit: the vision tasks' models become the self-hosted ones."""
+    local = {
+        "face-detection": "onnx/blazeface-full-range",
+        "segmentation": "onnx/selfie-segmentation",
+    }
+    data = yaml.safe_load(config.read_text())
+    for entry in data["model_list"]:
+        if entry["model_name"] in local:
+            entry["litellm_params"] = {"model": local[entry["model_name"]]}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, onnx_models: Path) -> Path:
+    def models_dir(data: dict[str, Any]) -> None:
+        data["gateway_settings"]["onnx"]["models_dir"] = str(onnx_models)
+
+    return write_config(tmp_path_factory.mktemp("switch") / "litellm_config.yaml", models_dir)
+
+
+@pytest.fixture(scope="module")
+def photo() -> str:
+    return _data_url(group_photo())
+
+
+@pytest.fixture(scope="module")
+def from_fal(config: Path, photo: str) -> tuple[dict[str, Any], str]:
+    """The face-detection answer of a gateway on the repository's config (Fal, emulated)."""
+    with _gateway(config) as url:
+        return _ask(url, "face-detection", photo, "face")
+
+
+@pytest.fixture(scope="module")
+def local_gateway(config: Path, from_fal: tuple[dict[str, Any], str]) -> Iterator[str]:
+    """A gateway on the same config after the edit (started once Fal has answered)."""
+    _select_onnx(config)
+    with _gateway(config) as url:
+        yield url
+
+
+def test_face_detection_moves_from_fal_to_onnx_by_a_config_edit(
+    from_fal: tuple[dict[str, Any], str], local_gateway: str, photo: str
+) -> None:
+    """Fal (its emulator) answers first; after the config edit the local BlazeFace answers the
+    same call with the same JSON shape, finding the photo's six faces."""
+    local = _ask(local_gateway, "face-detection", photo, "face")
+    assert (from_fal[1], local[1]) == ("fal", "onnx")
+    for answer, _ in (from_fal, local):
+        jsonschema.validate(answer, FACES_SCHEMA)
+        assert (answer["width"], answer["height"]) == (1280, 886)
+    assert from_fal[0].keys() == local[0].keys()
+    assert len(local[0]["faces"]) == GROUP_FACES
+
+
+def test_segmentation_is_served_by_the_local_model_after_the_edit(local_gateway: str) -> None:
+    """The segmentation task answers MASKS_SCHEMA JSON from selfie segmentation: one person
+    mask, a PNG of the portrait's size covering a sensible share of it."""
+    answer, provider = _ask(local_gateway, "segmentation", _data_url(portrait()), "person")
+    assert provider == "onnx"
+    jsonschema.validate(answer, MASKS_SCHEMA)
+    (mask,) = answer["masks"]
+    png = Image.open(io.BytesIO(base64.b64decode(mask["url"].split(",", 1)[1])))
+    assert png.size == (answer["width"], answer["height"]) == (512, 512)
+    foreground = float(np.asarray(png.convert("L")).mean()) / 255
+    assert 0.2 < foreground < 0.8
