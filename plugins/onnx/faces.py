@@ -121,7 +121,11 @@ def preprocess(
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     canvas = Image.new("RGB", (size, size))
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-    canvas.paste(rgb.resize((new_w, new_h), Image.Resampling.BILINEAR), (pad_x, pad_y))
+    # reducing_gap: a fast integer box reduction first, then bilinear; for a photo many times
+    # the input's size this is ~3x cheaper than bilinear over every source pixel, and the
+    # detector sees the same 192 px picture.
+    small = rgb.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    canvas.paste(small, (pad_x, pad_y))
     tensor = np.asarray(canvas, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
     # The scales actually applied, which rounding makes differ slightly between the axes.
     letterbox = Letterbox(

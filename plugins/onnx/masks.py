@@ -56,7 +56,8 @@ def preprocess(
 ) -> tuple[np.ndarray, Size]:
     """`image` stretched to [1, size, size, 3] float32 in [0, 1], with its original size."""
     rgb = rgb_image(image, max_pixels=max_pixels)
-    resized = rgb.resize((size, size), Image.Resampling.BILINEAR)
+    # reducing_gap: an integer box reduction first (see faces.preprocess), then bilinear.
+    resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     tensor = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
     return tensor[np.newaxis], Size(*rgb.size)
 

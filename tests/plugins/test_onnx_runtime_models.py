@@ -31,13 +31,26 @@ async def models(onnx_models: Path) -> AsyncIterator[OnnxModels]:
     await running.stop()
 
 
-async def test_related_fashion_phrases_are_closer_than_unrelated_ones(models: OnnxModels) -> None:
-    """MiniLM puts "red silk dress" nearer "crimson satin gown" than "engine oil filter"."""
-    embedder = await models.embedder("minilm-l6-v2")
+@pytest.mark.parametrize("model", ["minilm-l6-v2", "minilm-l6-v2-int8"])
+async def test_related_fashion_phrases_are_closer_than_unrelated_ones(
+    models: OnnxModels, model: str
+) -> None:
+    """MiniLM (fp32 and int8) puts "red silk dress" nearer "crimson satin gown" than "engine
+    oil filter"."""
+    embedder = await models.embedder(model)
     dress, gown, oil = (
         await embedder.embed(["red silk dress", "crimson satin gown", "engine oil filter"])
     ).vectors
     assert float(dress @ gown) > float(dress @ oil) + 0.2
+
+
+async def test_int8_vectors_stay_close_to_the_fp32_ones(models: OnnxModels) -> None:
+    """Each int8 MiniLM vector points where the fp32 one does (cosine above 0.97)."""
+    texts = ["navy wool coat with a belt", "ivory lace wedding gown", "black leather boots"]
+    fp32 = (await (await models.embedder("minilm-l6-v2")).embed(texts)).vectors
+    int8 = (await (await models.embedder("minilm-l6-v2-int8")).embed(texts)).vectors
+    assert np.all(np.sum(fp32 * int8, axis=1) > 0.97)
+    assert not np.allclose(fp32, int8)  # it is another model, not the same file twice
 
 
 async def test_a_recompressed_smaller_copy_is_a_near_duplicate_and_another_photo_is_not(

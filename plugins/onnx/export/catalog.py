@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from plugins.onnx.export.blazeface import SPEC as BLAZEFACE
 from plugins.onnx.export.minilm import SPEC as MINILM
+from plugins.onnx.export.minilm_int8 import SPEC as MINILM_INT8
 from plugins.onnx.export.mobilenetv2 import SPEC as MOBILENETV2
 from plugins.onnx.export.mtcnn import ONET, PNET, RNET
 from plugins.onnx.export.selfie import SPEC as SELFIE
@@ -19,6 +20,7 @@ __all__ = ["SPECS"]
 
 SPECS: tuple[ModelSpec, ...] = (
     MINILM,
+    MINILM_INT8,
     TRANSNETV2,
     MOBILENETV2,
     BLAZEFACE,
