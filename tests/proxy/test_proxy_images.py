@@ -40,6 +40,8 @@ def image_proxy(
 
     def with_database(data: dict[str, Any]) -> None:
         data["gateway_settings"]["keys"] = {"database_url": key_database.url, "refresh_ms": 50}
+        # Short enough for a hung Fal call to time out within a test, far above any answer.
+        data["gateway_settings"]["resilience"]["request_timeout_s"] = 5
         # These tests are about Fal alone: a second Fal model holds the fallback slot.
         for entry in data["model_list"]:
             if entry["model_name"] == "image-generation-fallback":
@@ -185,6 +187,26 @@ def test_a_transient_status_failure_resumes_the_job_without_resubmitting(
     raw = sdk.images.with_raw_response.generate(model=TASK, prompt="a pleated skirt")
     assert raw.headers["x-gateway-attempts"] == "2"
     assert _submits(fal) == 1
+
+
+def test_a_hung_status_poll_times_out_and_the_retry_follows_the_same_job(
+    sdk: openai.OpenAI, fal: FalHandle
+) -> None:
+    """A status call that never answers ends at the per-attempt timeout; the next attempt
+    looks the same job up again instead of submitting another."""
+    fal.set_queue_fault("status", "hang", count=1)
+    raw = sdk.images.with_raw_response.generate(model=TASK, prompt="a quilted gilet")
+    assert raw.headers["x-gateway-attempts"] == "2"
+    assert raw.headers["x-gateway-fallback"] == "false"
+    assert _submits(fal) == 1
+
+
+def test_a_hung_submit_times_out_and_is_retried(sdk: openai.OpenAI, fal: FalHandle) -> None:
+    """A submit that never answers ends at the per-attempt timeout and is tried again."""
+    fal.set_queue_fault("submit", "hang", count=1)
+    raw = sdk.images.with_raw_response.generate(model=TASK, prompt="a corduroy blazer")
+    assert raw.headers["x-gateway-attempts"] == "2"
+    assert raw.headers["x-gateway-fallback"] == "false"
 
 
 def test_submit_failing_every_attempt_falls_back_to_the_second_model(
