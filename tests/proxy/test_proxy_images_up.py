@@ -6,47 +6,17 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import queue
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
+from gateway_process import gateway_up
 from PIL import Image
 from provider_setup import write_config
 
-ROOT = Path(__file__).resolve().parents[2]
-GATEWAY = Path(sys.executable).parent / "gateway"
 MASTER_KEY = "sk-gw-images-up-test-key"
-# Anything that would make `gateway up` use a real provider or a shared service.
-_CLEARED = (
-    "ANTHROPIC_API_KEY",
-    "OPENAI_API_KEY",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "FAL_KEY",
-    "ANTHROPIC_API_BASE",
-    "OPENAI_API_BASE",
-    "GEMINI_API_BASE",
-    "FAL_API_BASE",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "CONFIG_FILE_PATH",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -54,39 +24,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, lis
     """`gateway up --no-kafka` without provider keys; yields its URL and start-up lines."""
     folder = tmp_path_factory.mktemp("images-up")
     config = write_config(folder / "litellm_config.yaml")
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    env |= {"LITELLM_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT)}
-    port = _free_port()
-    with (folder / "stderr.log").open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(GATEWAY), "up", "--no-kafka", "--port", str(port), "--config", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line.rstrip("\n"))
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        printed: list[str] = []
-        try:
-            while (line := lines.get(timeout=90)) is not None:
-                printed.append(line)
-                if line.startswith("gateway: ready"):
-                    break
-            else:
-                raise RuntimeError(f"gateway exited before ready: {printed}")
-            yield f"http://127.0.0.1:{port}", printed
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    with gateway_up(config, master_key=MASTER_KEY) as running:
+        yield running.url, running.lines
 
 
 def test_the_fal_emulator_is_announced(gateway: tuple[str, list[str]]) -> None:

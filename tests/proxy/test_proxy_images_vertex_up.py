@@ -7,14 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import queue
 import re
-import signal
-import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,30 +16,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from gateway_process import gateway_up
 from PIL import Image
 from provider_setup import write_config
 
-ROOT = Path(__file__).resolve().parents[2]
-GATEWAY = Path(sys.executable).parent / "gateway"
 MASTER_KEY = "sk-gw-vertex-up-test-key"
 # Anything that would make `gateway up` use a real provider or a shared service.
-_CLEARED = (
-    "ANTHROPIC_API_KEY",
-    "OPENAI_API_KEY",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "FAL_KEY",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "GOOGLE_CLOUD_PROJECT",
-    "GOOGLE_CLOUD_LOCATION",
-    "ANTHROPIC_API_BASE",
-    "OPENAI_API_BASE",
-    "GEMINI_API_BASE",
-    "FAL_API_BASE",
-    "VERTEX_API_BASE",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "CONFIG_FILE_PATH",
-)
 PERSON, RED, BLUE = (205, 170, 150), (220, 20, 20), (20, 20, 220)
 
 
@@ -65,52 +40,13 @@ class Gateway:
         raise AssertionError(f"no emulated {provider} in {self.lines}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """`gateway up --no-kafka` without any provider credentials."""
     folder = tmp_path_factory.mktemp("vertex-up")
     config = write_config(folder / "litellm_config.yaml")
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    env |= {"LITELLM_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT)}
-    port = _free_port()
-    log = folder / "stderr.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(GATEWAY), "up", "--no-kafka", "--port", str(port), "--config", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line.rstrip("\n"))
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        printed: list[str] = []
-        try:
-            while (line := lines.get(timeout=90)) is not None:
-                printed.append(line)
-                if line.startswith("gateway: ready"):
-                    break
-            else:
-                raise RuntimeError(f"gateway exited before ready: {printed}")
-            yield Gateway(f"http://127.0.0.1:{port}", printed, log)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    with gateway_up(config, master_key=MASTER_KEY) as running:
+        yield Gateway(running.url, running.lines, running.log)
 
 
 def _all_calls(gateway: Gateway) -> list[dict[str, Any]]:

@@ -5,13 +5,6 @@ sees each job submitted once."""
 from __future__ import annotations
 
 import io
-import os
-import queue
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -20,74 +13,22 @@ from pathlib import Path
 
 import av
 import openai
+from gateway_process import free_port, gateway_up
 from PIL import Image
 from provider_setup import write_config
 
 from emulators.testing import FalHandle
 
-ROOT = Path(__file__).resolve().parents[2]
-GATEWAY = Path(sys.executable).parent / "gateway"
 MASTER_KEY = "sk-gw-restart-test-key"
 FAL_KEY = "fal-restart-key-7d2e:secret"
-_CLEARED = (
-    "ANTHROPIC_API_KEY",
-    "OPENAI_API_KEY",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "ANTHROPIC_API_BASE",
-    "OPENAI_API_BASE",
-    "GEMINI_API_BASE",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "CONFIG_FILE_PATH",
-    "GATEWAY_DATABASE_URL",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
 def _gateway(config: Path, fal: FalHandle, port: int) -> Iterator[str]:
     """`gateway up --no-kafka` with Fal pointed at the test's emulator; SIGTERM at the end."""
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    env |= {
-        "LITELLM_MASTER_KEY": MASTER_KEY,
-        "PYTHONPATH": str(ROOT),
-        "FAL_KEY": FAL_KEY,
-        "FAL_API_BASE": fal.url,
-    }
-    with (config.parent / f"stderr-{time.monotonic_ns()}.log").open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(GATEWAY), "up", "--no-kafka", "--port", str(port), "--config", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        try:
-            while (line := lines.get(timeout=90)) is not None:
-                if line.startswith("gateway: ready"):
-                    break
-            else:
-                raise RuntimeError("gateway exited before ready")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=30) == 0
+    env = {"FAL_KEY": FAL_KEY, "FAL_API_BASE": fal.url}
+    with gateway_up(config, master_key=MASTER_KEY, env=env, port=port, exit_zero=True) as up:
+        yield up.url
 
 
 def _png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
@@ -109,7 +50,7 @@ def test_training_and_video_jobs_survive_a_restart(tmp_path: Path, fal_emulator:
     fal_emulator.reset()
     fal_emulator.set_timings(queue_s=0.05, run_s=1.0, training_s=1.0)
     config = write_config(tmp_path / "litellm_config.yaml")
-    port = _free_port()
+    port = free_port()
     with _gateway(config, fal_emulator, port) as url:
         with openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0) as sdk:
             upload = sdk.files.create(

@@ -6,13 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import queue
-import signal
-import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,74 +16,22 @@ import numpy as np
 import openai
 import pytest
 import yaml
+from gateway_process import gateway_up
 from PIL import Image
 from provider_setup import write_config
 
 from plugins.fal.vision import FACES_SCHEMA, MASKS_SCHEMA
 from tests.plugins.onnx_vision_data import GROUP_FACES, group_photo, portrait
 
-ROOT = Path(__file__).resolve().parents[2]
-GATEWAY = Path(sys.executable).parent / "gateway"
 MASTER_KEY = "sk-gw-onnx-switch-test-key"
 # Anything that would make `gateway up` use a real provider or a shared service.
-_CLEARED = (
-    "ANTHROPIC_API_KEY",
-    "OPENAI_API_KEY",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "FAL_KEY",
-    "ANTHROPIC_API_BASE",
-    "OPENAI_API_BASE",
-    "GEMINI_API_BASE",
-    "FAL_API_BASE",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "CONFIG_FILE_PATH",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
 def _gateway(config: Path) -> Iterator[str]:
     """`gateway up --no-kafka` on `config` without provider keys, until the block ends."""
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    env |= {"LITELLM_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT)}
-    port = _free_port()
-    with (config.parent / f"stderr-{port}.log").open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(GATEWAY), "up", "--no-kafka", "--port", str(port), "--config", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line.rstrip("\n"))
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        printed: list[str] = []
-        try:
-            while (line := lines.get(timeout=90)) is not None:
-                printed.append(line)
-                if line.startswith("gateway: ready"):
-                    break
-            else:
-                raise RuntimeError(f"gateway exited before ready: {printed}")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    with gateway_up(config, master_key=MASTER_KEY) as running:
+        yield running.url
 
 
 def _data_url(image: Image.Image) -> str:
