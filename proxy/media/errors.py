@@ -9,6 +9,8 @@ here; the retry policy then sees the same vocabulary as for chat completions (a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from core.redact import Redactor
@@ -27,7 +29,7 @@ from proxy.errors import (
     UnexpectedProviderError,
 )
 
-__all__ = ["MediaInvalidRequestError", "is_plugin_error", "plugin_error"]
+__all__ = ["MediaInvalidRequestError", "is_plugin_error", "plugin_error", "translated"]
 
 _BY_STATUS: dict[int, type[ExternalServiceError]] = {
     401: AuthenticationError,
@@ -89,3 +91,15 @@ def plugin_error(
         status_code=status if kind not in (UnexpectedProviderError, BadRequestError) else None,
         retry_after_s=getattr(exc, "retry_after_s", None),
     )
+
+
+@contextmanager
+def translated(provider: str, redactor: Redactor, *, before_call: bool = False) -> Iterator[None]:
+    """Plugin errors raised inside the block leave it as the proxy's (see `plugin_error`);
+    anything else passes through untouched."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_plugin_error(exc):
+            raise
+        raise plugin_error(exc, provider, redactor, before_call=before_call) from exc

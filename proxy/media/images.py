@@ -47,7 +47,7 @@ from proxy.errors import (
     ExternalServiceError,
     InvalidRequestError,
 )
-from proxy.media.errors import is_plugin_error, plugin_error
+from proxy.media.errors import translated
 from proxy.media.incoming import Incoming, read_edit, read_generation
 from proxy.media.jobs import JobBook
 from proxy.media.pricing import configure_providers, with_mapped_prices
@@ -214,26 +214,16 @@ class MediaApp:
             name = deployment.provider
             if name in parsed:
                 continue
-            try:
+            with translated(name, self._redactor, before_call=True):
                 parsed[name] = incoming.parse(self._providers[name])
-            except Exception as exc:
-                if not is_plugin_error(exc):
-                    raise
-                raise plugin_error(exc, name, self._redactor, before_call=True) from exc
         for deployment in _every(route):
             checker: Any = self._providers[deployment.provider]
             if not hasattr(checker, "check"):
                 continue
-            try:
+            with translated(deployment.provider, self._redactor, before_call=True):
                 checker.check(
                     parsed[deployment.provider], group=deployment.group, model=deployment.model
                 )
-            except Exception as exc:
-                if not is_plugin_error(exc):
-                    raise
-                raise plugin_error(
-                    exc, deployment.provider, self._redactor, before_call=True
-                ) from exc
         return parsed
 
     @staticmethod
@@ -264,7 +254,7 @@ class MediaApp:
             api_base = deployment.params.get("api_base")
             # Providers configured per model group learn which group this attempt is for.
             extra = {"group": deployment.group} if hasattr(provider, "configure") else {}
-            try:
+            with translated(deployment.provider, self._redactor):
                 return await provider.generate(
                     job,
                     parsed[deployment.provider],
@@ -273,10 +263,6 @@ class MediaApp:
                     key=key,
                     **extra,
                 )
-            except Exception as exc:
-                if is_plugin_error(exc):
-                    raise plugin_error(exc, deployment.provider, self._redactor) from exc
-                raise
 
         try:
             outcome = await self._resilience.run(route, user_id, call, deadline=deadline)

@@ -28,7 +28,7 @@ import structlog
 from core.redact import Redactor
 from database import Database, DatabaseError, JobEvent, JobRecords, StoredFile, StoredJob
 from proxy.errors import AllProvidersFailedError, ExternalServiceError, NotFoundError
-from proxy.media.errors import is_plugin_error, plugin_error
+from proxy.media.errors import translated
 from proxy.resilience import Resilience
 from proxy.routing import Deployment, RoutingTable, TaskRoute
 
@@ -194,12 +194,8 @@ class JobBook:
 
         async def attempt(deployment: Deployment, key: str) -> Any:
             plugin.use_key(provider_job, key)
-            try:
+            with translated(job.provider, self._redactor):
                 return await action(plugin, provider_job)
-            except Exception as exc:
-                if is_plugin_error(exc):
-                    raise plugin_error(exc, job.provider, self._redactor) from exc
-                raise
 
         route = TaskRoute(task=job.task, deployments=(deployment,))
         return (await self._resilience.run(route, job.owner, attempt)).value

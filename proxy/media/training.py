@@ -35,7 +35,7 @@ from proxy.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from proxy.media.errors import MediaInvalidRequestError, is_plugin_error, plugin_error
+from proxy.media.errors import MediaInvalidRequestError, is_plugin_error, translated
 from proxy.media.jobs import Event, JobBook, event_view, fail, file_view, new_id, progress_events
 from proxy.media.providers import ImageProvider
 from proxy.media.settings import MediaSettings
@@ -231,18 +231,14 @@ class TrainingRoutes:
         archive = await self._archive(request.get("training_file"), user)
         first = route.deployments[0]
         provider = self._providers[first.provider]
-        try:
+        with translated(first.provider, self._redactor, before_call=True):
             parsed = provider.parse_training(request, archive)  # type: ignore[attr-defined]
-        except Exception as exc:
-            if not is_plugin_error(exc):
-                raise
-            raise plugin_error(exc, first.provider, self._redactor, before_call=True) from exc
         jobs: dict[str, Any] = {}
 
         async def call(deployment: Deployment, key: str) -> str:
             plugin: Any = self._providers[deployment.provider]
             job = jobs.setdefault(deployment.model, plugin.new_job())
-            try:
+            with translated(deployment.provider, self._redactor):
                 request_id: str = await plugin.submit_training(
                     job,
                     parsed,
@@ -251,10 +247,6 @@ class TrainingRoutes:
                     key=key,
                     webhook_url=self._settings.webhooks.callback_url,
                 )
-            except Exception as exc:
-                if is_plugin_error(exc):
-                    raise plugin_error(exc, deployment.provider, self._redactor) from exc
-                raise
             return request_id
 
         outcome = await self._resilience.run(route, user, call)

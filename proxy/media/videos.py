@@ -43,7 +43,7 @@ from proxy.asgi import (
     unless_disconnected,
 )
 from proxy.errors import ExternalServiceError, InvalidRequestError, NotFoundError
-from proxy.media.errors import MediaInvalidRequestError, is_plugin_error, plugin_error
+from proxy.media.errors import MediaInvalidRequestError, translated
 from proxy.media.jobs import Event, JobBook, fail, new_id, progress_events
 from proxy.media.settings import MediaSettings
 from proxy.resilience import Resilience
@@ -182,15 +182,10 @@ class VideoRoutes:
         parsed: dict[str, Any] = {}
         for deployment in route.deployments:
             plugin = self._providers[deployment.provider]
-            try:
+            with translated(deployment.provider, self._redactor, before_call=True):
                 if deployment.provider not in parsed:
                     parsed[deployment.provider] = plugin.parse_video(fields, image, image_url)
                 plugin.video_seconds(parsed[deployment.provider], deployment.model)
-            except Exception as exc:
-                if not is_plugin_error(exc):
-                    raise
-                name = deployment.provider
-                raise plugin_error(exc, name, self._redactor, before_call=True) from exc
         deadline = _deadline(scope)
         jobs: dict[str, Any] = {}
         saved: list[StoredJob] = []
@@ -216,7 +211,7 @@ class VideoRoutes:
             plugin = self._providers[deployment.provider]
             job = jobs.setdefault(deployment.model, plugin.new_job())
             api_base = deployment.params.get("api_base")
-            try:
+            with translated(deployment.provider, self._redactor):
                 request_id: str = await plugin.submit_video(
                     job,
                     parsed[deployment.provider],
@@ -224,10 +219,6 @@ class VideoRoutes:
                     api_base=api_base if isinstance(api_base, str) else None,
                     key=key,
                 )
-            except Exception as exc:
-                if is_plugin_error(exc):
-                    raise plugin_error(exc, deployment.provider, self._redactor) from exc
-                raise
             return request_id
 
         try:
