@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from gateway_process import CLEARED
 from PIL import Image
 from provider_setup import write_config
 
@@ -38,7 +39,10 @@ def _free_port() -> int:
 def _stock_litellm(tmp_path: Path, env: dict[str, str]) -> Iterator[openai.OpenAI]:
     """Stock `litellm --config` on the repository's config, and an openai SDK client of it."""
     port = _free_port()
-    env = {**os.environ, "LITELLM_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT), **env}
+    # In-process proxies of other tests leave CONFIG_FILE_PATH (which LiteLLM prefers to
+    # --config) and provider variables in this process's environment: none may leak in.
+    inherited = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env = {**inherited, "LITELLM_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT), **env}
     config = write_config(tmp_path / "litellm_config.yaml")
     litellm = Path(sys.executable).parent / "litellm"
     with (tmp_path / "stock.log").open("wb") as log:
