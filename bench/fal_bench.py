@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,12 +35,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from proxy_bench import cpu_seconds, wait_ready  # noqa: E402 - the sibling bench's helpers
+from proxy_bench import (  # noqa: E402 - the sibling bench's helpers
+    GATEWAY_CLEARED,
+    cpu_seconds,
+    free_port,
+    start_gateway_up,
+    wait_ready,
+)
 
 from emulators import start_emulator  # noqa: E402 - after the path set-up above
 
 MASTER = "sk-bench-fal-master-0001"
-_CLEARED = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 
 def start_stock(folder: Path, fal_url: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -58,7 +62,7 @@ def start_stock(folder: Path, fal_url: str) -> tuple[subprocess.Popen[bytes], st
     path.write_text(
         yaml.safe_dump({"model_list": [model], "general_settings": {"master_key": MASTER}})
     )
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+    env = {k: v for k, v in os.environ.items() if k not in GATEWAY_CLEARED}
     env |= {"LITELLM_MASTER_KEY": MASTER, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     port = free_port()
     process = subprocess.Popen(
@@ -94,45 +98,12 @@ def cpu_per_request(pid: int, url: str, model: str, n: int) -> float:
     return (cpu_seconds(pid) - before) * 1000 / n
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_gateway(folder: Path, fal_url: str) -> tuple[subprocess.Popen[str], str]:
     config = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
     path = folder / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    env |= {
-        "LITELLM_MASTER_KEY": MASTER,
-        "FAL_KEY": "bench-fal-key",
-        "FAL_API_BASE": fal_url,
-        "PYTHONPATH": str(ROOT),
-    }
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gateway"),
-            "up",
-            "--no-kafka",
-            "--port",
-            str(port),
-            "--config",
-            str(path),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("gateway: ready"):
-            return process, f"http://127.0.0.1:{port}"
-    raise RuntimeError("gateway exited before ready")
+    env = {"LITELLM_MASTER_KEY": MASTER, "FAL_KEY": "bench-fal-key", "FAL_API_BASE": fal_url}
+    return start_gateway_up(path, env)
 
 
 async def one(client: httpx.AsyncClient, url: str, prompt: str) -> float:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "plugins"))
 
-from proxy_bench import cpu_seconds  # noqa: E402 - the sibling bench's helper
+from proxy_bench import cpu_seconds, start_gateway_up  # noqa: E402 - shared helpers
 
 from plugins.onnx.provider import OnnxModels  # noqa: E402 - after the path set-up above
 from plugins.onnx.settings import BatchSettings, OnnxSettings  # noqa: E402
@@ -61,7 +61,6 @@ SENTENCES = [
     f"{c} {m} {g} with {d}"
     for c, m, g, d in itertools.product(_COLOURS, _MATERIALS, _GARMENTS, _DETAILS)
 ]
-_CLEARED = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "FAL_KEY")
 
 
 async def _drive(call: Callable[[int], Awaitable[Any]], total: int, concurrency: int) -> float:
@@ -168,25 +167,7 @@ def start_gateway(folder: Path, models_dir: Path) -> tuple[subprocess.Popen[str]
     config["gateway_settings"]["onnx"]["models_dir"] = str(models_dir)
     path = folder / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    env |= {"LITELLM_MASTER_KEY": MASTER, "PYTHONPATH": str(ROOT)}
-    from fal_bench import free_port  # noqa: PLC0415 - the sibling bench's helper
-
-    port = free_port()
-    gateway = str(Path(sys.executable).parent / "gateway")
-    process = subprocess.Popen(
-        [gateway, "up", "--no-kafka", "--port", str(port), "--config", str(path)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("gateway: ready"):
-            return process, f"http://127.0.0.1:{port}"
-    raise RuntimeError("gateway exited before ready")
+    return start_gateway_up(path, {"LITELLM_MASTER_KEY": MASTER})
 
 
 def part_b(args: argparse.Namespace, ceiling: float, models_dir: Path) -> None:

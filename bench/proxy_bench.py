@@ -36,6 +36,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# What would make `gateway up` talk to a real provider or read another config.
+GATEWAY_CLEARED = (
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "FAL_KEY",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
+    "VERTEX_API_BASE",
+    "FAL_API_BASE",
+    "CONFIG_FILE_PATH",
+)
+
+
+def start_gateway_up(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`gateway up --no-kafka --config config` with `env` over the cleared environment, once
+    it prints its ready line; the caller terminates it."""
+    environ = {k: v for k, v in os.environ.items() if k not in GATEWAY_CLEARED}
+    environ |= {"PYTHONPATH": str(ROOT), **env}
+    port = free_port()
+    command = [str(BIN / "gateway"), "up", "--no-kafka", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--config", str(config)],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("gateway: ready"):
+            return process, f"http://127.0.0.1:{port}"
+    raise RuntimeError("gateway exited before ready")
+
+
 def wait_ready(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -39,8 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fal_bench import free_port  # noqa: E402 - the sibling bench's helpers
-from proxy_bench import cpu_seconds  # noqa: E402
+from proxy_bench import cpu_seconds, start_gateway_up  # noqa: E402 - shared helpers
 
 from emulators import start_emulator  # noqa: E402 - after the path set-up above
 
@@ -48,15 +47,6 @@ MASTER = "sk-bench-vertex-master-0001"
 PROJECT = "bench-project"
 MODEL = "gemini-3-pro-image-preview"
 CONCURRENCY = 8
-_CLEARED = (
-    "ANTHROPIC_API_KEY",
-    "OPENAI_API_KEY",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "FAL_KEY",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "VERTEX_API_BASE",
-)
 
 
 def start_gateway(
@@ -65,36 +55,13 @@ def start_gateway(
     config = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
     path = folder / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    env |= {
+    env = {
         "LITELLM_MASTER_KEY": MASTER,
         "GOOGLE_APPLICATION_CREDENTIALS": str(account),
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "VERTEX_API_BASE": vertex_url,
-        "PYTHONPATH": str(ROOT),
     }
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gateway"),
-            "up",
-            "--no-kafka",
-            "--port",
-            str(port),
-            "--config",
-            str(path),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("gateway: ready"):
-            return process, f"http://127.0.0.1:{port}"
-    raise RuntimeError("gateway exited before ready")
+    return start_gateway_up(path, env)
 
 
 async def _gateway_load(url: str, n: int) -> None:
