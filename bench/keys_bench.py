@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
-from proxy_bench import BIN, ROOT, cpu_seconds, free_port, load, wait_ready
+from proxy_bench import BIN, ROOT, cpu_seconds, free_port, load, start_openai_emulator, wait_ready
 
 sys.path.insert(0, str(ROOT))
 from database import Sealer
@@ -152,17 +152,8 @@ def main() -> int:
     cpu: dict[str, list[float]] = {"env-key": [], "db-keys": []}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            emu_port = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "emulators", "openai", "--port", str(emu_port)],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            emu = f"http://127.0.0.1:{emu_port}"
-            wait_ready(f"{emu}/_emulator/stats")
+            emulator, emu = start_openai_emulator(env)
+            procs.append(emulator)
             model = {
                 "model_name": GROUP,
                 "litellm_params": {

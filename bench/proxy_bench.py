@@ -73,6 +73,21 @@ def start_gateway_up(config: Path, env: dict[str, str]) -> tuple[subprocess.Pope
     raise RuntimeError("gateway exited before ready")
 
 
+def start_openai_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """The OpenAI emulator as its own process (load on it is not the measured process's), once
+    it answers; the caller terminates it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulators", "openai", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/_emulator/stats")
+    return process, url
+
+
 def wait_ready(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -198,17 +213,8 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            emu_port = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "emulators", "openai", "--port", str(emu_port)],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            emu = f"http://127.0.0.1:{emu_port}"
-            wait_ready(f"{emu}/_emulator/stats")
+            emulator, emu = start_openai_emulator(env)
+            procs.append(emulator)
             model = {
                 "model_name": GROUP,
                 "litellm_params": {
