@@ -4,7 +4,10 @@ The HTTP emulators speak the real wire formats of Anthropic Messages (``emulator
 OpenAI Chat Completions (``emulators.openai``), Gemini generateContent (``emulators.gemini``),
 Fal's queue protocol (``emulators.fal``) and Vertex AI's Gemini image work, virtual try-on and
 service-account OAuth (``emulators.vertex``), answer deterministically and fail on demand
-(``emulators.http.faults``).
+(``emulators.http.faults``). Like the real APIs they refuse bad requests (parameter ranges,
+unknown fields and enum values, undecodable or oversized images, too many images, prompts over
+the context window, unpaired tool turns) with each provider's own status and error body
+(``rules`` in each provider's package, shared checks in ``emulators.http.checks``).
 ``start_emulator("openai")`` runs one on a free port; ``python -m emulators all`` runs them all;
 ``emulators.testing`` provides pytest fixtures. The Kafka broker lives in ``emulators.kafka``.
 """

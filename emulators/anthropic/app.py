@@ -14,7 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators.anthropic.render import error_response, message, stream_events
+from emulators.anthropic.rules import check_context, check_request
 from emulators.anthropic.wire import BadRequestBody, parse_request
+from emulators.http.checks import ValidationFailure
 from emulators.http.content import plan_reply
 from emulators.http.control import build_app, runtime_of
 from emulators.http.pipeline import bearer_token, guard, read_json_body, sse_response
@@ -24,6 +26,8 @@ __all__ = ["DEFAULT_MODELS", "create_app"]
 
 # Listed by GET /v1/models; any other model name is still accepted on /v1/messages.
 DEFAULT_MODELS = ("claude-sonnet-4-5", "claude-sonnet-4", "claude-haiku-4-5", "claude-opus-4-1")
+# The Messages API's request size limit; larger bodies get 413 request_too_large.
+_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 def create_app(settings: EmulatorSettings | None = None) -> Starlette:
@@ -50,10 +54,16 @@ async def _messages(request: Request) -> Response:  # noqa: PLR0911
         return error_response(401, "invalid x-api-key")
     if not request.headers.get("anthropic-version"):
         return error_response(400, "anthropic-version: header is required")
+    if len(await request.body()) > _MAX_BODY_BYTES:
+        return error_response(413, "Request exceeds the maximum size")
     if not isinstance(body, dict):
         return error_response(400, "request body is not valid JSON")
     try:
+        check_request(body)
         conv = parse_request(body)
+        check_context(conv, request.headers.get("anthropic-beta", ""))
+    except ValidationFailure as exc:
+        return error_response(exc.status, str(exc))
     except (BadRequestBody, AttributeError, TypeError, KeyError) as exc:
         # Fields of the wrong JSON type are answered with 400 like the real API, never 500.
         return error_response(400, str(exc))

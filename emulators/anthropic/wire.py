@@ -1,8 +1,8 @@
 """Parse an Anthropic Messages request body into a provider-neutral Conversation.
 
-Why it exists: content blocks (text, base64 images, tool_use, tool_result), the separate
-``system`` field and Anthropic's own validation rules (``max_tokens`` required, at most
-``MAX_IMAGES`` images) are absorbed by one pure function with no I/O.
+Why it exists: content blocks (text, base64 images, tool_use, tool_result) and the separate
+``system`` field are absorbed by one pure function with no I/O. What the API refuses is
+checked before, in ``emulators.anthropic.rules``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from typing import Any
 from emulators.http.content import Conversation, ToolSpec
 from emulators.http.errors import BadRequestBody
 
-__all__ = ["MAX_IMAGES", "BadRequestBody", "parse_request"]
-
-# The product's contract with this provider: more images per request are refused with 400.
-MAX_IMAGES = 20
+__all__ = ["BadRequestBody", "parse_request"]
 
 
 def _text_of(content: Any) -> str:
@@ -43,16 +40,16 @@ def _blocks(content: Any, index: int) -> tuple[list[str], int, list[str], bool]:
         if kind == "text":
             texts.append(str(block.get("text", "")))
         elif kind == "image":
-            source = block.get("source") or {}
-            if source.get("type") == "base64" and not source.get("data"):
-                raise BadRequestBody(f"messages.{index}.content: image source has no data")
             images += 1
         elif kind == "tool_result":
             results.append(_text_of(block.get("content", "")))
+            inner = block.get("content")
+            if isinstance(inner, list):
+                images += sum(isinstance(b, Mapping) and b.get("type") == "image" for b in inner)
         elif kind == "tool_use":
             texts.append(str(block.get("input", "")))
-        elif kind not in ("document", "thinking", "redacted_thinking"):
-            raise BadRequestBody(f"messages.{index}.content: unknown block type {kind!r}")
+        # Other block types (documents, thinking, server tools) were checked by the rules
+        # and do not change the emulated answer.
     return texts, images, results, bool(results)
 
 
@@ -120,11 +117,6 @@ def parse_request(body: Mapping[str, Any]) -> Conversation:
             last_results = results or last_results
             if parts:
                 last_user = "\n".join(parts)
-    if images > MAX_IMAGES:
-        raise BadRequestBody(
-            f"messages: too many images in request: {images} provided, "
-            f"at most {MAX_IMAGES} are allowed"
-        )
     stops = body.get("stop_sequences") or []
     return Conversation(
         provider="anthropic",

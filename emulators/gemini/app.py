@@ -12,6 +12,7 @@ unchanged, answers deterministically and fails on demand. Routes:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -21,7 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators.gemini.render import error_response, response, stream_chunks
+from emulators.gemini.rules import MAX_BODY_BYTES, candidate_count, check_context, check_request
 from emulators.gemini.wire import BadRequestBody, parse_request
+from emulators.http.checks import ValidationFailure
 from emulators.http.content import plan_reply
 from emulators.http.control import build_app, runtime_of
 from emulators.http.pipeline import bearer_token, guard, sse, sse_response
@@ -78,11 +81,21 @@ async def _generate(request: Request) -> Response:  # noqa: PLR0911
         return error_response(404, f"Method not found: {action or 'missing action'}")
     if not runtime.key_allowed(_key(request)):
         return error_response(401, "Request is missing a valid API key or credentials.")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return error_response(
+            400, f"Request payload size exceeds the limit: {MAX_BODY_BYTES} bytes."
+        )
     try:
-        body: Any = json.loads(await request.body())
+        body: Any = json.loads(raw)
         if not isinstance(body, dict):
             raise BadRequestBody("request body must be a JSON object")
+        check_request(model, body)
         conv = parse_request(model, body)
+        check_context(conv)
+        conv = dataclasses.replace(conv, choices=candidate_count(body))
+    except ValidationFailure as exc:
+        return error_response(exc.status, str(exc))
     except (ValueError, AttributeError, TypeError, KeyError) as exc:
         # BadRequestBody, bad JSON and fields of the wrong JSON type: 400 like the real API.
         return error_response(400, str(exc))

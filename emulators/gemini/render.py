@@ -60,6 +60,7 @@ def _usage(conv: Conversation, reply: Reply, output_tokens: int | None = None) -
     out = reply.output_tokens if output_tokens is None else output_tokens
     if output_tokens is None and _with_image(conv, reply):
         out += IMAGE_OUTPUT_TOKENS
+    out *= conv.choices  # every candidate is generated and billed
     return {
         "promptTokenCount": reply.input_tokens,
         "candidatesTokenCount": out,
@@ -70,12 +71,15 @@ def _usage(conv: Conversation, reply: Reply, output_tokens: int | None = None) -
 def _envelope(
     conv: Conversation, parts: list[dict[str, Any]], finish: str | None, usage: dict[str, int]
 ) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
-    if finish is not None:
-        candidate["finishReason"] = finish
-        candidate["safetyRatings"] = _SAFETY
+    candidates: list[dict[str, Any]] = []
+    for index in range(conv.choices):
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": index}
+        if finish is not None:
+            candidate["finishReason"] = finish
+            candidate["safetyRatings"] = _SAFETY
+        candidates.append(candidate)
     return {
-        "candidates": [candidate],
+        "candidates": candidates,
         "usageMetadata": usage,
         "modelVersion": conv.model,
         "responseId": f"emu{conv.digest()}",

@@ -1,5 +1,6 @@
 """Machinery shared by the provider emulators: server thread, faults, deterministic content."""
 
+from emulators.http.checks import ValidationFailure
 from emulators.http.content import (
     Conversation,
     Reply,
@@ -33,6 +34,7 @@ __all__ = [
     "Reply",
     "ToolSpec",
     "ToolUse",
+    "ValidationFailure",
     "build_app",
     "chunk_text",
     "estimate_tokens",

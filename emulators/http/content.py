@@ -27,6 +27,7 @@ __all__ = [
     "chunk_text",
     "estimate_tokens",
     "plan_reply",
+    "prompt_tokens",
     "slices",
 ]
 
@@ -66,6 +67,8 @@ class Conversation:
     stop: tuple[str, ...] = ()
     # The client asked for image output (Gemini responseModalities containing IMAGE).
     wants_image: bool = False
+    # How many alternative answers to send (OpenAI n, Gemini candidateCount); all are alike.
+    choices: int = 1
 
     @property
     def all_text(self) -> str:
@@ -106,7 +109,8 @@ def _first_words(text: str) -> str:
     return head + (" ..." if len(words) > _PROMPT_WORDS else "")
 
 
-def _input_tokens(conv: Conversation) -> int:
+def prompt_tokens(conv: Conversation) -> int:
+    """The prompt tokens ``conv`` is billed (and checked against a context window) for."""
     tools = sum(estimate_tokens(t.name + json.dumps(dict(t.parameters))) for t in conv.tools)
     return max(1, estimate_tokens(conv.all_text) + conv.image_count * IMAGE_TOKENS + tools)
 
@@ -142,7 +146,7 @@ def _text_for(conv: Conversation) -> str:
 
 def plan_reply(conv: Conversation, id_prefix: str = "call_") -> Reply:
     """Decide the whole answer to ``conv``; providers only render it."""
-    input_tokens = _input_tokens(conv)
+    input_tokens = prompt_tokens(conv)
     tool = _pick_tool(conv)
     if tool is not None:
         call = ToolUse(

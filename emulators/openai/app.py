@@ -13,11 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from emulators.http.checks import ValidationFailure
 from emulators.http.content import plan_reply
 from emulators.http.control import build_app, runtime_of
 from emulators.http.pipeline import bearer_token, guard, read_json_body, sse, sse_response
 from emulators.http.runtime import EmulatorRuntime, EmulatorSettings
 from emulators.openai.render import completion, error_response, stream_events
+from emulators.openai.rules import check_context, check_request
 from emulators.openai.wire import BadRequestBody, parse_request
 
 __all__ = ["DEFAULT_MODELS", "create_app"]
@@ -36,7 +38,8 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     return build_app(routes, runtime)
 
 
-async def _chat(request: Request) -> Response:
+# Each early return is one of the API's checks, in the order the real service applies them.
+async def _chat(request: Request) -> Response:  # noqa: PLR0911
     runtime = runtime_of(request)
     body: Any = await read_json_body(request, runtime)
     if not runtime.key_allowed(bearer_token(request)):
@@ -44,7 +47,11 @@ async def _chat(request: Request) -> Response:
     if not isinstance(body, dict):
         return error_response(400, "We could not parse the JSON body of your request.")
     try:
+        check_request(body)
         conv = parse_request(body)
+        check_context(conv)
+    except ValidationFailure as exc:
+        return error_response(exc.status, str(exc), exc.param, exc.code)
     except (BadRequestBody, AttributeError, TypeError, KeyError) as exc:
         # Fields of the wrong JSON type are answered with 400 like the real API, never 500.
         return error_response(400, str(exc), getattr(exc, "param", None))

@@ -29,18 +29,23 @@ _ERRORS: dict[int, tuple[str, str | None]] = {
 }
 
 
-def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, param: str | None = None, code: str | None = None
+) -> JSONResponse:
     status = 503 if status == 529 else status
-    kind, code = _ERRORS.get(status, ("server_error", None))
+    kind, default_code = _ERRORS.get(status, ("server_error", None))
+    code = code or default_code
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status)
 
 
-def _usage(reply: Reply) -> dict[str, int]:
+def _usage(conv: Conversation, reply: Reply) -> dict[str, int]:
+    # Each of the n choices is generated, and billed, separately.
+    completion_tokens = reply.output_tokens * conv.choices
     return {
         "prompt_tokens": reply.input_tokens,
-        "completion_tokens": reply.output_tokens,
-        "total_tokens": reply.input_tokens + reply.output_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": reply.input_tokens + completion_tokens,
     }
 
 
@@ -71,13 +76,14 @@ def completion(conv: Conversation, reply: Reply) -> dict[str, Any]:
         "system_fingerprint": _FINGERPRINT,
         "choices": [
             {
-                "index": 0,
+                "index": index,
                 "message": message,
                 "logprobs": None,
                 "finish_reason": _FINISH[reply.finish],
             }
+            for index in range(conv.choices)
         ],
-        "usage": _usage(reply),
+        "usage": _usage(conv, reply),
     }
 
 
@@ -85,33 +91,39 @@ def stream_events(conv: Conversation, reply: Reply, include_usage: bool) -> list
     """The chunk objects of a streamed completion, in order (``[DONE]`` is added by the app)."""
     created = int(time.time())
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, choice: int = 0) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": f"chatcmpl-{conv.digest()}",
             "object": "chat.completion.chunk",
             "created": created,
             "model": conv.model,
             "system_fingerprint": _FINGERPRINT,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
         }
         if include_usage:
             body["usage"] = None
         return body
 
-    chunks = [chunk({"role": "assistant", "content": "" if not reply.tool_calls else None})]
-    for index, call in enumerate(reply.tool_calls):
-        head: dict[str, Any] = {"index": index, "id": call.id, "type": "function"}
-        head["function"] = {"name": call.name, "arguments": ""}
-        chunks.append(chunk({"tool_calls": [head]}))
-        for piece in slices(call.arguments_json):
-            delta = {"index": index, "function": {"arguments": piece}}
-            chunks.append(chunk({"tool_calls": [delta]}))
-    if not reply.tool_calls:
-        chunks.extend(chunk({"content": piece}) for piece in chunk_text(reply.text))
-    chunks.append(chunk({}, _FINISH[reply.finish]))
+    chunks: list[dict[str, Any]] = []
+    for choice in range(conv.choices):
+        opening = {"role": "assistant", "content": "" if not reply.tool_calls else None}
+        chunks.append(chunk(opening, choice=choice))
+        for index, call in enumerate(reply.tool_calls):
+            head: dict[str, Any] = {"index": index, "id": call.id, "type": "function"}
+            head["function"] = {"name": call.name, "arguments": ""}
+            chunks.append(chunk({"tool_calls": [head]}, choice=choice))
+            for piece in slices(call.arguments_json):
+                delta = {"index": index, "function": {"arguments": piece}}
+                chunks.append(chunk({"tool_calls": [delta]}, choice=choice))
+        if not reply.tool_calls:
+            pieces = chunk_text(reply.text)
+            chunks.extend(chunk({"content": piece}, choice=choice) for piece in pieces)
+        chunks.append(chunk({}, _FINISH[reply.finish], choice))
     if include_usage:
         last = chunk({})
         last["choices"] = []
-        last["usage"] = _usage(reply)
+        last["usage"] = _usage(conv, reply)
         chunks.append(last)
     return chunks

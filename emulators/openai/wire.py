@@ -110,4 +110,5 @@ def parse_request(body: Mapping[str, Any]) -> Conversation:
         json_mode=response_format.get("type") == "json_object",
         max_tokens=int(max_tokens) if max_tokens else None,
         stop=stops,
+        choices=int(body.get("n") or 1),
     )

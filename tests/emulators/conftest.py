@@ -7,13 +7,16 @@ and shadow the package under test.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import io
+import os
+from collections.abc import Callable, Iterator
 
 import pytest
+from PIL import Image
 
 from emulators.testing import EmulatorHandle, VertexHandle
 
-# A valid 1x1 PNG: emulators never decode images, but the bytes should still be plausible.
+# A valid 1x1 PNG: the emulators decode and verify images as the real APIs do.
 PNG_BYTES = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
@@ -29,6 +32,23 @@ def png_b64() -> str:
 def png_bytes() -> bytes:
     """Raw bytes of a tiny PNG."""
     return PNG_BYTES
+
+
+def _encode(width: int, height: int, fmt: str = "PNG", noise: bool = False) -> bytes:
+    if noise:
+        # Random pixels do not compress, so the file is about 3 bytes a pixel.
+        image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    else:
+        image = Image.new("RGB", (width, height), (200, 120, 90))
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.fixture
+def image_b64() -> Callable[..., str]:
+    """Base64 of a real image: ``image_b64(width, height, fmt="PNG", noise=False)``."""
+    return lambda *args, **kwargs: base64.b64encode(_encode(*args, **kwargs)).decode()
 
 
 @pytest.fixture

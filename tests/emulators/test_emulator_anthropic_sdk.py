@@ -76,15 +76,6 @@ def test_multi_image_vision_counts_images(client: anthropic.Anthropic, png_b64: 
     assert block.type == "text" and "2 image(s); re: Which fits best?" in block.text
 
 
-def test_more_than_twenty_images_is_bad_request(client: anthropic.Anthropic, png_b64: str) -> None:
-    """21 images are refused with a 400 invalid_request_error."""
-    content = [_image(png_b64) for _ in range(21)] + [{"type": "text", "text": "too many"}]
-    with pytest.raises(anthropic.BadRequestError) as caught:
-        client.messages.create(model=MODEL, max_tokens=200, messages=_user(content))
-    assert isinstance(caught.value.body, dict)
-    assert caught.value.body["error"]["type"] == "invalid_request_error"
-
-
 def test_tools_produce_tool_use_block(client: anthropic.Anthropic) -> None:
     """With tools offered the reply is a tool_use block whose input fits the schema."""
     result = client.messages.create(
