@@ -69,7 +69,6 @@ from kafka_loads import (
 from consumers import Completion, ConsumerService, HandlerContext, KafkaSettings
 from consumers.dedupe import MemoryDedupeStore
 from consumers.gc_tuning import settle_heap
-from consumers.ratelimit import MemoryRateLimiter
 from consumers.settings import ConsumerTuning, TopicSettings, TopicsSettings
 from schemas import CompletionRequested
 from services import RedisServer
@@ -316,7 +315,7 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
     store = MemoryDedupeStore() if variant == "memory" else None
     handler: Any = NoOp() if work == "noop" else Sleeper() if work == "slow" else None
     handler = handler or proxy_handler(work)
-    async with ConsumerService(settings, handler, dedupe=store, limiter=MemoryRateLimiter()) as svc:
+    async with ConsumerService(settings, handler, dedupe=store) as svc:
         settle_heap()  # as `gateway consume` does once its service started
         if ready is not None:
             while not svc.assignment():  # noqa: ASYNC110 - the service exposes no such event

@@ -10,7 +10,7 @@
 - `dedupe_mode`, `transactions_mode`: the two `exactly_once` modes' durable step (dedupe:
   claim, publish, settle, mark; transactions: staged into the transaction that commits the
   offset, with its rebalances); `_transactions`: per-partition transactional producers;
-- `invoker`: running its handler (rate-limit tokens, attempts, retries, progress reports);
+- `invoker`: running its handler (attempts, retries, holding back on the proxy's 429s, progress);
 - `publisher`: CloudEvents-headed, idempotent publishing (`_lanes`: one record batch
   outstanding per partition, later messages joining the open one), refusals replaced by small
   forms;
@@ -22,8 +22,8 @@
   bounds and pausing;
 - `retry`: the one retry policy; `errors`: the one error tree (`kafka_errors` translates
   aiokafka's); `settings`: gateway_settings.kafka;
-- `dedupe`, `ratelimit`: cross-process dedupe of results (with its call coalescing) and rate
-  limits, Redis or memory, both opening Redis through `redis_client`;
+- `dedupe`: cross-process dedupe of results (with its call coalescing), Redis or memory,
+  opening Redis through `redis_client`; provider budgets are the proxy's (`budgets`);
 - `gc_tuning`: garbage-collector settings for a long-running consumer process;
 """
 

@@ -1,21 +1,26 @@
-"""Scheduling state of one assigned partition: backlog, in-flight tasks, commits, pausing.
+"""Scheduling state of one assigned partition (backlog, in-flight tasks, commits, pausing),
+and the hold that keeps calls to the proxy back while it says to wait.
 
 Why: concurrency is bounded PER PARTITION. Records beyond the bound wait in a small backlog (in
 offset order); once a full bound of records waits there the partition is paused so the
 fetcher stops pulling more. As work finishes, backlog records start, and the partition resumes
-once the backlog is empty, so the next batch is fetched while the current one runs.
+once the backlog is empty, so the next batch is fetched while the current one runs. A task
+the proxy answered 429 for holds its calls until the Retry-After (`RetryAfterHold`), and the
+same bound then pauses the partitions whose records wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from consumers.key_order import KeySequencer
 from consumers.offsets import PartitionOffsets
 
-__all__ = ["PartitionState"]
+__all__ = ["PartitionState", "RetryAfterHold"]
 
 
 class PartitionState:
@@ -59,3 +64,48 @@ class PartitionState:
 
     def key_of(self, record: Any) -> bytes | None:
         return record.key if self.ordered else None
+
+
+class RetryAfterHold:
+    """Per task: no call to the proxy starts before the time its last 429 named.
+
+    Why: the proxy holds the providers' budgets for every caller (`budgets`) and answers 429
+    with a Retry-After computed from its queues only when every provider of a task is
+    saturated. Every event of that task then waits here until that time instead of asking
+    again; as they wait, each partition's in-flight bound fills and `PartitionState` pauses
+    its fetching, so the consumer stops pulling that work until the proxy can take it.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        # task -> monotonic time before which no call starts; tasks are configured names.
+        self._until: dict[str, float] = {}
+
+    def hold(self, task: str, seconds: float) -> None:
+        """The proxy said to wait `seconds` for `task` (extends an earlier hold, never cuts)."""
+        until = self._clock() + max(0.0, seconds)
+        if until > self._until.get(task, 0.0):
+            self._until[task] = until
+
+    def remaining(self, task: str) -> float:
+        """Seconds until calls for `task` may start again (0.0: now)."""
+        until = self._until.get(task)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._until[task]
+            return 0.0
+        return left
+
+    async def wait(self, task: str, *, limit_s: float | None = None) -> float:
+        """Sleep until the hold on `task` ends (at most `limit_s`); the seconds slept."""
+        slept = 0.0
+        while (left := self.remaining(task)) > 0:
+            if limit_s is not None:
+                left = min(left, limit_s - slept)
+                if left <= 0:
+                    break
+            await asyncio.sleep(left)
+            slept += left
+        return slept

@@ -32,8 +32,7 @@ these, aiokafka's errors are translated into the `BrokerError` branch in one pla
     │   ├── OutOfSequence               retriable = True   (after a refusal: a new producer)
     │   ├── ProducerFencedError         retriable = False  (a newer producer took the id over)
     │   └── ClientStateError            retriable = False  (aiokafka's own state forbids it)
-    ├── DedupeStoreError                (`consumers.dedupe.errors`: its own branch)
-    └── RateLimiterError                (`consumers.ratelimit.errors`: its own branch)
+    └── DedupeStoreError                (`consumers.dedupe.errors`: its own branch)
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
-"""Running a handler for one event: rate-limit tokens, attempts, retries with backoff.
+"""Running a handler for one event: attempts, retries with backoff, holding back after a 429.
 
 Why a module of its own: what happens between "this event needs its handler" and "here is its
-outcome" (a token from the shared bucket before every provider call, the retry decision per
-error, the adaptive slow-down after a 429, progress reports) is independent of how records are
-decoded, deduplicated and published (`consumers.pipeline`), which calls it once per event of
-any kind.
+outcome" (the retry decision per error, waiting out the proxy's Retry-After, progress reports)
+is independent of how records are decoded, deduplicated and published (`consumers.pipeline`),
+which calls it once per event of any kind.
+
+No budget is kept here: the proxy holds every provider's budget for all callers (`budgets`),
+queueing calls over it and answering 429 with a Retry-After only when a task's providers are
+all saturated. Such a 429 holds every call of that task (`RetryAfterHold`) until then, and the
+event is sent again.
 
 Two limits bound the retries besides the settings: no call starts after the event's deadline,
 nor a retry whose wait would end after it; and a handler may declare `max_deliveries`, the most
 calls it wants per event (the proxy handler does: the proxy retries and falls back itself, so
 each of its calls may cost a whole chain of provider calls). A plain 429 (one call, refused at
-once) does not count against it: the rate-limited budget and the limiter pace those.
+once) does not count against it: the rate-limited budget and the proxy's Retry-After pace those.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from consumers.backpressure import RetryAfterHold
 from consumers.deadletters import error_chain
 from consumers.errors import (
     AllProvidersRateLimited,
@@ -33,7 +38,6 @@ from consumers.handlers import Handler, HandlerContext, HandlerRegistry
 from consumers.kinds import EventKind
 from consumers.metrics import ConsumerMetrics
 from consumers.publisher import EventPublisher
-from consumers.ratelimit import RateLimit, RateLimiter
 from consumers.retry import RetryPolicy, is_retriable
 from consumers.settings import KafkaSettings
 from core.http import seconds_until
@@ -54,17 +58,17 @@ class HandlerInvoker:
         settings: KafkaSettings,
         registry: HandlerRegistry,
         publisher: EventPublisher,
-        limiter: RateLimiter,
         metrics: ConsumerMetrics,
         policy: RetryPolicy,
+        hold: RetryAfterHold | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._publisher = publisher
-        self._limiter = limiter
         self._metrics = metrics
         self._policy = policy
-        self._limits: dict[tuple[str, str], RateLimit | None] = {}
+        # Shared by every invoker of a service, so one 429 holds the task for all partitions.
+        self._hold = hold if hold is not None else RetryAfterHold()
         self._latency: dict[str, Any] = {}
 
     def kind_of(self, event: Request) -> EventKind[Any, Any]:
@@ -99,8 +103,8 @@ class HandlerInvoker:
                 raise
             except Exception as exc:
                 failure: BaseException = exc
-            # A plain 429 (one call, refused at once) is paced by the limiter and has a budget
-            # of its own; any other failed delivery may have cost a whole chain of calls.
+            # A plain 429 (one call, or none: the proxy's budgets refused it at once) has a
+            # budget of its own; any other failed delivery may have cost a whole chain of calls.
             if not isinstance(failure, ProviderRateLimited) or isinstance(
                 failure, AllProvidersRateLimited
             ):
@@ -114,7 +118,9 @@ class HandlerInvoker:
             )
             if decision.rate_limited:
                 rate_limited += 1
-                await self._penalize(handler, event, failure)
+                if decision.retry:
+                    # Every call of the task waits it out, not only this event's.
+                    self._hold.hold(event.task, decision.delay_s)
             else:
                 attempts += 1
             errors = error_chain(failure) + errors
@@ -129,20 +135,8 @@ class HandlerInvoker:
             if not decision.retry:
                 return failure, max(1, attempts), errors[:16]
             self._metrics.retries.labels(event.task).inc()
-            await asyncio.sleep(decision.delay_s)
-
-    def _limit_for(self, handler: Handler, task: str) -> RateLimit | None:
-        key = (handler.provider, task)
-        if key not in self._limits:
-            rule = self._settings.rate_limit_for(*key)
-            self._limits[key] = (
-                None
-                if rule is None
-                else RateLimit(
-                    rule.rate_per_s, rule.burst, rule.min_rate_per_s, rule.recovery_per_s
-                )
-            )
-        return self._limits[key]
+            if not decision.rate_limited:
+                await asyncio.sleep(decision.delay_s)
 
     def _latency_for(self, task: str) -> Any:
         # The labelled child is looked up once per task, not once per event.
@@ -154,11 +148,9 @@ class HandlerInvoker:
     async def _attempt(
         self, handler: Handler, event: Request, attempt: int, traceparent: str
     ) -> msgspec.Struct:
-        limit = self._limit_for(handler, event.task)
-        if limit is not None:
-            key = f"{handler.provider}:{event.task}"
-            waited = await self._limiter.acquire(key, limit)
-            self._metrics.rate_limit_wait.labels(key).observe(waited)
+        left = None if event.deadline is None else seconds_until(event.deadline)
+        if waited := await self._hold.wait(event.task, limit_s=left):
+            self._metrics.rate_limit_wait.labels(event.task).observe(waited)
 
         async def report(stage: str, progress: float, message: str) -> None:
             status = JobProgress(
@@ -185,14 +177,3 @@ class HandlerInvoker:
             return answer
         finally:
             self._latency_for(event.task).observe(time.monotonic() - started)
-
-    async def _penalize(self, handler: Handler, event: Request, error: BaseException) -> None:
-        limit = self._limit_for(handler, event.task)
-        if limit is None or not isinstance(error, ProviderRateLimited):
-            return
-        try:
-            await self._limiter.penalize(
-                f"{handler.provider}:{event.task}", limit, retry_after_s=error.retry_after_s
-            )
-        except Exception as exc:
-            _log.warning("consumer.penalize_failed", error=type(exc).__name__)

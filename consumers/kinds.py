@@ -20,6 +20,7 @@ from schemas import (
     CompletionSucceeded,
     ErrorInfo,
     Failed,
+    GatewayLatency,
     Request,
     Result,
     ToolCall,
@@ -114,6 +115,9 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
     usage: Usage | None = None
+    # What the gateway's proxy reported for its answer (absent from other servers).
+    cost_usd: float | None = None
+    proxy_latency_ms: GatewayLatency | None = None
 
 
 COMPLETION: EventKind[CompletionRequested, Completion] = EventKind(

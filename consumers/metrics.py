@@ -62,7 +62,7 @@ class ConsumerMetrics:
         )
         self.rate_limit_wait = Histogram(
             "consumer_rate_limit_wait_seconds",
-            "Time waiting for a rate-limit token",
+            "Time calls of a task were held back by the proxy's Retry-After",
             ["key"],
             buckets=_LATENCY_BUCKETS,
             registry=r,

@@ -44,7 +44,7 @@ from core.http import (
     seconds_until,
 )
 from core.redact import Redactor
-from schemas import CompletionRequested, ToolCall, Usage, child_traceparent
+from schemas import CompletionRequested, GatewayLatency, ToolCall, Usage, child_traceparent
 
 __all__ = ["ProxyCompletionHandler", "error_for_response"]
 
@@ -64,6 +64,33 @@ class _ChatResponse(msgspec.Struct):
 
 
 _RESPONSE = msgspec.json.Decoder(_ChatResponse)
+# The gateway proxy's accounting headers (`proxy.accounting`): the answer's cost and its time.
+_COST_HEADER = "x-gateway-cost-usd"
+_LATENCY_HEADERS = {
+    "total": "x-gateway-latency-ms",
+    "upstream": "x-gateway-upstream-ms",
+    "queue": "x-gateway-queue-ms",
+    "overhead": "x-gateway-overhead-ms",
+}
+
+
+def _number(headers: httpx.Headers, name: str) -> float | None:
+    try:
+        value = float(headers[name])
+    except (KeyError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+def _accounting(headers: httpx.Headers) -> tuple[float | None, GatewayLatency | None]:
+    """The cost and latency split the gateway's proxy reported (None from other servers)."""
+    times = {field: _number(headers, name) for field, name in _LATENCY_HEADERS.items()}
+    latency = (
+        GatewayLatency(**{field: value or 0.0 for field, value in times.items()})
+        if times["total"] is not None
+        else None
+    )
+    return _number(headers, _COST_HEADER), latency
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str | None]:
@@ -94,6 +121,10 @@ def error_for_response(  # noqa: PLR0911 - one return per error class reads best
     retry_after = retry_after_seconds(response.headers)
     if code == "deadline_exceeded":
         return DeadlineExceeded(message)
+    if status == 429 and marked and code == "rate_limit_exceeded":
+        # The proxy's budgets refused before any provider call (every provider of the task
+        # saturated): a plain wait, not a spent chain, so it costs no delivery.
+        return ProviderRateLimited(message, retry_after_s=retry_after)
     if status == 429 and marked:
         return AllProvidersRateLimited(message, retry_after_s=retry_after)
     if status == 429 and marker is None and retry_after is not None:
@@ -235,6 +266,7 @@ class ProxyCompletionHandler:
         raw_calls = message.get("tool_calls")
         tool_calls = msgspec.convert(raw_calls, list[ToolCall]) if raw_calls else None
         content = message.get("content")
+        cost_usd, latency = _accounting(response.headers)
         return Completion(
             # The gateway says which provider actually served (after any fallback); a plain
             # OpenAI-compatible server does not, and then the configured name stands.
@@ -243,4 +275,6 @@ class ProxyCompletionHandler:
             content=content if isinstance(content, str) else None,
             tool_calls=tool_calls,
             usage=parsed.usage,
+            cost_usd=cost_usd,
+            proxy_latency_ms=latency,
         )

@@ -1,8 +1,8 @@
-"""One way to open the Redis client that the dedupe store and the rate limiter share.
+"""One way to open the Redis client the dedupe store uses.
 
-Why one module: both need the same connection behaviour (connect and operation timeouts, and a
+Why one module: its stores need the same connection behaviour (connect and operation timeouts, and a
 BLOCKING pool, so a burst of concurrent calls beyond the pool size waits for a free connection
-instead of failing with MaxConnectionsError), and both must close the client when the first
+instead of failing with MaxConnectionsError), and each must close the client when the first
 probe fails. Each caller keeps its own error translation, passed in as a context manager.
 """
 

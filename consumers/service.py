@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer
 from consumers._commits import Committer
 from consumers._dispatch import Dispatcher
 from consumers._rebalance import Rebalancer, finish
-from consumers.backpressure import PartitionState
+from consumers.backpressure import PartitionState, RetryAfterHold
 from consumers.dedupe import CoalescingDedupeStore, DedupeStore, open_dedupe_store
 from consumers.dedupe_mode import DedupeDurability
 from consumers.errors import BrokerError, ConfigurationError
@@ -42,7 +42,6 @@ from consumers.kafka_errors import ProduceRetryFilter, kafka_errors
 from consumers.metrics import ConsumerMetrics
 from consumers.pipeline import Durability, Pipeline
 from consumers.publisher import EventPublisher
-from consumers.ratelimit import RateLimiter, open_rate_limiter
 from consumers.results_lookup import ResultsLookup
 from consumers.retry import RetryPolicy
 from consumers.settings import KafkaSettings
@@ -64,7 +63,6 @@ class ConsumerService:
         *,
         bootstrap_servers: str | None = None,
         dedupe: DedupeStore | None = None,
-        limiter: RateLimiter | None = None,
         redactor: Redactor | None = None,
     ) -> None:
         """`redactor`: the process's; every event this service publishes is scrubbed by it
@@ -81,8 +79,8 @@ class ConsumerService:
         self.metrics_port: int | None = None
         self._dedupe = dedupe
         self._owns_dedupe = dedupe is None
-        self._limiter = limiter
-        self._owns_limiter = limiter is None
+        # Calls held back while the proxy says to wait (its 429's Retry-After), per task.
+        self._hold = RetryAfterHold()
         # The requests decoder accepts every kind a registered handler declares.
         self._codec = self.registry.codec()
         self._redactor = redactor if redactor is not None else Redactor()
@@ -135,12 +133,14 @@ class ConsumerService:
             )
         else:
             await self._dedupe.start()
-        if self._limiter is None:
-            self._limiter = await open_rate_limiter(
-                s.rate_limit_redis_url, namespace=s.rate_limit_namespace
+        if s.rate_limits:
+            # Parsed for old configs' sake and ignored: a second budget here would limit the
+            # same traffic twice, differently.
+            _log.warning(
+                "consumer.rate_limits_ignored",
+                detail="gateway_settings.kafka.rate_limits is deprecated and ignored: the "
+                "proxy holds every provider's budget (gateway_settings.budgets)",
             )
-        else:
-            await self._limiter.start()
         await self.registry.start()
         c = s.consumer
         self._consumer = AIOKafkaConsumer(
@@ -190,7 +190,7 @@ class ConsumerService:
     async def _start_dedupe(self) -> Durability:
         """The dedupe mode's durable step: publisher, results lookup, dedupe store."""
         s = self.settings
-        assert self._dedupe is not None and self._limiter is not None
+        assert self._dedupe is not None
         await self._publisher.start()
         # Fetch the output topics' metadata now, so the first results do not wait for it.
         for topic in (s.topics.results, s.topics.status, s.topics.dead_letters):
@@ -202,9 +202,9 @@ class ConsumerService:
             settings=s,
             registry=self.registry,
             publisher=self._publisher,
-            limiter=self._limiter,
             metrics=self.metrics,
             policy=RetryPolicy(s.retry),
+            hold=self._hold,
         )
         self._committer = committer = Committer(
             self._consumer, self._partitions, self.metrics, interval_s=s.commit_interval_s
@@ -228,7 +228,6 @@ class ConsumerService:
 
     def _start_transactional(self) -> Durability:
         """The transactions mode's durable step; no dedupe store, no results lookup."""
-        assert self._limiter is not None
         self._lookup = None
         durability, self._committer, self._rebalancer = transactional_path(
             self._consumer,
@@ -238,7 +237,7 @@ class ConsumerService:
             codec=self._codec,
             redactor=self._redactor,
             registry=self.registry,
-            limiter=self._limiter,
+            hold=self._hold,
             metrics=self.metrics,
             on_assigned=self._update_paused,
             rejoin=self._rejoin,
@@ -291,8 +290,6 @@ class ConsumerService:
         if self._lookup is not None:
             await self._lookup.stop()
         await self.registry.stop()
-        if self._owns_limiter and self._limiter is not None:
-            await self._limiter.stop()
         if self._owns_dedupe and self._dedupe is not None:
             await self._dedupe.stop()
         self.metrics.close()

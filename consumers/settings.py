@@ -1,4 +1,4 @@
-"""`gateway_settings.kafka`: topics, consumer tuning, retries, exactly-once mode, rate limits.
+"""`gateway_settings.kafka`: topics, consumer tuning, retries, exactly-once mode.
 
 Why one typed section: every knob of the event pipeline is validated once at start-up (unknown
 keys are errors that name the field) and passed down as one frozen object; nothing reads the
@@ -12,8 +12,11 @@ environment or the file later.
           requests: {name: ai.requests, partitions: 12}
         max_in_flight_per_partition: 64
         exactly_once: dedupe             # or: transactions (needs a real Kafka broker)
-        rate_limits:
-          - {provider: proxy, task: captioning, rate_per_s: 10, burst: 2}
+
+Rate limits are not kept here: the proxy holds every provider's budget for all callers
+(`gateway_settings.budgets`), and the consumers wait out its 429s' Retry-After. `rate_limits`,
+`rate_limit_redis_url` and `rate_limit_namespace` are still parsed, so older configs load, and
+ignored; a non-empty `rate_limits` is named in a warning at start-up.
 
 `exactly_once` chooses how a redelivered request is kept from publishing a second result:
 - `dedupe` (the default): claims and published markers in Redis (`dedupe_redis_url`, with a
@@ -84,13 +87,13 @@ class RetrySettings(_Config, frozen=True, kw_only=True):
     jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
     # Cap on how long a 429's Retry-After may park one event before it counts as an attempt.
     max_retry_after_s: _NonNegFloat = 60.0
-    # 429s are expected under load and the limiter slows down for them, so they get their own,
+    # 429s are expected under load and are waited out (their Retry-After), so they get their own,
     # larger budget instead of using up the attempts meant for real failures.
     max_rate_limited_retries: Annotated[int, msgspec.Meta(ge=0)] = 20
 
 
 class RateLimitRule(_Config, frozen=True, kw_only=True):
-    """Budget of calls per (provider, task); task "*" applies to every task of the provider."""
+    """Deprecated and ignored (see the module docstring): the shape older configs used."""
 
     provider: str
     task: str = "*"
@@ -175,6 +178,7 @@ class KafkaSettings(_Config, frozen=True, kw_only=True):
     # How long a publish claim blocks other consumers; a redelivery of an event whose
     # publisher died waits this long before publishing itself.
     dedupe_claim_ttl_s: _PositiveFloat = 30.0
+    # Deprecated and ignored: the proxy's budgets (`gateway_settings.budgets`) limit calls.
     rate_limit_redis_url: str | None = "redis://127.0.0.1:6379/0"
     rate_limit_namespace: str = "ai-gateway:ratelimit"
     rate_limits: list[RateLimitRule] = msgspec.field(default_factory=list)
@@ -193,18 +197,6 @@ class KafkaSettings(_Config, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.handler is not None and self.handlers:
             raise ValueError("set either `handler` or `handlers`, not both")
-
-    def rate_limit_for(self, provider: str, task: str) -> RateLimitRule | None:
-        """The most specific rule for (provider, task): exact task first, then "*"."""
-        fallback = None
-        for rule in self.rate_limits:
-            if rule.provider != provider:
-                continue
-            if rule.task == task:
-                return rule
-            if rule.task == "*":
-                fallback = rule
-        return fallback
 
 
 def load_kafka_settings(path: str | Path | None) -> KafkaSettings:

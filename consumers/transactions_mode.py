@@ -58,14 +58,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from consumers._rebalance import Rebalancer
 from consumers._transactions import Staged, TransactionalCommitter
-from consumers.backpressure import PartitionState
+from consumers.backpressure import PartitionState, RetryAfterHold
 from consumers.errors import ClientStateError, TransactionsUnsupported
 from consumers.handlers import HandlerRegistry
 from consumers.invoker import HandlerInvoker
 from consumers.kafka_errors import kafka_errors
 from consumers.metrics import ConsumerMetrics
 from consumers.publisher import EventPublisher
-from consumers.ratelimit import RateLimiter
 from consumers.records import Abandoned, ConsumedRecord, Delivery, Hooks
 from consumers.retry import RetryPolicy
 from consumers.settings import KafkaSettings
@@ -227,7 +226,7 @@ def transactional_path(
     codec: EventCodec,
     redactor: Redactor,
     registry: HandlerRegistry,
-    limiter: RateLimiter,
+    hold: RetryAfterHold,
     metrics: ConsumerMetrics,
     on_assigned: Callable[[], None],
     rejoin: Callable[[], None],
@@ -241,9 +240,9 @@ def transactional_path(
             settings=settings,
             registry=registry,
             publisher=publisher,
-            limiter=limiter,
             metrics=metrics,
             policy=policy,
+            hold=hold,
         )
 
     committer = TransactionalCommitter(

@@ -89,17 +89,17 @@ def test_errors_that_are_not_aiokafkas_pass_through() -> None:
 
 
 def test_every_consumers_error_says_whether_it_is_retriable() -> None:
-    """Each class of the tree, including the dedupe and rate-limit branches, is a ConsumerError
-    with a boolean `retriable`."""
-    from consumers import dedupe, ratelimit  # noqa: PLC0415 - the branches under test
+    """Each class of the tree, including the dedupe branch, is a ConsumerError with a boolean
+    `retriable`."""
+    from consumers import dedupe  # noqa: PLC0415 - the branch under test
 
     classes = [
         cls
-        for module in (ours, dedupe, ratelimit)
+        for module in (ours, dedupe)
         for _, cls in inspect.getmembers(module, inspect.isclass)
         if issubclass(cls, Exception)
     ]
-    assert dedupe.DedupeStoreError in classes and ratelimit.RateLimiterError in classes
+    assert dedupe.DedupeStoreError in classes
     for cls in classes:
         assert issubclass(cls, ours.ConsumerError), cls
         assert isinstance(cls.retriable, bool), cls

@@ -3,7 +3,7 @@ handed back, its outcome set once, and a handler never runs twice for one delive
 
 The pipeline is driven as `consumers._dispatch` drives it, with the dedupe mode's durable
 step built as `ConsumerService.start()` builds it (idempotent publisher on the embedded broker,
-in-memory dedupe store behind the coalescing wrapper, in-memory rate limiter) and real
+in-memory dedupe store behind the coalescing wrapper) and real
 ConsumerRecords fetched from a requests topic. `Hooks` record what the runtime is told; the
 records on the output topics and the dedupe store's state are checked as a caller sees them.
 """
@@ -27,7 +27,6 @@ from consumers.invoker import HandlerInvoker
 from consumers.metrics import ConsumerMetrics
 from consumers.pipeline import Pipeline
 from consumers.publisher import EventPublisher
-from consumers.ratelimit import MemoryRateLimiter
 from consumers.records import DeadLettered, Delivery, Published, Skipped
 from consumers.retry import RetryPolicy
 from consumers.settings import RetrySettings, TopicSettings, TopicsSettings
@@ -238,12 +237,10 @@ async def rig(settings: KafkaSettings) -> AsyncIterator[Rig]:
     """A Pipeline over the dedupe mode, built the way ConsumerService.start() builds it."""
     assert settings.bootstrap_servers is not None
     store = MemoryDedupeStore(claim_ttl_s=settings.dedupe_claim_ttl_s)
-    limiter = MemoryRateLimiter()
     handler = Echo()
     publisher = EventPublisher(settings, settings.bootstrap_servers, CODEC)
     metrics = ConsumerMetrics()
     await store.start()
-    await limiter.start()
     await publisher.start()
     rig: Rig | None = None
     try:
@@ -253,7 +250,6 @@ async def rig(settings: KafkaSettings) -> AsyncIterator[Rig]:
             settings=settings,
             registry=HandlerRegistry({"*": handler}),
             publisher=publisher,
-            limiter=limiter,
             metrics=metrics,
             policy=RetryPolicy(settings.retry),
         )
@@ -275,7 +271,6 @@ async def rig(settings: KafkaSettings) -> AsyncIterator[Rig]:
                 work.close()  # a no-op once awaited; else a test that failed before it
         await publisher.stop()
         metrics.close()
-        await limiter.stop()
         await store.stop()
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import msgspec
 import pytest
 
-from consumers import KafkaSettings, load_kafka_settings
+from consumers import load_kafka_settings
 from core.config import ConfigError
 
 
@@ -19,7 +18,8 @@ def test_missing_file_section_gives_defaults() -> None:
 
 
 def test_yaml_section_is_loaded(tmp_path: Path) -> None:
-    """Topics, tuning and rate limits come from gateway_settings.kafka."""
+    """Topics and tuning come from gateway_settings.kafka; an old config's rate limits still
+    parse (deprecated and ignored: the proxy holds the budgets)."""
     path = tmp_path / "litellm_config.yaml"
     path.write_text(
         "gateway_settings:\n  kafka:\n    bootstrap_servers: 'k:9092'\n"
@@ -29,10 +29,7 @@ def test_yaml_section_is_loaded(tmp_path: Path) -> None:
     )
     settings = load_kafka_settings(path)
     assert (settings.topics.requests.name, settings.topics.requests.partitions) == ("r", 12)
-    rule = settings.rate_limit_for("proxy", "captioning")
-    assert rule is not None
-    assert rule.rate_per_s == 10
-    assert settings.rate_limit_for("proxy", "styling") is None
+    assert [rule.rate_per_s for rule in settings.rate_limits] == [10]
 
 
 def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
@@ -41,18 +38,3 @@ def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
     path.write_text("gateway_settings:\n  kafka:\n    max_inflight: 3\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="max_inflight"):
         load_kafka_settings(path)
-
-
-def test_wildcard_rate_limit_applies_to_every_task() -> None:
-    """A rule with task "*" covers tasks without their own rule; exact rules win."""
-    settings = msgspec.convert(
-        {
-            "rate_limits": [
-                {"provider": "p", "task": "*", "rate_per_s": 1},
-                {"provider": "p", "task": "styling", "rate_per_s": 5},
-            ]
-        },
-        KafkaSettings,
-    )
-    assert settings.rate_limit_for("p", "captioning").rate_per_s == 1  # type: ignore[union-attr]
-    assert settings.rate_limit_for("p", "styling").rate_per_s == 5  # type: ignore[union-attr]

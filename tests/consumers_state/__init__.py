@@ -1,1 +1,1 @@
-"""Tests of consumers.dedupe and consumers.ratelimit against a real local Redis."""
+"""Tests of consumers.dedupe against a real local Redis."""

@@ -1,11 +1,11 @@
 """Fixtures for the shared-state building blocks of the consumers: a reachable local Redis, a
-unique key namespace per test (removed afterwards), a controllable clock for the in-memory
-backends, and a sliding-window counter for checking rate limits."""
+unique key namespace per test (removed afterwards) and a controllable clock for the in-memory
+backends."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -49,19 +49,3 @@ async def namespace(redis_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
-
-
-def _max_in_window(times: Sequence[float], window_s: float) -> int:
-    ordered = sorted(times)
-    best, first = 0, 0
-    for last, t in enumerate(ordered):
-        while t - ordered[first] >= window_s:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-@pytest.fixture
-def max_in_window() -> Callable[[Sequence[float], float], int]:
-    """Largest number of timestamps inside any half-open window of the given length."""
-    return _max_in_window

@@ -1,4 +1,4 @@
-"""The Redis rate limiter holds its limit across separate operating-system processes."""
+"""A Redis-held budget holds across separate operating-system processes."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-WORKER = Path(__file__).with_name("ratelimit_worker.py")
+WORKER = Path(__file__).with_name("budget_worker.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_two_processes_share_one_bucket(
+async def test_two_processes_share_one_budget(
     redis_url: str, namespace: str, max_in_window: Callable[[Sequence[float], float], int]
 ) -> None:
-    """Two processes acquiring flat out for 2 s at 10/s, burst 2, never exceed 12 in any 1 s."""
+    """Two processes taking grants flat out for 2 s at 600 rpm, burst 2, never exceed 12 in
+    any second."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    args = [redis_url, namespace, "svc:image", "2.0", "10", "2"]
+    args = [redis_url, namespace, "2.0", "600", "2"]
     workers = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -41,6 +42,6 @@ async def test_two_processes_share_one_bucket(
     stamps = [stamp for process in per_process for stamp in process]
 
     assert all(len(process) > 0 for process in per_process)
-    # Alone, each process could take ~22 tokens in 2 s; together they still share one bucket.
+    # Alone, each process could take ~22 grants in 2 s; together they still share one budget.
     assert 15 <= len(stamps) <= 10 * 2 + 2 + 1
     assert max_in_window(stamps, 1.0) <= 10 + 2 + 1
