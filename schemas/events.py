@@ -33,6 +33,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "Failed",
+    "GatewayLatency",
     "JobProgress",
     "RawHeader",
     "Request",
@@ -115,6 +116,17 @@ class Result(Event, frozen=True, kw_only=True):
     attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
+class GatewayLatency(msgspec.Struct, frozen=True, kw_only=True):
+    """The proxy's account of one answer's time, in milliseconds: from the request's arrival
+    (`total`), inside provider calls (`upstream`), waiting for a provider budget (`queue`), and
+    the gateway's own share (`overhead` = total - upstream - queue)."""
+
+    total: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    upstream: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    queue: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    overhead: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
 class Failed(Result, frozen=True, kw_only=True):
     """Base of the final-failure result of a kind: the first error of its chain."""
 
@@ -129,7 +141,12 @@ class CompletionSucceeded(Result, frozen=True, kw_only=True, tag="completion.suc
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
     usage: Usage | None = None
+    # The consumer's whole handling of the request, retries included.
     latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    # What the answer cost in USD, as the proxy priced it; None when it could not say.
+    cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    # The proxy's split of its own answer's time; None from a server that does not report it.
+    proxy_latency_ms: GatewayLatency | None = None
 
 
 class CompletionFailed(Failed, frozen=True, kw_only=True, tag="completion.failed"):

@@ -70,6 +70,7 @@ async def guard(  # noqa: PLR0911 - one early return per check reads as the spec
 ) -> Response | None:
     """Return the error response this request must get, or None to answer it normally."""
     runtime.record_key(key)
+    runtime.record_traceparent(request.headers.get("traceparent"))
     if not runtime.key_allowed(key):
         return render_error(401, DEFAULT_MESSAGES[401])
     retry_after = runtime.take_rate_token()

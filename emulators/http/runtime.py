@@ -71,6 +71,8 @@ class EmulatorRuntime:
         # Which key each request carried, by fingerprint (`key_fingerprint`), never the key.
         self.by_key: Counter[str] = Counter()
         self.timestamps: deque[float] = deque(maxlen=_TIMESTAMPS_KEPT)
+        # The W3C traceparent of the latest calls (tests follow a trace to the provider).
+        self.traceparents: deque[str] = deque(maxlen=_TIMESTAMPS_KEPT)
 
     def reset(self) -> None:
         """Back to start-up settings with empty statistics."""
@@ -102,9 +104,14 @@ class EmulatorRuntime:
             "by_key": dict(self.by_key),
             "faults_served": self.faults_served,
             "timestamps": list(self.timestamps),
+            "traceparents": list(self.traceparents),
         }
 
     # --- auth and rate limit ----------------------------------------------------------------
+
+    def record_traceparent(self, traceparent: str | None) -> None:
+        if traceparent:
+            self.traceparents.append(traceparent)
 
     def record_key(self, key: str | None) -> None:
         """Count the key a generation request carried (once per request, in `guard`)."""

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from core.config import ConfigError
+from proxy.accounting import litellm_image_price
 from proxy.media.errors import is_plugin_error
 from proxy.media.providers import ImageProvider, load_providers
 from proxy.media.settings import MediaSettings, Price, load_media_settings
@@ -22,8 +23,6 @@ from proxy.routing import RoutingTable
 
 __all__ = ["check_media_config", "configure_providers", "litellm_image_price", "with_mapped_prices"]
 
-# The gateway's provider names -> LiteLLM's, as its cost map keys them.
-_LITELLM_PROVIDER = {"vertex": "vertex_ai", "fal": "fal_ai"}
 # LiteLLM-native deployments whose litellm_params a plugin also checks at start-up (a chat task
 # on LiteLLM's own vertex_ai provider carries the same safety settings).
 _CHECKED_BY = {"vertex_ai": "vertex"}
@@ -53,20 +52,6 @@ def configure_providers(providers: Mapping[str, ImageProvider], routing: Routing
                 raise
             message = getattr(exc, "message", None) or str(exc)
             raise ConfigError(f"model_list '{deployment.group}': {message}") from exc
-
-
-def litellm_image_price(model: str) -> float | None:
-    """USD per output image in LiteLLM's cost map for a config model name, if it has one."""
-    import litellm  # noqa: PLC0415 - the proxy has imported it by now; this is start-up only
-
-    provider, _, name = model.partition("/")
-    candidates = (model, f"{_LITELLM_PROVIDER.get(provider, provider)}/{name}", name)
-    for candidate in candidates:
-        entry = litellm.model_cost.get(candidate)
-        price = entry.get("output_cost_per_image") if isinstance(entry, Mapping) else None
-        if isinstance(price, int | float) and price > 0:
-            return float(price)
-    return None
 
 
 def with_mapped_prices(
