@@ -1,10 +1,14 @@
-"""CPU per request of the gateway proxy versus stock LiteLLM proxy, against one emulator.
+"""CPU per request and throughput of the gateway proxy, at 1 and 2 worker processes, versus stock
+LiteLLM proxy, against one emulator.
 
-Why it exists: the gateway's fast path is justified by a measured claim (at most half of stock
-LiteLLM's server CPU per request). One run starts an OpenAI emulator process, stock
-`litellm --config` and `gateway up` as separate processes pointed at it, drives each in turn
-with a separate load-generator process at several concurrencies, and prints CPU ms/request (from
-/proc/<pid>/stat of the server process and its children), req/s and p50/p99 latency.
+Why it exists: the gateway's fast path and `gateway up --workers N` are justified by measured
+claims (gateway CPU per request a fraction of stock LiteLLM's; req/s at 2 workers close to
+twice 1 worker's). One run starts an OpenAI emulator process, stock `litellm --config` and
+`gateway up --workers 1` and `--workers 2` as separate processes pointed at it, drives each in
+turn with a separate load-generator process at several concurrencies, and prints CPU
+ms/request (from /proc/<pid>/stat of the server process and its children: for the gateway the
+supervisor plus its workers), req/s, p50/p95/p99 latency, errors per class, and the ratios.
+A load step that fails reports its errors and the run carries on.
 
     python bench/proxy_bench.py [--requests 600,2000,2000] [--concurrency 1,16,64]
 """
@@ -15,12 +19,17 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -51,13 +60,16 @@ GATEWAY_CLEARED = (
 )
 
 
-def start_gateway_up(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """`gateway up --no-kafka --config config` with `env` over the cleared environment, once
-    it prints its ready line; the caller terminates it."""
+def start_gateway_up(
+    config: Path, env: dict[str, str], args: Sequence[str] = ()
+) -> tuple[subprocess.Popen[str], str]:
+    """`gateway up --no-kafka --config config *args` with `env` over the cleared environment,
+    once it prints its ready line (with workers: once every worker serves); the caller
+    terminates it."""
     environ = {k: v for k, v in os.environ.items() if k not in GATEWAY_CLEARED}
     environ |= {"PYTHONPATH": str(ROOT), **env}
     port = free_port()
-    command = [str(BIN / "gateway"), "up", "--no-kafka", "--port", str(port)]
+    command = [str(BIN / "gateway"), "up", "--no-kafka", "--port", str(port), *args]
     process = subprocess.Popen(
         [*command, "--config", str(config)],
         cwd=ROOT,
@@ -69,6 +81,8 @@ def start_gateway_up(config: Path, env: dict[str, str]) -> tuple[subprocess.Pope
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("gateway: ready"):
+            # Keep reading: a full pipe would stall the gateway at its next print.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
             return process, f"http://127.0.0.1:{port}"
     raise RuntimeError("gateway exited before ready")
 
@@ -131,65 +145,172 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
-async def load(url: str, concurrency: int, requests: int, *, key: str = MASTER) -> dict[str, float]:
-    """Chat completions of the bench group at `concurrency`, sent with gateway key `key`."""
+# Connections per load-generator client (see `load`).
+_WORKERS_PER_CLIENT = 4
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+
+
+def _raise_fd_limit(needed: int) -> None:
+    """Lift this process's open-file limit to `needed` when the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+async def load(url: str, concurrency: int, requests: int, *, key: str = MASTER) -> dict[str, Any]:
+    """Chat completions of the bench group at `concurrency`, sent with gateway key `key`.
+
+    A request that fails (a transport error or a non-200 answer) is counted under its class
+    (`ReadTimeout`, `http_503`) and the load goes on: a step reports its errors, it never
+    raises. Latencies are of the answered requests.
+    """
     body = {"model": GROUP, "messages": [{"role": "user", "content": "benchmark hello"}]}
     headers = {"authorization": f"Bearer {key}"}
     latencies: list[float] = []
-    errors = 0
+    errors: Counter[str] = Counter()
+    # The first message of each error class, to say what it was.
+    samples: dict[str, str] = {}
     remaining = requests
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    _raise_fd_limit(4 * concurrency + 256)
+    # A connect timeout well under the read timeout, so a refused backlog shows as its own class.
+    timeout = httpx.Timeout(60.0, connect=10.0, pool=None)
+    # Several small clients rather than one with `concurrency` connections: httpcore's pool
+    # scans its connections on every request, which made the generator itself cost ~5 ms of
+    # CPU per request at concurrency 64 and cap every server's req/s. Each client holds a
+    # connection for each of its workers, so no request waits for the pool.
+    per_client = min(concurrency, _WORKERS_PER_CLIENT)
+    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    clients = [
+        httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits)
+        for _ in range(-(-concurrency // per_client))
+    ]
 
-        async def worker() -> None:
-            nonlocal remaining, errors
-            while remaining > 0:
-                remaining -= 1
-                start = time.perf_counter()
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            try:
                 response = await client.post("/v1/chat/completions", json=body, headers=headers)
-                latencies.append(time.perf_counter() - start)
-                if response.status_code != 200:
-                    errors += 1
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1
+                samples.setdefault(type(exc).__name__, str(exc)[:160])
+                continue
+            if response.status_code != 200:
+                errors[f"http_{response.status_code}"] += 1
+                samples.setdefault(f"http_{response.status_code}", response.text[:160])
+                continue
+            latencies.append(time.perf_counter() - start)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(worker(clients[i // per_client]) for i in range(concurrency)))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
     latencies.sort()
     return {
+        # The load generator's own cost: on a small machine it competes with the server.
+        "loader_cpu_ms": cpu * 1000 / requests,
         "rps": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "errors": errors,
+        "p50_ms": _percentile(latencies, 0.50) * 1000,
+        "p95_ms": _percentile(latencies, 0.95) * 1000,
+        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        "errors": sum(errors.values()),
+        "error_classes": dict(errors),
+        "error_samples": samples,
     }
 
 
-def run_load(url: str, concurrency: int, requests: int) -> dict[str, float]:
-    """Drive `url` from a separate process so the generator's CPU is not the server's."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--load", url, str(concurrency), str(requests)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+# A step that takes longer than this is abandoned and reported, not waited for.
+_STEP_TIMEOUT_S = 900
+
+
+def run_load(url: str, concurrency: int, requests: int) -> dict[str, Any]:
+    """Drive `url` from a separate process so the generator's CPU is not the server's.
+
+    A load process that dies or hangs is reported as a failed step (`failed`: why), so one bad
+    step never ends the run."""
+    command = [sys.executable, __file__, "--load", url, str(concurrency), str(requests)]
+    try:
+        out = subprocess.run(
+            command, capture_output=True, text=True, timeout=_STEP_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"failed": f"the load process ran over {_STEP_TIMEOUT_S} s"}
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
+        return {"failed": f"the load process failed: {tail[:300]}"}
+    result: dict[str, Any] = json.loads(lines[-1])
     return result
 
 
-def measure(name: str, pid: int, url: str, plan: list[tuple[int, int]]) -> list[dict[str, float]]:
+def measure(
+    name: str, pid: int, url: str, plan: list[tuple[int, int]], *, emulator: int
+) -> list[dict[str, Any]]:
     rows = []
     for concurrency, requests in plan:
-        before = cpu_seconds(pid)
+        before, emulator_before = cpu_seconds(pid), cpu_seconds(emulator)
         result = run_load(url, concurrency, requests)
-        result["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / requests
         result["concurrency"] = concurrency
+        if "failed" in result:
+            print(f"{name:<10} c={concurrency:<3} n={requests:<5} FAILED: {result['failed']}")
+            rows.append(result)
+            continue
+        result["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / requests
+        result["emulator_cpu_ms"] = (cpu_seconds(emulator) - emulator_before) * 1000 / requests
+        errors = ", ".join(f"{k}={v}" for k, v in sorted(result["error_classes"].items()))
         print(
-            f"{name:<8} c={concurrency:<3} n={requests:<5} cpu/req={result['cpu_ms']:6.2f} ms "
-            f"rps={result['rps']:7.1f} p50={result['p50_ms']:6.1f} ms "
-            f"p99={result['p99_ms']:6.1f} ms errors={int(result['errors'])}",
+            f"{name:<10} c={concurrency:<3} n={requests:<5} cpu/req={result['cpu_ms']:6.2f} ms "
+            f"rps={result['rps']:7.1f} p50={result['p50_ms']:6.1f} p95={result['p95_ms']:6.1f} "
+            f"p99={result['p99_ms']:6.1f} ms errors={int(result['errors'])}"
+            + (f" ({errors})" if errors else "")
+            + f" | emulator {result['emulator_cpu_ms']:.2f} ms, loader "
+            f"{result['loader_cpu_ms']:.2f} ms/req",
             flush=True,
         )
+        for kind, sample in sorted(result["error_samples"].items()):
+            print(f"{'':<10} first {kind}: {sample!r}", flush=True)
         rows.append(result)
     return rows
+
+
+def _cell(row: dict[str, Any], key: str, spec: str) -> str:
+    return format(row[key], spec) if key in row else "failed"
+
+
+def _ratio(top: dict[str, Any], bottom: dict[str, Any], key: str) -> str:
+    if key not in top or key not in bottom or not bottom[key]:
+        return "n/a"
+    return f"{top[key] / bottom[key]:.2f}"
+
+
+def report(results: dict[str, list[dict[str, Any]]]) -> None:
+    """The summary tables: CPU per request with its ratio to stock, and req/s with the
+    2-worker / 1-worker ratio, per concurrency."""
+    stock, one, two = results["stock"], results["gateway-1w"], results["gateway-2w"]
+    print("\nCPU ms/request (gateway: supervisor + workers) and ratio to stock")
+    print("concurrency   stock  gateway-1w  ratio  gateway-2w  ratio")
+    for s, g1, g2 in zip(stock, one, two, strict=True):
+        print(
+            f"{int(s['concurrency']):>11}  {_cell(s, 'cpu_ms', '6.2f')}  "
+            f"{_cell(g1, 'cpu_ms', '10.2f')}  {_ratio(g1, s, 'cpu_ms'):>5}  "
+            f"{_cell(g2, 'cpu_ms', '10.2f')}  {_ratio(g2, s, 'cpu_ms'):>5}"
+        )
+    print("\nreq/s, and 2 workers / 1 worker")
+    print("concurrency   stock  gateway-1w  gateway-2w  2w/1w")
+    for s, g1, g2 in zip(stock, one, two, strict=True):
+        print(
+            f"{int(s['concurrency']):>11}  {_cell(s, 'rps', '6.1f')}  {_cell(g1, 'rps', '10.1f')}"
+            f"  {_cell(g2, 'rps', '10.1f')}  {_ratio(g2, g1, 'rps'):>5}"
+        )
 
 
 def main() -> int:
@@ -210,7 +331,8 @@ def main() -> int:
         )
     )
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[Any]] = []
+    results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             emulator, emu = start_openai_emulator(env)
@@ -228,58 +350,51 @@ def main() -> int:
                 json.dumps({"model_list": [model], "general_settings": {"master_key": MASTER}})
             )
             ours_cfg = Path(tmp, "ours.yaml")
+            # The gateway database as the default config has it (several workers share it).
             ours_cfg.write_text(
                 json.dumps(
                     {
                         "model_list": [model],
                         "general_settings": {"custom_auth": "proxy.auth.user_api_key_auth"},
+                        "gateway_settings": {"keys": {"sqlite_path": "gateway.db"}},
                     }
                 )
             )
             server_env = {
-                **env,
                 "OPENAI_API_KEY": "sk-bench-provider-key-000000",
                 "ANTHROPIC_API_KEY": "unused",
                 "GEMINI_API_KEY": "unused",
                 "LITELLM_MASTER_KEY": MASTER,
-                "PYTHONPATH": str(ROOT),
             }
             servers: dict[str, tuple[int, str]] = {}
-            for name, cmd in (
-                ("stock", [str(BIN / "litellm"), "--config", str(stock_cfg)]),
-                ("gateway", [str(BIN / "gateway"), "up", "--no-kafka", "--config", str(ours_cfg)]),
-            ):
-                port = free_port()
-                proc = subprocess.Popen(
-                    [*cmd, "--port", str(port)],
-                    cwd=ROOT,
-                    env=server_env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                procs.append(proc)
-                url = f"http://127.0.0.1:{port}"
-                wait_ready(f"{url}/health/liveliness")
-                servers[name] = (proc.pid, url)
+            port = free_port()
+            stock = subprocess.Popen(
+                [str(BIN / "litellm"), "--config", str(stock_cfg), "--port", str(port)],
+                cwd=ROOT,
+                env={**env, **server_env, "PYTHONPATH": str(ROOT)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs.append(stock)
+            servers["stock"] = (stock.pid, f"http://127.0.0.1:{port}")
+            wait_ready(f"{servers['stock'][1]}/health/liveliness", timeout_s=180)
+            for workers in (1, 2):
+                gateway, url = start_gateway_up(ours_cfg, server_env, ["--workers", str(workers)])
+                procs.append(gateway)
+                servers[f"gateway-{workers}w"] = (gateway.pid, url)
             for _, url in servers.values():
                 run_load(url, 4, 100)  # warm-up: imports, connection pools, caches
-            # Interleaved per concurrency level, so drifting machine load hits both alike.
-            results: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+            # Interleaved per concurrency level, so drifting machine load hits all alike.
+            results = {name: [] for name in servers}
             for step in plan:
                 for name, (pid, url) in servers.items():
-                    results[name].extend(measure(name, pid, url, [step]))
+                    results[name].extend(measure(name, pid, url, [step], emulator=emulator.pid))
         finally:
             for proc in procs:
                 if proc.poll() is None:
                     proc.terminate()
-                    proc.wait(30)
-    print("\nconcurrency  stock cpu/req  gateway cpu/req  ratio  stock rps  gateway rps")
-    for stock, ours in zip(results["stock"], results["gateway"], strict=True):
-        ratio = ours["cpu_ms"] / stock["cpu_ms"]
-        print(
-            f"{int(stock['concurrency']):>11}  {stock['cpu_ms']:10.2f} ms  "
-            f"{ours['cpu_ms']:12.2f} ms  {ratio:5.2f}  {stock['rps']:9.1f}  {ours['rps']:11.1f}"
-        )
+                    proc.wait(60)
+    report(results)
     return 0
 
 

@@ -8,7 +8,8 @@ command and hands each piece what it needs.
   command line (the only place that reads the environment);
 - `broker`: which Kafka broker a command uses, and the local one it may start;
 - `components`: the start()/stop() pieces (emulators, proxy) and the runner that stops them in
-  reverse order; `pipeline`: the Kafka broker and consumer components;
+  reverse order; `pipeline`: the Kafka broker and consumer components; `workers`: the proxy
+  as N supervised processes on one port (`up --workers N`), each running `worker`;
 - `stack`: what `up`, `consume` and `kafka` run; `send`: `gateway send`;
 - `cli`: the argument parser and `main`.
 """

@@ -36,19 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="start the proxy (emulated providers when no keys are set)")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=4000)
-    up.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG))
-    up.add_argument("--log-json", action="store_true", help="JSON logs (default: readable)")
-    up.add_argument(
-        "--no-kafka",
-        action="store_true",
-        help="serve the proxy only: no Kafka broker and no consumers in this process",
-    )
-    _add_broker_mode(up)
-    _add_handler(up)
-    up.set_defaults(handler=_cmd_up)
+    _add_up(sub)
 
     consume = sub.add_parser("consume", help="run a request consumer until SIGTERM")
     _add_common(consume)
@@ -104,6 +92,29 @@ def build_parser() -> argparse.ArgumentParser:
     register_keys(sub)
     register_models(sub)
     return parser
+
+
+def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="start the proxy (emulated providers when no keys are set)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=4000)
+    up.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG))
+    up.add_argument("--log-json", action="store_true", help="JSON logs (default: readable)")
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="proxy processes serving the port (default: GATEWAY_WORKERS, else 1)",
+    )
+    up.add_argument(
+        "--no-kafka",
+        action="store_true",
+        help="serve the proxy only: no Kafka broker and no consumers in this process",
+    )
+    _add_broker_mode(up)
+    _add_handler(up)
+    up.set_defaults(handler=_cmd_up)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +175,8 @@ def _settings(args: argparse.Namespace, *, generate_master_key: bool = False) ->
         broker_mode=getattr(args, "kafka", "auto"),
         kafka_data=getattr(args, "kafka_data", None),
         with_kafka=not getattr(args, "no_kafka", False),
+        workers=getattr(args, "workers", None),
+        log_json=getattr(args, "log_json", False),
     )
     if args.command == "up":  # `gateway kafka --port` is the mock broker's, not the proxy's
         flags = replace(flags, host=args.host, port=args.port)
@@ -178,6 +191,7 @@ def _run(coroutine: Callable[[], Coroutine[Any, Any, int | None]]) -> int:
 
     from consumers.errors import ConfigurationError, ConsumerError  # noqa: PLC0415
     from emulators.kafka import KafkaEmulatorError  # noqa: PLC0415
+    from gateway.workers import WorkerError  # noqa: PLC0415
     from services import ServiceError  # noqa: PLC0415
 
     try:
@@ -193,6 +207,9 @@ def _run(coroutine: Callable[[], Coroutine[Any, Any, int | None]]) -> int:
         return 1
     except (ServiceError, KafkaEmulatorError) as exc:
         print(f"gateway: the Kafka broker did not start: {exc}", file=sys.stderr)
+        return 1
+    except WorkerError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

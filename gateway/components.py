@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Protocol
 
 from core.config import ConfigError
-from gateway.settings import PROVIDER_ENV, VERTEX_ENV, StackSettings
+from gateway.settings import PROVIDER_ENV, REDIS_ENV, VERTEX_ENV, StackSettings
 
 if TYPE_CHECKING:
     from emulators import EmulatorServer
@@ -85,6 +85,14 @@ def keys_line(keys: KeysSettings) -> str:
         where = f"PostgreSQL at {safe_url(url)}"
         return f"keys: users and provider keys in {where}, then the environment"
     return "keys: environment only (no gateway_settings.keys.database_url)"
+
+
+def store_line(what: str, url: str | None, on_redis: bool, source: str) -> str:
+    """The start-up line saying where a shared store (dedupe records, budgets) lives."""
+    if on_redis and url is not None:
+        return f"{what}: Redis at {safe_url(url)} ({source})"
+    why = "no Redis configured" if url is None else f"Redis at {safe_url(url)} unreachable"
+    return f"{what}: in-process ({why}; set {REDIS_ENV} to share it between processes)"
 
 
 class EmbeddedEmulators:
@@ -173,10 +181,18 @@ class ProxyComponent:
         return self.server.url
 
     def describe(self) -> list[str]:
-        """Start-up lines: where the provider keys come from."""
+        """Start-up lines: where the provider keys come from, and what serves the proxy."""
         if self.proxy_settings is None:
             raise RuntimeError("the proxy has not started")
-        return [keys_line(self.proxy_settings.keys)]
+        port = self.server.port if self.server is not None else self._settings.proxy_port
+        budgets = self.server.budgets if self.server is not None else None
+        source = REDIS_ENV if self._settings.environ.get(REDIS_ENV) else "gateway_settings.budgets"
+        on_redis = budgets is not None and budgets.store_kind == "redis"
+        return [
+            keys_line(self.proxy_settings.keys),
+            store_line("budgets", self.proxy_settings.budgets.redis_url, on_redis, source),
+            f"proxy: 1 worker (this process) serves port {port} (--workers N for more)",
+        ]
 
     async def start(self) -> None:
         from proxy.server import ProxyServer  # noqa: PLC0415 - imports the proxy stack

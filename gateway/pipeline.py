@@ -18,8 +18,8 @@ import structlog
 from consumers.settings import KafkaSettings
 from core.config import ConfigError
 from gateway.broker import BrokerChoice, LocalBroker, choose_broker
-from gateway.components import safe_url
-from gateway.settings import REDIS_ENV, StackSettings
+from gateway.components import store_line
+from gateway.settings import StackSettings
 
 __all__ = ["ConsumersComponent", "KafkaComponent"]
 
@@ -90,8 +90,8 @@ class KafkaComponent:
 class ConsumersComponent:
     """A consumer service running the configured handlers (by default: the proxy's client).
 
-    It opens the dedupe store and the rate limiter itself (the service's seam for handing
-    them in), so that the start-up lines can say which ones are in use.
+    It opens the dedupe store itself (the service's seam for handing it in), so that the
+    start-up lines can say which one is in use.
     """
 
     name = "consumers"
@@ -116,7 +116,7 @@ class ConsumersComponent:
         return self._kafka.settings.group_id
 
     def describe(self) -> list[str]:
-        """Start-up lines: the topics, and the dedupe store and rate limiter in use."""
+        """Start-up lines: the topics, and the dedupe store in use."""
         topics = self._kafka.settings.topics
         return [
             f"gateway: consumers read {topics.requests.name}, write {topics.results.name} / "
@@ -133,7 +133,6 @@ class ConsumersComponent:
             open_dedupe_store,
         )
         from consumers.handler_config import build_registry  # noqa: PLC0415
-        from consumers.ratelimit import RedisRateLimiter, open_rate_limiter  # noqa: PLC0415
 
         settings = self._kafka.settings
         if self._proxy_url is not None:
@@ -158,21 +157,12 @@ class ConsumersComponent:
                 )
                 exit_stack.push_async_callback(dedupe.stop)
                 on_redis = isinstance(dedupe, RedisDedupeStore)
-                lines.append(_store_line("dedupe", settings.dedupe_redis_url, on_redis, source))
-            limiter = await open_rate_limiter(
-                settings.rate_limit_redis_url, namespace=settings.rate_limit_namespace
-            )
-            exit_stack.push_async_callback(limiter.stop)
-            on_redis = isinstance(limiter, RedisRateLimiter)
-            lines.append(
-                _store_line("rate limits", settings.rate_limit_redis_url, on_redis, source)
-            )
+                lines.append(store_line("dedupe", settings.dedupe_redis_url, on_redis, source))
             service = ConsumerService(
                 settings,
                 registry,
                 bootstrap_servers=self._kafka.bootstrap_servers,
                 dedupe=dedupe,
-                limiter=limiter,
                 redactor=self._stack.redactor,
             )
             await service.start()
@@ -184,10 +174,3 @@ class ConsumersComponent:
         if self._exit is not None:
             await self._exit.aclose()
             self._exit = None
-
-
-def _store_line(what: str, url: str | None, on_redis: bool, source: str) -> str:
-    if on_redis and url is not None:
-        return f"{what}: Redis at {safe_url(url)} ({source})"
-    why = "no Redis configured" if url is None else f"Redis at {safe_url(url)} unreachable"
-    return f"{what}: in-process ({why}; set {REDIS_ENV} to share it between consumers)"

@@ -8,8 +8,10 @@ config file.
 
     value                 flag                 environment                config file
     Kafka cluster         --bootstrap          KAFKA_BOOTSTRAP_SERVERS    kafka.bootstrap_servers
-    dedupe / rate limits  -                    REDIS_URL (both)           kafka.*_redis_url
+    dedupe records        -                    REDIS_URL                  kafka.dedupe_redis_url
+    provider budgets      -                    REDIS_URL (the proxy's)    budgets.redis_url
     gateway key           -                    LITELLM_MASTER_KEY         - (`up` generates one)
+    proxy processes       --workers            GATEWAY_WORKERS            - (default 1)
     provider keys, bases  -                    *_API_KEY, *_API_BASE      os.environ/ references
 """
 
@@ -25,6 +27,7 @@ from typing import Any
 import msgspec
 
 from consumers.settings import KafkaSettings, load_kafka_settings
+from core.config import ConfigError
 from core.redact import Redactor
 from gateway.broker import BrokerMode, configured_cluster
 
@@ -33,6 +36,7 @@ __all__ = [
     "PROVIDER_ENV",
     "REDIS_ENV",
     "VERTEX_ENV",
+    "WORKERS_ENV",
     "Flags",
     "StackSettings",
     "build_stack_settings",
@@ -40,6 +44,9 @@ __all__ = [
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 REDIS_ENV = "REDIS_URL"
+WORKERS_ENV = "GATEWAY_WORKERS"
+# Far above any useful count on one machine: a typo (400 for 4) should not fork 400 proxies.
+_MAX_WORKERS = 64
 # provider -> (key env var, base env var, path the API base needs after the emulator origin);
 # litellm_config.yaml names these variables in its `os.environ/` references.
 PROVIDER_ENV: Mapping[str, tuple[str, str, str]] = MappingProxyType(
@@ -73,6 +80,9 @@ class Flags:
     host: str = "127.0.0.1"
     port: int = 4000
     with_kafka: bool = True
+    # Proxy worker processes serving the port; None leaves it to GATEWAY_WORKERS (else 1).
+    workers: int | None = None
+    log_json: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +113,10 @@ class StackSettings:
     proxy_host: str
     proxy_port: int
     with_kafka: bool
+    # Proxy processes serving proxy_port: 1 serves the proxy in this process.
+    workers: int = 1
+    # How the processes this command starts (proxy workers) render their logs.
+    log_json: bool = False
     # The process's one redactor, seeded with every secret these settings hold; components
     # add the keys they meet later (stored provider keys, callers' gateway keys). Everything
     # that leaves the process (logs, HTTP errors, events) passes through it.
@@ -138,7 +152,8 @@ def build_stack_settings(
     changes["bootstrap_servers"] = cluster[0] if cluster else None
     redis_source = "gateway_settings.kafka"
     if redis_url := environ.get(REDIS_ENV):
-        # One Redis holds both the dedupe records and the shared rate-limit buckets.
+        # One Redis holds the dedupe records (and, read by the proxy's settings from the
+        # same environment, the provider budgets).
         changes |= {"dedupe_redis_url": redis_url, "rate_limit_redis_url": redis_url}
         redis_source = REDIS_ENV
     if flags.group:
@@ -163,6 +178,7 @@ def build_stack_settings(
         for p, (key, base, _) in PROVIDER_ENV.items()
         if not snapshot.get(key) and not (p == "vertex" and snapshot.get(base))
     )
+    workers = _workers(flags.workers, environ)
     redactor = Redactor([master_key, *(snapshot.get(key) for key, _, _ in PROVIDER_ENV.values())])
     return StackSettings(
         config=config,
@@ -179,5 +195,19 @@ def build_stack_settings(
         proxy_host=flags.host,
         proxy_port=flags.port,
         with_kafka=flags.with_kafka,
+        workers=workers,
+        log_json=flags.log_json,
         redactor=redactor,
     )
+
+
+def _workers(flag: int | None, environ: Mapping[str, str]) -> int:
+    raw: object = flag if flag is not None else environ.get(WORKERS_ENV, "1")
+    where = "--workers" if flag is not None else WORKERS_ENV
+    try:
+        workers = int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"{where} must be a whole number of processes, not {raw!r}") from None
+    if not 1 <= workers <= _MAX_WORKERS:
+        raise ConfigError(f"{where} must be between 1 and {_MAX_WORKERS}, not {workers}")
+    return workers

@@ -19,6 +19,7 @@ from gateway.broker import LocalBroker, choose_broker
 from gateway.components import Component, EmbeddedEmulators, ProxyComponent, run_components
 from gateway.pipeline import ConsumersComponent, KafkaComponent
 from gateway.settings import MASTER_KEY_ENV, PROVIDER_ENV, StackSettings
+from gateway.workers import ProxyWorkers
 
 __all__ = ["run_broker", "serve_consumers", "serve_up"]
 
@@ -42,7 +43,12 @@ async def serve_up(settings: StackSettings) -> None:
     """Emulators (for providers without keys), the proxy, and unless told not to, Kafka and
     consumers calling that proxy; until SIGINT or SIGTERM."""
     emulators = EmbeddedEmulators(settings)
-    proxy = ProxyComponent(settings, emulators)
+    # One worker serves in this process; more are processes of their own on the same port.
+    proxy: ProxyComponent | ProxyWorkers = (
+        ProxyWorkers(settings, emulators)
+        if settings.workers > 1
+        else ProxyComponent(settings, emulators)
+    )
     # Started in this order, stopped in reverse. New components go here.
     components: list[Component] = [emulators, proxy]
     # What each says about itself under the banner, once everything has started.

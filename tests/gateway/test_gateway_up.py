@@ -214,7 +214,7 @@ def test_embedded_default_needs_neither_redis_nor_postgresql(embedded: Gateway) 
     assert embedded.printed(r"^(keys: .*)").endswith(
         "in SQLite at " + str(ROOT / ".gateway" / "gateway.db") + ", then the environment"
     )
-    for store in ("dedupe", "rate limits"):
+    for store in ("dedupe", "budgets"):
         line = embedded.printed(rf"^({store}: .*)")
         assert line.startswith(f"{store}: in-process (Redis at redis://127.0.0.1:"), line
         assert "unreachable; set REDIS_URL" in line
@@ -295,11 +295,10 @@ def test_the_configured_handlers_serve_their_tasks(on_mock: Gateway) -> None:
     assert '"content":"kafka round trip"' in done.stdout
 
 
-def test_redis_url_backs_dedupe_and_rate_limits(
-    on_mock: Gateway, redis_server: RedisServer
-) -> None:
-    """With REDIS_URL set, the consumers keep dedupe records and rate limits in that Redis."""
-    for store in ("dedupe", "rate limits"):
+def test_redis_url_backs_dedupe_and_budgets(on_mock: Gateway, redis_server: RedisServer) -> None:
+    """With REDIS_URL set, the consumers keep dedupe records, and the proxy its provider
+    budgets, in that Redis."""
+    for store in ("dedupe", "budgets"):
         assert on_mock.printed(rf"^({store}: .*)") == (
             f"{store}: Redis at {redis_server.url} (REDIS_URL)"
         )
