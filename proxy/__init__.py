@@ -2,11 +2,15 @@
 
 Modules: `routing` (task -> ordered providers, from litellm_config.yaml), `settings` (typed
 settings built once), `errors` (the one error tree), `upstream` (translation of upstream errors),
-`resilience` (the only retry/fallback loop), `keys` (user > system > env key resolution),
+`resilience` (the only retry/fallback loop, asking each provider's budget through
+`budgeting`), `keys` (user > system > env key resolution),
 `auth` (gateway keys and the master key, also LiteLLM's custom_auth hook), `admin` (the
 /gateway/v1 key and identity routes), `validation` (a provider key checked with its cheapest
 call), `identity` (all of these composed over the gateway database, `database`), `fastpath`
-(the ASGI wrapper), `server` (uvicorn lifecycle). The proxy knows nothing of Kafka or the
+(the ASGI wrapper), `accounting` (each request's ledger, prices), `usage` (tokens, a stream's
+final chunk), `metrics` (/metrics), `tracing` (OpenTelemetry spans), `observe` (the outermost
+layer filling them), `openapi` (the document of the gateway's own routes), `server` (uvicorn
+lifecycle). The proxy knows nothing of Kafka or the
 consumers; the `gateway` package composes it with them.
 
 Only the light modules are re-exported here: importing LiteLLM takes seconds, so modules that
@@ -18,6 +22,7 @@ from proxy.errors import (
     AttemptFailure,
     AuthenticationError,
     BadRequestError,
+    BudgetWaitTooLongError,
     ContentPolicyError,
     DeadlineExceededError,
     ExternalServiceError,
@@ -41,6 +46,7 @@ __all__ = [
     "AttemptFailure",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetWaitTooLongError",
     "ContentPolicyError",
     "DeadlineExceededError",
     "Deployment",

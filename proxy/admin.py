@@ -92,13 +92,18 @@ async def _json(request: Request) -> dict[str, Any]:
     return data
 
 
-def _key_field(data: dict[str, Any]) -> str:
+def _key_field(data: dict[str, Any], provider: str) -> str:
     key = data.get("key")
     if not isinstance(key, str) or not key.strip():
         raise _Refused(400, "empty_key", "'key' must be a non-empty string")
     if len(key) > MAX_KEY_CHARS:
         raise _Refused(400, "key_too_long", f"'key' is over {MAX_KEY_CHARS} characters")
-    return key.strip()
+    key = key.strip()
+    # Every provider but Vertex (a service-account JSON) takes its key in an HTTP header,
+    # which carries printable ASCII only: any other key could never be sent.
+    if provider != "vertex" and not (key.isascii() and key.isprintable()):
+        raise _Refused(400, "invalid_key", f"a {provider} key is printable ASCII characters")
+    return key
 
 
 def _flag(data: dict[str, Any], name: str) -> bool:
@@ -226,7 +231,7 @@ class KeyAdmin:
 
     async def _validate(self, request: Request, identity: Identity) -> Response:
         provider = _provider(request)
-        key = _key_field(await _json(request))
+        key = _key_field(await _json(request), provider)
         self._redactor.add(key)
         verdict = await validate_key(provider, key, bases=self._bases, client=self._http)
         return JSONResponse({"provider": provider, "status": verdict})
@@ -245,7 +250,7 @@ class KeyAdmin:
 
     async def _set(self, request: Request, owner: str | None, provider: str) -> Response:
         data = await _json(request)
-        key = _key_field(data)
+        key = _key_field(data, provider)
         check, store_invalid = _flag(data, "validate"), _flag(data, "store_invalid")
         self._redactor.add(key)
         verdict = None

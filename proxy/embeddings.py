@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,12 +34,14 @@ import structlog
 from core.config import ConfigError, load_section, read_config_file
 from core.http import TIMEOUT_HEADER, parse_timeout
 from core.redact import Redactor
+from proxy.accounting import PriceBook, current_ledger
 from proxy.asgi import (
     ASGIApp,
     Receive,
     Scope,
     Send,
     authenticate,
+    guarded,
     header,
     read_body,
     replay,
@@ -46,6 +49,7 @@ from proxy.asgi import (
     send_json,
     unless_disconnected,
 )
+from proxy.contract import RequestContract
 from proxy.errors import DeadlineExceededError, ExternalServiceError, InvalidRequestError
 from proxy.routing import Deployment, RoutingTable
 
@@ -183,13 +187,6 @@ def _texts(request: Mapping[str, Any]) -> list[str]:
     return value
 
 
-def _encoding(request: Mapping[str, Any]) -> str:
-    encoding = request.get("encoding_format") or "float"
-    if encoding not in ("float", "base64"):
-        raise _BadInput("'encoding_format' must be 'float' or 'base64'", "encoding_format")
-    return str(encoding)
-
-
 def _body(model: str, result: EmbeddingResult, encoding: str) -> bytes:
     vectors = np.ascontiguousarray(result.vectors, dtype="<f4")
     data: list[dict[str, Any]] = [
@@ -220,22 +217,40 @@ class EmbeddingsApp:
         routing: RoutingTable,
         providers: Mapping[str, EmbeddingsProvider],
         redactor: Redactor | None = None,
+        contract: RequestContract | None = None,
+        max_body_bytes: int | None = None,
+        prices: PriceBook | None = None,
     ) -> None:
         self._inner = inner
+        # In-process models cost nothing per request unless gateway_settings.prices says.
+        self._prices = prices if prices is not None else PriceBook({})
         self._routing = routing
         self._providers = dict(providers)
         self._redactor = redactor if redactor is not None else Redactor()
+        self._contract = contract if contract is not None else RequestContract()
+        self._max_body_bytes = max_body_bytes
         self._log = structlog.get_logger("proxy.embeddings")
 
     @classmethod
     def from_config(
-        cls, inner: ASGIApp, *, config_path: str, routing: RoutingTable, redactor: Redactor
+        cls,
+        inner: ASGIApp,
+        *,
+        config_path: str,
+        routing: RoutingTable,
+        redactor: Redactor,
+        contract: RequestContract | None = None,
+        max_body_bytes: int | None = None,
+        prices: PriceBook | None = None,
     ) -> EmbeddingsApp:
         return cls(
             inner,
             routing=routing,
             providers=load_embedding_providers(config_path),
             redactor=redactor,
+            contract=contract,
+            max_body_bytes=max_body_bytes,
+            prices=prices,
         )
 
     def _deployments(self) -> list[Deployment]:
@@ -245,6 +260,10 @@ class EmbeddingsApp:
             if route is not None and route.deployments[0].provider in self._providers:
                 found.append(route.deployments[0])
         return found
+
+    def served_tasks(self) -> list[str]:
+        """The tasks this route serves (for the OpenAPI document)."""
+        return [deployment.group for deployment in self._deployments()]
 
     async def start(self) -> None:
         for provider in self._providers.values():
@@ -286,7 +305,15 @@ class EmbeddingsApp:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _PATHS:
             await self._inner(scope, receive, send)
             return
-        body = await read_body(receive)
+        # The gateway's own failures: logged in detail, answered 500 with a correlation id.
+        await guarded(self._route, scope, receive, send, self._redactor)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(receive, scope=scope, max_bytes=self._max_body_bytes)
+        except ExternalServiceError as error:
+            await send_error(send, error, self._redactor)
+            return
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -298,10 +325,15 @@ class EmbeddingsApp:
             return
         assert isinstance(request, dict)
         deployment = route.deployments[0]
+        if (ledger := current_ledger()) is not None:
+            ledger.task, ledger.provider = route.task, deployment.provider
+            ledger.model, ledger.attempts = deployment.model, 1
         try:
             await authenticate(scope)
+            # The gateway's own checks of `input` first: they say why token arrays are refused.
             texts = _texts(request)
-            encoding = _encoding(request)
+            self._contract.embeddings(request)
+            encoding = str(request.get("encoding_format") or "float")
             budget = header(scope, _TIMEOUT_HEADER)
             timeout_s = None if budget is None else parse_timeout(budget)
         except ValueError as exc:
@@ -323,6 +355,8 @@ class EmbeddingsApp:
         send: Send,
     ) -> None:
         provider = deployment.provider
+        ledger = current_ledger()
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
                 result = await self._providers[provider].embed(deployment.model, texts)
@@ -339,6 +373,13 @@ class EmbeddingsApp:
                 )
             await send_error(send, error, self._redactor)
             return
+        finally:
+            if ledger is not None:
+                # The model's own time (its queue and batch included) counts as upstream.
+                ledger.upstream_s += time.perf_counter() - started
+        if ledger is not None:
+            ledger.prompt_tokens += result.tokens
+            ledger.cost_usd = self._prices.chat_cost(deployment.model, result.tokens, 0) or 0.0
         headers = [
             (b"x-gateway-task", deployment.group.encode()),
             (b"x-gateway-provider", provider.encode()),

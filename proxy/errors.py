@@ -11,17 +11,23 @@ asyncio) are translated into this tree in exactly one place: `proxy.upstream`.
     ├── ForbiddenError                   403  a valid gateway key that may not do this (a user
     │                                         on an admin route, or acting for someone else)
     ├── RateLimitError                   429  retriable
+    │   └── BudgetWaitTooLongError       429  our own budget: its queue would not serve the call
+    │                                         before the deadline; not retried, fall back
     ├── AuthenticationError              401  a provider rejected our key: fall back
     │   └── MissingProviderKeyError      401  no key configured at any level: fall back
     ├── PermissionDeniedError            403  fall back
     ├── NotFoundError                    404  fall back
     ├── BadRequestError                  400  the client's request: returned, never retried
     │   ├── ContentPolicyError           400  content policy refusal: returned as is
-    │   └── InvalidRequestError          400  the gateway could not parse the request
+    │   ├── InvalidRequestError          400  the request breaks the OpenAI contract (`param`
+    │   │                                     names the field) or could not be parsed
+    │   └── RequestTooLargeError         413  the body exceeds gateway_settings.limits
     ├── ProviderTimeoutError             504  retriable
     ├── ProviderServerError              500/502/503/529  retriable
     │   └── ServiceUnavailableError      503  unreachable or overloaded; retriable
     ├── UnexpectedProviderError          502  an upstream failure we cannot classify
+    ├── InternalError                    500  the gateway's own failure: logged in detail,
+    │                                         answered with a correlation id only
     └── AllProvidersFailedError          every provider of a task failed; carries each attempt
         └── DeadlineExceededError        504  the caller's deadline passed first; carries the
                                               attempts made until then
@@ -42,14 +48,17 @@ from typing import Any, ClassVar
 from core.http import RETRIABLE_HEADER
 
 __all__ = [
+    "CORRELATION_HEADER",
     "AllProvidersFailedError",
     "AttemptFailure",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetWaitTooLongError",
     "ContentPolicyError",
     "DeadlineExceededError",
     "ExternalServiceError",
     "ForbiddenError",
+    "InternalError",
     "InvalidApiKeyError",
     "InvalidRequestError",
     "MissingProviderKeyError",
@@ -58,6 +67,7 @@ __all__ = [
     "ProviderServerError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RequestTooLargeError",
     "ServiceUnavailableError",
     "UnexpectedProviderError",
 ]
@@ -80,12 +90,15 @@ class ExternalServiceError(Exception):
         provider: str | None = None,
         status_code: int | None = None,
         retry_after_s: float | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.provider = provider
         self.status_code = status_code or self.default_status
         self.retry_after_s = retry_after_s
+        # The request field the error is about (`messages[2].tool_call_id`), as OpenAI names it.
+        self.param = param
 
     @property
     def type(self) -> str:
@@ -107,7 +120,7 @@ class ExternalServiceError(Exception):
             "error": {
                 "message": self.message,
                 "type": self.error_type,
-                "param": None,
+                "param": self.param,
                 "code": self.error_code,
                 "provider": self.provider,
             }
@@ -149,6 +162,19 @@ class RateLimitError(ExternalServiceError):
     error_code = "rate_limit_exceeded"
 
 
+class BudgetWaitTooLongError(RateLimitError):
+    """The gateway's own budget for this provider (`gateway_settings.budgets`) could not serve
+    the call before the caller's deadline (or its queue is full); `retry_after_s` is the
+    expected wait. No provider was called, so another one may serve at once (fallback); the
+    caller may come back after the wait (`chain_retriable`)."""
+
+    retriable = False
+
+    @property
+    def chain_retriable(self) -> bool:
+        return True
+
+
 class AuthenticationError(ExternalServiceError):
     default_status = 401
     error_type = "authentication_error"
@@ -186,6 +212,16 @@ class InvalidRequestError(BadRequestError):
     error_code = "invalid_request"
 
 
+class RequestTooLargeError(BadRequestError):
+    """The request body is larger than the gateway accepts; refused before it is read whole."""
+
+    default_status = 413
+    error_code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds the gateway's limit of {limit} bytes")
+
+
 class ProviderTimeoutError(ExternalServiceError):
     retriable = True
     default_status = 504
@@ -210,6 +246,37 @@ class UnexpectedProviderError(ExternalServiceError):
     error_code = "unexpected_provider_error"
 
 
+CORRELATION_HEADER = "x-gateway-correlation-id"
+
+
+class InternalError(ExternalServiceError):
+    """The gateway itself failed (a bug, not a provider's or the caller's doing): the detail is
+    logged under `correlation_id`; the caller learns that id and nothing of the internals."""
+
+    fallback_allowed = False
+    default_status = 500
+    error_type = "server_error"
+    error_code = "internal_error"
+
+    def __init__(self, correlation_id: str) -> None:
+        super().__init__("internal error")
+        self.correlation_id = correlation_id
+
+    def to_openai_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": None,
+                "code": self.error_code,
+                "correlation_id": self.correlation_id,
+            }
+        }
+
+    def response_headers(self) -> dict[str, str]:
+        return {**super().response_headers(), CORRELATION_HEADER: self.correlation_id}
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptFailure:
     """The last error one provider gave after all its attempts."""
@@ -225,7 +292,7 @@ def _combined_status(failures: Sequence[AttemptFailure]) -> int:
     if len(statuses) == 1:
         return statuses.pop()
     # Mixed failures: 503 says "try again later" when every cause was transient.
-    return 503 if all(f.error.retriable for f in failures) else 502
+    return 503 if all(f.error.retriable or f.error.chain_retriable for f in failures) else 502
 
 
 class AllProvidersFailedError(ExternalServiceError):
@@ -257,7 +324,10 @@ class AllProvidersFailedError(ExternalServiceError):
 
     @property
     def chain_retriable(self) -> bool:
-        return bool(self.failures) and all(f.error.retriable for f in self.failures)
+        # A budget's refusal is not retried in the chain, yet the caller may come back.
+        return bool(self.failures) and all(
+            f.error.retriable or f.error.chain_retriable for f in self.failures
+        )
 
     def to_openai_body(self) -> dict[str, Any]:
         body = super().to_openai_body()

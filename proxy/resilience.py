@@ -28,14 +28,27 @@ deadline is sooner; a task's content-policy fallbacks count among its providers.
 
 Streaming callers make their `call` return only after the first chunk has arrived, so a stream
 is retried or moved only before anything has been sent to the client.
+
+Provider budgets (`gateway_settings.budgets`, `proxy.budgeting`), once per attempt, for every
+caller: before the call a grant is taken from the budget of the deployment's provider (model,
+task), queueing up to the deadline (or `max_queue_wait_s`) when it is spent; a budget that
+cannot serve before then is a `BudgetWaitTooLongError` at once, not retried, so the next
+provider serves; that attempt makes no provider call and counts as none. After the call the
+grant goes back (concurrency lease, TPM estimate reconciled with the answer's usage), and an
+upstream 429 cuts the budget's rate (the provider's Retry-After, up to max_retry_after_s,
+blocks it meanwhile). When every provider refused on budget, the request ends in one 429
+whose Retry-After is the shortest expected wait; the time queued goes to the request's ledger
+(`proxy.accounting`: x-gateway-queue-ms).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 from tenacity import (
@@ -49,24 +62,50 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from core.redact import Redactor
+from proxy.budgeting import BudgetGate, Demand, budgets_saturated
 from proxy.errors import (
     AllProvidersFailedError,
     AttemptFailure,
+    BudgetWaitTooLongError,
     ContentPolicyError,
     DeadlineExceededError,
     ExternalServiceError,
+    RateLimitError,
 )
 from proxy.keys import KeyResolver
 from proxy.routing import Deployment, TaskRoute
 from proxy.settings import ResilienceSettings
 from proxy.upstream import upstream_errors
 
-__all__ = ["ChainBound", "Outcome", "Resilience", "chain_bound"]
+__all__ = ["AttemptObserver", "ChainBound", "Outcome", "Resilience", "chain_bound"]
 
 T = TypeVar("T")
 
 Call = Callable[[Deployment, str], Awaitable[T]]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class AttemptObserver(Protocol):
+    """Told of every provider attempt and every move to a fallback (metrics, traces, the
+    request's ledger); it reports and never changes what the policy does."""
+
+    def attempt(
+        self, task: str, deployment: Deployment, number: int, *, retry: bool
+    ) -> AbstractContextManager[object]:
+        """Entered around the provider call itself; sees its exception, if any."""
+        ...
+
+    def fallback(self, task: str, left: Deployment, deployment: Deployment) -> None: ...
+
+
+class _Unobserved:
+    def attempt(
+        self, task: str, deployment: Deployment, number: int, *, retry: bool
+    ) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def fallback(self, task: str, left: Deployment, deployment: Deployment) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,20 +190,27 @@ class _StopAtDeadline(stop_base):
 class _Chain(Generic[T]):
     """The state of one request's run through its route: attempts, failures, the deadline."""
 
-    def __init__(self, route: TaskRoute, deadline: float | None) -> None:
+    def __init__(self, route: TaskRoute, deadline: float | None, demand: Demand) -> None:
         self.route = route
         self.deadline = deadline
+        self.demand = demand
         self.clock = asyncio.get_running_loop().time
         self.failures: list[AttemptFailure] = []
         self.total = 0
+        # Attempts of the provider being tried (a second one is a retry).
+        self.tries = 0
         self.cut_by_deadline = False
 
     def passed(self) -> bool:
         return self.deadline is not None and self.clock() >= self.deadline
 
-    def give_up(self) -> AllProvidersFailedError:
+    def give_up(self) -> ExternalServiceError:
         if self.cut_by_deadline or self.passed():
             return DeadlineExceededError(self.route.task, self.failures)
+        if self.failures and all(
+            isinstance(f.error, BudgetWaitTooLongError) for f in self.failures
+        ):
+            return budgets_saturated(self.route.task, self.failures)
         return AllProvidersFailedError(self.route.task, self.failures)
 
 
@@ -178,8 +224,12 @@ class Resilience:
         *,
         redactor: Redactor | None = None,
         sleep: Sleep = asyncio.sleep,
+        observer: AttemptObserver | None = None,
+        budgets: BudgetGate | None = None,
     ) -> None:
         self._settings = settings
+        self._budgets = budgets
+        self._observer: AttemptObserver = observer if observer is not None else _Unobserved()
         self._keys = keys
         self._redactor = redactor if redactor is not None else Redactor()
         self._sleep = sleep
@@ -207,7 +257,33 @@ class Resilience:
     async def _attempt(
         self, chain: _Chain[T], deployment: Deployment, user_id: str | None, call: Call[T]
     ) -> T:
+        gate = self._budgets
+        if gate is None:
+            return await self._call(chain, deployment, user_id, call)
+        task = chain.route.task
+        grant = await gate.acquire(
+            deployment, task, user_id, chain.demand, deadline=chain.deadline, now=chain.clock()
+        )
+        value: T | None = None
+        try:
+            value = await self._call(chain, deployment, user_id, call)
+            return value
+        except RateLimitError as error:
+            # Beyond max_retry_after_s the policy counts the provider as out and moves on; the
+            # budget blocks it no longer than that either, so one 429 on one caller's key
+            # cannot keep the provider from everyone for long.
+            after = error.retry_after_s
+            limit = self._settings.max_retry_after_s
+            await gate.penalize(deployment, task, None if after is None else min(after, limit))
+            raise
+        finally:
+            await gate.settle(grant, value)
+
+    async def _call(
+        self, chain: _Chain[T], deployment: Deployment, user_id: str | None, call: Call[T]
+    ) -> T:
         chain.total += 1
+        chain.tries += 1
         s = self._settings
         try:
             with upstream_errors(deployment.provider, self._redactor):
@@ -215,8 +291,10 @@ class Resilience:
                 ends = chain.clock() + s.request_timeout_s
                 if chain.deadline is not None:
                     ends = min(ends, chain.deadline)
-                async with asyncio.timeout_at(ends):
-                    return await call(deployment, key)
+                task, retry = chain.route.task, chain.tries > 1
+                with self._observer.attempt(task, deployment, chain.total, retry=retry):
+                    async with asyncio.timeout_at(ends):
+                        return await call(deployment, key)
         except ExternalServiceError as error:
             # Looked up per failure (never on success) so the current logging config applies.
             structlog.get_logger("proxy.resilience").warning(
@@ -238,17 +316,23 @@ class Resilience:
         call: Call[T],
         *,
         deadline: float | None = None,
+        demand: Demand | None = None,
     ) -> Outcome[T]:
-        """The first answer along `route`; `deadline` is on the running loop's clock."""
-        chain: _Chain[T] = _Chain(route, deadline)
+        """The first answer along `route`; `deadline` is on the running loop's clock; `demand`
+        what each attempt asks of its provider's budget."""
+        chain: _Chain[T] = _Chain(route, deadline, demand if demand is not None else Demand())
         queue = list(route.deployments)
         refused = False
         index = 0
+        left: Deployment | None = None
         while index < len(queue):
             deployment = queue[index]
             index += 1
             if chain.passed():
                 break
+            if left is not None:
+                self._observer.fallback(route.task, left, deployment)
+            chain.tries = 0
             retrying, at_deadline = self._retrying(chain)
             before = chain.total
             try:
@@ -269,6 +353,7 @@ class Resilience:
                 chain.failures.append(
                     AttemptFailure(deployment.provider, deployment.model, attempts, error)
                 )
+                left = deployment
                 # A fallback starts at once, so one may still fit before the deadline (checked
                 # above); the chain is reported as cut short by it all the same.
                 if at_deadline is not None and at_deadline.fired:

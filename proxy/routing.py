@@ -43,6 +43,8 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     # Literal key from config (discouraged, but LiteLLM allows it).
     literal_key: str | None
     params: Mapping[str, Any]
+    # The entry's `model_info:` (LiteLLM's own keys, and the limits `proxy.limits` reads).
+    model_info: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
 class TaskRoute(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +75,9 @@ def _deployment(entry: Any, environ: Mapping[str, str]) -> Deployment:
         key[len(_ENV_PREFIX) :] if isinstance(key, str) and key.startswith(_ENV_PREFIX) else None
     )
     literal = key if isinstance(key, str) and key_env is None else None
+    model_info = entry.get("model_info") or {}
+    if not isinstance(model_info, dict):
+        raise ConfigError(f"model_list entry '{group}': model_info must be a mapping")
     params: dict[str, Any] = {}
     for name, value in raw.items():
         if name in _RESERVED:
@@ -88,6 +93,7 @@ def _deployment(entry: Any, environ: Mapping[str, str]) -> Deployment:
         key_env=key_env,
         literal_key=literal,
         params=params,
+        model_info=model_info,
     )
 
 

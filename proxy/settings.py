@@ -13,15 +13,22 @@ from pathlib import Path
 
 import msgspec
 
-from core.config import ConfigError, load_section, read_config_file
+from budgets import Limit
+from core.config import GATEWAY_SECTION, ConfigError, load_section, read_config_file
 from core.redact import Redactor
+from proxy.accounting import SEED_PRICES, TokenPrice
 from proxy.keys import ENV_FALLBACKS
 from proxy.routing import RoutingTable
 
 __all__ = [
+    "REDIS_ENV",
+    "BudgetSettings",
     "KeysSettings",
+    "LimitsSettings",
+    "MetricsSettings",
     "ProxySettings",
     "ResilienceSettings",
+    "TracingSettings",
     "build_settings",
 ]
 
@@ -67,6 +74,79 @@ class KeysSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("refresh_ms must not be negative")
 
 
+class MetricsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`gateway_settings.metrics`: the proxy's Prometheus endpoint, GET /metrics."""
+
+    # master_key: scraping needs `Authorization: Bearer <master key>`; none: open.
+    auth: str = "master_key"
+    # PROMETHEUS_MULTIPROC_DIR, read at start-up: several worker processes share the numbers.
+    multiprocess_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.auth not in ("none", "master_key"):
+            raise ValueError("auth must be 'none' or 'master_key'")
+
+
+class TracingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`gateway_settings.tracing`: OpenTelemetry spans of the proxy (a server span per request,
+    a client span per provider attempt), continuing the caller's traceparent."""
+
+    # none: no spans at all; jsonl: finished spans appended, one JSON object a line, to `path`.
+    exporter: str = "none"
+    path: str | None = None
+    service_name: str = "ai-gateway-proxy"
+
+    def __post_init__(self) -> None:
+        if self.exporter not in ("none", "jsonl"):
+            raise ValueError("exporter must be 'none' or 'jsonl'")
+        if self.exporter == "jsonl" and not self.path:
+            raise ValueError("exporter jsonl needs a path")
+
+
+class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`gateway_settings.limits`: request sizes the gateway's own routes accept (a larger one
+    is a 413 before the body has been read whole)."""
+
+    # JSON bodies (chat, embeddings, image generation, fine-tuning jobs). Images travel inside
+    # chat requests as base64 data URLs (4/3 of their size): 32 MiB holds a conversation with
+    # several photos at providers' per-image limits (Anthropic 5 MB, Gemini 7 MB).
+    max_body_bytes: int = 32 * 1024 * 1024
+    # Multipart forms (image edits, videos, file uploads): Gemini edits take 14 images of
+    # 7 MB each and training archives may be 100 MB (the database's file limit).
+    max_form_bytes: int = 128 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if min(self.max_body_bytes, self.max_form_bytes) < 1:
+            raise ValueError("max_body_bytes and max_form_bytes must be positive")
+
+
+# The variable naming the Redis that holds the budgets (the consumers' too), read once here.
+REDIS_ENV = "REDIS_URL"
+
+
+class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`gateway_settings.budgets`: per-provider limits held for every caller (`budgets`)."""
+
+    # Shared by every proxy process and replica; REDIS_URL overrides it; unreachable or null:
+    # each process holds the budgets for itself.
+    redis_url: str | None = "redis://127.0.0.1:6379/0"
+    namespace: str = "ai-gateway"
+    # How long a caller without x-gateway-timeout-ms may wait in a budget's queue.
+    max_queue_wait_s: float = 30.0
+    # Callers waiting per budget and process; one more gets a 429 at once.
+    queue_capacity: int = 1000
+    limits: list[Limit] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.max_queue_wait_s < 0:
+            raise ValueError("max_queue_wait_s must not be negative")
+        if self.queue_capacity < 1:
+            raise ValueError("queue_capacity must be at least 1")
+        names = [limit.name for limit in self.limits]
+        if len(names) != len(set(names)):
+            raise ValueError("two limits name the same provider, model and task")
+
+
 class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     config_path: str
     routing: RoutingTable
@@ -78,6 +158,12 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     env_keys: Mapping[str, str]
     # The key-encryption keys (sealing key first); empty: provider keys cannot be stored.
     encryption_keys: tuple[str, ...] = ()
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
+    budgets: BudgetSettings = msgspec.field(default_factory=BudgetSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+    # Per model (as in model_list): prices for what LiteLLM's cost map lacks.
+    prices: Mapping[str, TokenPrice] = msgspec.field(default_factory=lambda: dict(SEED_PRICES))
 
 
 def build_settings(
@@ -98,6 +184,11 @@ def build_settings(
     try:
         resilience = load_section(data, "resilience", ResilienceSettings)
         keys = load_section(data, "keys", KeysSettings)
+        limits = load_section(data, "limits", LimitsSettings)
+        budgets = load_section(data, "budgets", BudgetSettings)
+        metrics = load_section(data, "metrics", MetricsSettings)
+        tracing = load_section(data, "tracing", TracingSettings)
+        prices = _prices(data)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     keys = msgspec.structs.replace(keys, database_url=_database_url(keys, config_path, environ))
@@ -114,7 +205,31 @@ def build_settings(
         master_key=key,
         env_keys=env_keys,
         encryption_keys=encryption_keys,
+        limits=limits,
+        budgets=msgspec.structs.replace(
+            budgets, redis_url=environ.get(REDIS_ENV) or budgets.redis_url
+        ),
+        metrics=msgspec.structs.replace(
+            metrics,
+            multiprocess_dir=environ.get("PROMETHEUS_MULTIPROC_DIR") or metrics.multiprocess_dir,
+        ),
+        tracing=_tracing(tracing, config_path),
+        prices=prices,
     )
+
+
+def _prices(data: dict[str, object]) -> dict[str, TokenPrice]:
+    section = data.get(GATEWAY_SECTION)
+    if not isinstance(section, dict) or "prices" not in section:
+        return dict(SEED_PRICES)
+    return load_section(data, "prices", dict[str, TokenPrice])
+
+
+def _tracing(tracing: TracingSettings, config_path: str | Path) -> TracingSettings:
+    if tracing.path is None or Path(tracing.path).expanduser().is_absolute():
+        return tracing
+    path = Path(config_path).resolve().parent / tracing.path
+    return msgspec.structs.replace(tracing, path=str(path))
 
 
 def _database_url(

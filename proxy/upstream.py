@@ -1,7 +1,8 @@
 """The one place where upstream exceptions become `proxy.errors` exceptions.
 
 Why it exists: LiteLLM raises its own exception classes (mostly subclasses of the openai SDK's),
-httpx raises transport errors and asyncio raises timeouts. The retry policy must see one
+httpx and aiohttp raise transport errors, asyncio raises timeouts and providers answer with HTTP
+error bodies (the direct transport: `translate_http`). The retry policy must see one
 vocabulary, and provider error messages (which sometimes echo request details) must be scrubbed
 of secrets before they can reach a log line or a client.
 """
@@ -12,10 +13,13 @@ import asyncio
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
+import aiohttp
 import httpx
 import litellm.exceptions as llm_exc
 import openai
+import orjson
 
 from core.http import retry_after_seconds
 from core.redact import Redactor
@@ -33,9 +37,14 @@ from proxy.errors import (
     UnexpectedProviderError,
 )
 
-__all__ = ["translate", "upstream_errors"]
+__all__ = ["translate", "translate_http", "upstream_errors", "without_internals"]
 
 _MAX_MESSAGE = 500
+_TRACEBACK = "Traceback (most recent call last)"
+# A source file's path as tracebacks print it (`File "/x/y.py", line 3`), or a bare one.
+_SOURCE_PATH = re.compile(
+    r'(?:File ")?(?:[A-Za-z]:)?[\\/]?(?:[\w.-]+[\\/])+[\w.-]+\.pyc?\b(?:", line \d+)?'
+)
 # Gemini's error bodies carry the HTTP status as `"code": 502`; LiteLLM reports several of them
 # as a generic 500 or a connection error, so the body is the only place the real status survives.
 _BODY_5XX = re.compile(r'"code":\s*(5\d\d)\b')
@@ -120,7 +129,13 @@ def _classify(  # noqa: PLR0911 - one return per upstream category reads best
         return ProviderTimeoutError, None
     if isinstance(exc, llm_exc.ContentPolicyViolationError):
         return ContentPolicyError, status
-    if isinstance(exc, llm_exc.APIConnectionError | openai.APIConnectionError | httpx.HTTPError):
+    if isinstance(
+        exc,
+        llm_exc.APIConnectionError
+        | openai.APIConnectionError
+        | httpx.HTTPError
+        | aiohttp.ClientError,
+    ):
         # The provider could not be reached or its connection broke: transient.
         if status is not None and status > 500:
             return _by_status(status), status
@@ -138,27 +153,85 @@ def _classify(  # noqa: PLR0911 - one return per upstream category reads best
     return UnexpectedProviderError, None
 
 
-def translate(
-    exc: BaseException, provider: str, redactor: Redactor | None = None
+def without_internals(message: str) -> str:
+    """`message` without a Python traceback or source paths: LiteLLM appends
+    `traceback.format_exc()` to the messages of errors it cannot map, and neither a caller nor
+    a log reader of an error message should learn the gateway's file layout from it."""
+    message = message.split(_TRACEBACK, 1)[0]
+    message = _SOURCE_PATH.sub("[internal]", message)
+    return message.strip() or "no error message"
+
+
+def _error(
+    kind: type[ExternalServiceError],
+    provider: str,
+    message: str,
+    *,
+    status: int | None,
+    headers: Mapping[str, str] | None,
+    redactor: Redactor | None,
 ) -> ExternalServiceError:
-    """Map any upstream exception to the error tree, with its message scrubbed of secrets
-    (those `redactor` knows, and credential shapes)."""
-    if isinstance(exc, ExternalServiceError):
-        return exc
+    """The error both translations end in: message scrubbed of secrets (those `redactor`
+    knows, and credential shapes) and truncated, status and Retry-After kept."""
     scrub = (redactor if redactor is not None else Redactor()).scrub
-    message = scrub(str(getattr(exc, "message", None) or exc or type(exc).__name__))
+    message = scrub(without_internals(message))
     if len(message) > _MAX_MESSAGE:
         message = message[:_MAX_MESSAGE] + "..."
-    status = _status_of(exc)
-    if (status is None or status >= 500) and (found := _BODY_5XX.search(message)):
-        status = int(found.group(1))
-    kind, status = _classify(exc, status)
     return kind(
         f"{provider}: {message}",
         provider=provider,
         status_code=status if status and kind is not UnexpectedProviderError else None,
-        retry_after_s=retry_after_seconds(_headers_of(exc)),
+        retry_after_s=retry_after_seconds(headers),
     )
+
+
+def translate(
+    exc: BaseException, provider: str, redactor: Redactor | None = None
+) -> ExternalServiceError:
+    """Map any upstream exception to the error tree, with its message scrubbed of secrets."""
+    if isinstance(exc, ExternalServiceError):
+        return exc
+    message = str(getattr(exc, "message", None) or exc or type(exc).__name__)
+    status = _status_of(exc)
+    if (status is None or status >= 500) and (found := _BODY_5XX.search(message)):
+        status = int(found.group(1))
+    kind, status = _classify(exc, status)
+    return _error(
+        kind, provider, message, status=status, headers=_headers_of(exc), redactor=redactor
+    )
+
+
+# Error codes by which providers mark a refusal on content grounds in a 400 body.
+_CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "content_filter"})
+
+
+def _provider_message(body: bytes) -> tuple[str, str | None]:
+    """The provider's own message and error code from an error body (all three providers
+    nest them under `error`), else the body's text."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace").strip() or "no error body", None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        code = error.get("code") if isinstance(error.get("code"), str) else error.get("type")
+        return str(error["message"]), code if isinstance(code, str) else None
+    return body.decode(errors="replace"), None
+
+
+def translate_http(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes,
+    provider: str,
+    redactor: Redactor | None = None,
+) -> ExternalServiceError:
+    """Map a provider's HTTP error answer (status, headers, body) to the error tree: the same
+    classes, Retry-After and scrubbed message as `translate` gives LiteLLM's exceptions."""
+    message, code = _provider_message(body)
+    refused = status == 400 and code in _CONTENT_POLICY_CODES
+    kind = ContentPolicyError if refused else _by_status(status)
+    return _error(kind, provider, message, status=status, headers=headers, redactor=redactor)
 
 
 @contextmanager

@@ -29,19 +29,23 @@ import structlog
 from core.http import TIMEOUT_HEADER, parse_timeout
 from core.redact import Redactor
 from database import Database
+from proxy.accounting import COST_HEADER, priced, record_cost
 from proxy.asgi import (
     ASGIApp,
     Receive,
     Scope,
     Send,
     authenticate,
+    guarded,
     header,
+    limited,
     read_body,
     replay,
     send_error,
     send_json,
     unless_disconnected,
 )
+from proxy.contract import RequestContract
 from proxy.errors import (
     DeadlineExceededError,
     ExternalServiceError,
@@ -60,7 +64,6 @@ from proxy.routing import Deployment, RoutingTable, TaskRoute
 
 __all__ = ["COST_HEADER", "MediaApp"]
 
-COST_HEADER = "x-gateway-cost-usd"
 _GENERATIONS = frozenset({"/v1/images/generations", "/images/generations"})
 _EDITS = frozenset({"/v1/images/edits", "/images/edits"})
 _TIMEOUT_HEADER = TIMEOUT_HEADER.encode()
@@ -79,8 +82,16 @@ class MediaApp:
         providers: Mapping[str, ImageProvider],
         redactor: Redactor | None = None,
         database: Database | None = None,
+        sweep_jobs: bool = True,
+        contract: RequestContract | None = None,
+        max_body_bytes: int | None = None,
+        max_form_bytes: int | None = None,
     ) -> None:
         self._inner = inner
+        self._contract = contract if contract is not None else RequestContract()
+        # Request size limits: JSON bodies, multipart forms (None: unlimited).
+        self._max_body_bytes = max_body_bytes
+        self._max_form_bytes = max_form_bytes
         self._routing = routing
         self._resilience = resilience
         self._settings = settings
@@ -94,8 +105,10 @@ class MediaApp:
             resilience=resilience,
             providers=self._providers,
             redactor=self._redactor,
+            sweep=sweep_jobs,
         )
         self._training = TrainingRoutes(
+            contract=self._contract,
             routing=routing,
             resilience=resilience,
             settings=settings,
@@ -122,6 +135,10 @@ class MediaApp:
         resilience: Resilience,
         redactor: Redactor,
         database: Database | None = None,
+        sweep_jobs: bool = True,
+        contract: RequestContract | None = None,
+        max_body_bytes: int | None = None,
+        max_form_bytes: int | None = None,
     ) -> MediaApp:
         settings = load_media_settings(config_path)
         providers = load_providers(settings.providers)
@@ -134,6 +151,10 @@ class MediaApp:
             providers=providers,
             redactor=redactor,
             database=database,
+            sweep_jobs=sweep_jobs,
+            contract=contract,
+            max_body_bytes=max_body_bytes,
+            max_form_bytes=max_form_bytes,
         )
 
     async def start(self) -> None:
@@ -150,21 +171,30 @@ class MediaApp:
         if scope["type"] == "lifespan":
             await self._inner(scope, self._lifespan(receive), send)
             return
-        if scope["type"] == "http" and (
-            await self._training.handle(scope, receive, send)
-            or await self._videos.handle(scope, receive, send)
+        if scope["type"] != "http":
+            await self._inner(scope, receive, send)
+            return
+        # The gateway's own failures: logged in detail, answered 500 with a correlation id.
+        await guarded(self._http, scope, receive, send, self._redactor)
+
+    def _max_bytes(self, scope: Scope) -> int | None:
+        content_type = header(scope, b"content-type") or ""
+        form = content_type.startswith("multipart/form-data")
+        return self._max_form_bytes if form else self._max_body_bytes
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The routes reading their bodies themselves (forms, jobs) meet the size limit too.
+        bounded = limited(scope, receive, self._max_bytes(scope))
+        if await self._training.handle(scope, bounded, send) or await self._videos.handle(
+            scope, bounded, send
         ):
             return
         path = scope.get("path")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or path not in _GENERATIONS | _EDITS
-        ):
+        if scope["method"] != "POST" or path not in _GENERATIONS | _EDITS:
             await self._inner(scope, receive, send)
             return
-        body = await read_body(receive)
         try:
+            body = await read_body(receive, scope=scope, max_bytes=self._max_bytes(scope))
             incoming = (
                 read_generation(body) if path in _GENERATIONS else await read_edit(scope, body)
             )
@@ -173,11 +203,22 @@ class MediaApp:
             return
         route = self._routing.get(incoming.model) if incoming.model is not None else None
         if route is None or not self._serves(route, incoming.needs):
+            if path in _EDITS:
+                # Every model group is a task, so LiteLLM could serve no other edit; it would
+                # answer FastAPI's 422 shape instead of OpenAI's, so the refusal is made here.
+                await self._refuse_edit(scope, send, incoming.model)
+                return
             await self._inner(scope, replay(body, receive), send)
             return
         try:
             user_id = await authenticate(scope)
             parsed = self._validate(route, incoming)
+            if incoming.fields is not None:
+                # After the providers' own checks (stricter where they overlap, e.g. `n`): the
+                # OpenAI schema for the rest, unknown fields included.
+                self._contract.image_generation(incoming.fields)
+            if incoming.form_names is not None:
+                self._contract.image_edit_form(incoming.form_names)
             deadline = self._deadline(scope)
         except ExternalServiceError as error:
             await self._error(send, error)
@@ -190,6 +231,22 @@ class MediaApp:
             if await unless_disconnected(receive, work):
                 self._log.info("image_generation_abandoned", reason="client_disconnected")
                 await self._cancel(route, jobs)
+
+    async def _refuse_edit(self, scope: Scope, send: Send, model: str | None) -> None:
+        try:
+            await authenticate(scope)
+        except ExternalServiceError as error:
+            await self._error(send, error)
+            return
+        edits = ", ".join(self.served_tasks("parse_edit")) or "none"
+        message = (
+            "'model' is required"
+            if model is None
+            else f"model '{model[:64]}' is not an image-editing task"
+        )
+        await self._error(
+            send, InvalidRequestError(f"{message} (tasks serving edits: {edits})", param="model")
+        )
 
     def _lifespan(self, receive: Receive) -> Receive:
         """Start the providers with the server and stop them with it."""
@@ -206,6 +263,12 @@ class MediaApp:
 
     def _serves(self, route: TaskRoute, method: str) -> bool:
         return all(hasattr(self._providers.get(d.provider), method) for d in _every(route))
+
+    def served_tasks(self, method: str) -> list[str]:
+        """The tasks a media route serves: those every provider of which has `method`
+        (`parse`, `parse_edit`, `parse_training`, `parse_video`), for the OpenAPI document."""
+        routes = [r for t in self._routing.tasks() if (r := self._routing.get(t)) is not None]
+        return [r.task for r in routes if self._serves(r, method)]
 
     def _validate(self, route: TaskRoute, incoming: Incoming) -> dict[str, Any]:
         """Each provider's parsed request; the first refusal is answered as a 400."""
@@ -279,6 +342,7 @@ class MediaApp:
             return
         headers = _outcome_headers(outcome, route.task)
         cost = self._cost(outcome, parsed[outcome.deployment.provider])
+        record_cost(cost)
         if cost is not None:
             headers.append((COST_HEADER.encode(), f"{cost:.6f}".encode()))
         self._log.info(
@@ -303,10 +367,10 @@ class MediaApp:
                 count = int(provider.billed_images(request, deployment.model))
             else:
                 count = len(outcome.value.get("data") or ())
-            return round(price.per_image * count, 6)
+            return priced(price.per_image, count)
         if price.per_megapixel is None:
             return None
-        return round(price.per_megapixel * int(provider.billed_megapixels(request)), 6)
+        return priced(price.per_megapixel, int(provider.billed_megapixels(request)))
 
     async def _cancel(self, route: TaskRoute, jobs: Mapping[str, Any]) -> None:
         by_model = {d.model: d.provider for d in _every(route)}

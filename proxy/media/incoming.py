@@ -33,18 +33,24 @@ class Incoming:
     parse: Callable[[ImageProvider], Any]
     # The provider method `parse` needs, so that a route is served only when all have it.
     needs: str
+    # A JSON request's fields, for the OpenAI schema check (None: a form, checked by parsers).
+    fields: dict[str, Any] | None = None
+    # A form's field names (files included), for the same check of unknown fields.
+    form_names: tuple[str, ...] | None = None
 
 
 def read_generation(body: bytes) -> Incoming:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        data = None
+        # No route can serve a body that is not JSON (LiteLLM's answers it with a 500).
+        raise InvalidRequestError("request body is not valid JSON") from None
     model = data.get("model") if isinstance(data, dict) else None
     return Incoming(
         model=model if isinstance(model, str) else None,
         parse=lambda provider: provider.parse(data),
         needs="parse",
+        fields=data if isinstance(data, dict) else None,
     )
 
 
@@ -103,4 +109,5 @@ async def read_edit(scope: Scope, body: bytes) -> Incoming:
         model=model if isinstance(model, str) else None,
         parse=_edit_parser(fields, images, mask),
         needs="parse_edit",
+        form_names=tuple(form.keys()),
     )

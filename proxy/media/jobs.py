@@ -106,6 +106,7 @@ class JobBook:
         providers: Mapping[str, Any],
         redactor: Redactor,
         sweep_s: float = 5.0,
+        sweep: bool = True,
     ) -> None:
         self._database = database
         self._records: JobRecords | None = None
@@ -113,6 +114,8 @@ class JobBook:
         self._own: Database | None = None
         self._kinds: dict[str, Refresh] = {}
         self._sweep_s = sweep_s
+        # False: another process sharing the database sweeps; reads here still refresh.
+        self._sweep_on = sweep
         self._sweeper: asyncio.Task[None] | None = None
         self._routing = routing
         self._resilience = resilience
@@ -140,7 +143,7 @@ class JobBook:
             database = self._own = Database(f"sqlite:///{self._scratch.name}/media.db")
             await database.start()
         self._records = JobRecords(database)
-        if self._kinds:
+        if self._kinds and self._sweep_on:
             self._sweeper = asyncio.create_task(self._sweep())
 
     async def stop(self) -> None:

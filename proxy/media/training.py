@@ -28,7 +28,9 @@ from starlette.requests import Request
 
 from core.redact import Redactor
 from database import FileTooLargeError, StoredJob
+from proxy.accounting import priced, record_cost
 from proxy.asgi import Receive, Scope, Send, authenticate, send_error, send_json
+from proxy.contract import RequestContract
 from proxy.errors import (
     AuthenticationError,
     ExternalServiceError,
@@ -46,7 +48,8 @@ __all__ = ["KIND", "TERMINAL", "TrainingRoutes", "apply_status"]
 
 KIND = "fine_tuning"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-_JOB = re.compile(r"^/v1/fine_tuning/jobs/(ftjob-[0-9a-f]+)(/events|/cancel)?$")
+# Any id: one that is not the gateway's is a 404 here, not LiteLLM's enterprise-only route.
+_JOB = re.compile(r"^/v1/fine_tuning/jobs/([^/]+)(/events|/cancel)?$")
 _WEBHOOK = re.compile(r"^/gateway/webhooks/([a-z0-9_-]+)$")
 _SEEN_CALLBACKS = 10000
 _JOBS = "/v1/fine_tuning/jobs"
@@ -121,7 +124,9 @@ class TrainingRoutes:
         providers: Mapping[str, ImageProvider],
         redactor: Redactor,
         book: JobBook,
+        contract: RequestContract | None = None,
     ) -> None:
+        self._contract = contract if contract is not None else RequestContract()
         self._routing = routing
         self._resilience = resilience
         self._settings = settings
@@ -228,6 +233,7 @@ class TrainingRoutes:
             raise MediaInvalidRequestError(
                 f"model {request.get('model')!r} is not a training task", param="model"
             )
+        self._contract.fine_tuning(request)
         archive = await self._archive(request.get("training_file"), user)
         first = route.deployments[0]
         provider = self._providers[first.provider]
@@ -373,9 +379,10 @@ class TrainingRoutes:
 
     def _cost(self, deployment: Deployment, steps: int) -> float | None:
         price = self._settings.prices.get(deployment.model)
-        if price is None or price.per_1000_steps is None:
-            return None
-        return round(price.per_1000_steps * steps / 1000, 6)
+        cost = priced(price.per_1000_steps, steps / 1000) if price is not None else None
+        # The job's cost is this request's, for the metrics (its header is the job's own).
+        record_cost(cost)
+        return cost
 
     async def _answer(self, send: Send, job: StoredJob) -> None:
         headers = [(b"x-gateway-provider", job.provider.encode())]

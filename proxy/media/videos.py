@@ -32,6 +32,7 @@ from starlette.requests import Request
 from core.http import TIMEOUT_HEADER, parse_timeout
 from core.redact import Redactor
 from database import StoredJob
+from proxy.accounting import priced, record_cost
 from proxy.asgi import (
     Receive,
     Scope,
@@ -55,7 +56,8 @@ KIND = "video"
 DEFAULT_TASK = "video-generation"
 FINISHED = frozenset({"completed", "failed"})
 _VIDEOS = "/v1/videos"
-_VIDEO = re.compile(r"^/v1/videos/(video_[0-9a-f]+)(/content)?$")
+# Any id: one that is not the gateway's is a 404 here, not a call to LiteLLM's OpenAI route.
+_VIDEO = re.compile(r"^/v1/videos/([^/]+)(/content)?$")
 _TIMEOUT_HEADER = TIMEOUT_HEADER.encode()
 # How soon the SDK's poll helper asks again (it reads this header).
 _POLL_AFTER_MS = b"500"
@@ -270,8 +272,10 @@ class VideoRoutes:
 
     def _cost(self, deployment: Deployment, seconds: int) -> float | None:
         price = self._settings.prices.get(deployment.model)
-        per_second = getattr(price, "per_second", None)
-        return None if per_second is None else round(per_second * seconds, 6)
+        cost = priced(getattr(price, "per_second", None), seconds)
+        # The video's cost is this request's, for the metrics (its header is the job's own).
+        record_cost(cost)
+        return cost
 
     # --- reading -----------------------------------------------------------------------------
 

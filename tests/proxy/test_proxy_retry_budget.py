@@ -22,7 +22,6 @@ from consumers.invoker import HandlerInvoker
 from consumers.metrics import ConsumerMetrics
 from consumers.proxy_handler import ProxyCompletionHandler
 from consumers.publisher import EventPublisher
-from consumers.ratelimit import MemoryRateLimiter
 from consumers.retry import RetryPolicy
 from consumers.settings import KafkaSettings, RetrySettings
 from emulators.testing import EmulatorHandle
@@ -55,16 +54,14 @@ async def invoker(proxy: ThreadedProxy) -> AsyncIterator[HandlerInvoker]:
     )
     handler = ProxyCompletionHandler(proxy.url, api_key=MASTER_KEY, max_deliveries=DELIVERIES)
     await handler.start()
-    async with MemoryRateLimiter() as limiter:
-        yield HandlerInvoker(
-            settings=settings,
-            registry=HandlerRegistry({"*": handler}),
-            # Progress reports are the only use; the proxy handler makes none.
-            publisher=EventPublisher(settings, "127.0.0.1:1", EventCodec()),
-            limiter=limiter,
-            metrics=ConsumerMetrics(),
-            policy=RetryPolicy(settings.retry),
-        )
+    yield HandlerInvoker(
+        settings=settings,
+        registry=HandlerRegistry({"*": handler}),
+        # Progress reports are the only use; the proxy handler makes none.
+        publisher=EventPublisher(settings, "127.0.0.1:1", EventCodec()),
+        metrics=ConsumerMetrics(),
+        policy=RetryPolicy(settings.retry),
+    )
     await handler.stop()
 
 

@@ -52,14 +52,16 @@ def test_upstream_messages_echoing_a_key_are_scrubbed() -> None:
 def test_client_cannot_redirect_the_provider_call(
     client: openai.OpenAI, emulators: dict[str, EmulatorHandle]
 ) -> None:
-    """LiteLLM call overrides in the body (base_url, api_base) are ignored, keeping keys home."""
-    completion = client.chat.completions.create(
-        model="captioning",
-        messages=[{"role": "user", "content": f"redirect {uuid.uuid4().hex}"}],
-        extra_body={"base_url": "http://127.0.0.1:9", "api_base": "http://127.0.0.1:9"},
-    )
-    assert "[anthropic-emulator" in (completion.choices[0].message.content or "")
-    assert emulators["anthropic"].stats()["requests"] == 1
+    """LiteLLM call overrides in the body (base_url, api_base) are refused as OpenAI refuses
+    unknown arguments, so no provider is called and no key leaves."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="captioning",
+            messages=[{"role": "user", "content": f"redirect {uuid.uuid4().hex}"}],
+            extra_body={"base_url": "http://127.0.0.1:9", "api_base": "http://127.0.0.1:9"},
+        )
+    assert refused.value.param == "base_url"
+    assert emulators["anthropic"].stats()["requests"] == 0
 
 
 async def test_a_provider_echoing_our_key_leaks_it_nowhere(
