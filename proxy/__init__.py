@@ -7,10 +7,11 @@ settings built once), `errors` (the one error tree), `upstream` (translation of 
 `auth` (gateway keys and the master key, also LiteLLM's custom_auth hook), `admin` (the
 /gateway/v1 key and identity routes), `validation` (a provider key checked with its cheapest
 call), `identity` (all of these composed over the gateway database, `database`), `fastpath`
-(the ASGI wrapper), `accounting` (each request's ledger, prices), `usage` (tokens, a stream's
-final chunk), `metrics` (/metrics), `tracing` (OpenTelemetry spans), `observe` (the outermost
-layer filling them), `openapi` (the document of the gateway's own routes), `server` (uvicorn
-lifecycle). The proxy knows nothing of Kafka or the
+(the ASGI wrapper; `chat_params`, `chat_answer`, `chat_stream`: what it asks a provider, a
+whole answer, a streamed one), `accounting` (each request's ledger, prices), `usage` (tokens,
+a stream's final chunk), `metrics` (/metrics), `tracing` (OpenTelemetry spans), `observe` (the
+outermost layer filling them), `openapi` (the document of the gateway's own routes), `server`
+(uvicorn lifecycle). The proxy knows nothing of Kafka or the
 consumers; the `gateway` package composes it with them.
 
 Only the light modules are re-exported here: importing LiteLLM takes seconds, so modules that

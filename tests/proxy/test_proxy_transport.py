@@ -96,7 +96,7 @@ async def test_json_object_mode_answers_a_json_object(
     provider: str, transport: Transport, emulators: dict[str, EmulatorHandle]
 ) -> None:
     """response_format json_object yields content that parses as a JSON object."""
-    # The fast path sends Anthropic an any-object schema for json_object (fastpath._adapt).
+    # The fast path sends Anthropic an any-object schema for json_object (chat_params.adapt).
     response_format: dict[str, Any] = (
         {
             "type": "json_schema",
