@@ -6,7 +6,8 @@ error tree in ONE function (`error_for_response` / `_transport_errors`).
 
 The proxy owns retries and fallbacks (`proxy.resilience`). This handler tells it how long the
 answer may take (`x-gateway-timeout-ms`: the event's deadline, else `timeout_s`), waits a little
-longer than that for its answer, so it never starts a second chain while the first one runs, and
+longer than that for its answer, so it never starts a second chain while the first one runs,
+passes the event's priority for the proxy's budget queue (`x-gateway-priority`), and
 raises a retriable error only when the proxy marks the failure retriable (`x-gateway-retriable`,
 or a 429 with Retry-After): the invoker then sends it again at most `max_deliveries` times in
 all. Error messages are scrubbed by the redactor, which knows this handler's key: a proxy or
@@ -37,6 +38,7 @@ from consumers.errors import (
 from consumers.handlers import Completion, HandlerContext
 from consumers.settings import ProxyClientSettings
 from core.http import (
+    PRIORITY_HEADER,
     RETRIABLE_HEADER,
     TIMEOUT_HEADER,
     format_timeout,
@@ -247,6 +249,10 @@ class ProxyCompletionHandler:
         if budget <= 0:
             raise DeadlineExceeded("the event's deadline passed before the proxy was asked")
         headers = {"x-request-id": event.event_id, TIMEOUT_HEADER: format_timeout(budget)}
+        # Sent only when not normal: normal is the proxy's default, and other OpenAI-compatible
+        # servers this handler may face then see exactly the request they saw before.
+        if event.priority != "normal":
+            headers[PRIORITY_HEADER] = event.priority
         if ctx.traceparent is not None:
             headers["traceparent"] = child_traceparent(ctx.traceparent)
         with _transport_errors():

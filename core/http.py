@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 __all__ = [
+    "PRIORITY_HEADER",
     "RETRIABLE_HEADER",
     "TIMEOUT_HEADER",
     "format_timeout",
@@ -35,6 +36,8 @@ __all__ = [
 
 TIMEOUT_HEADER = "x-gateway-timeout-ms"
 RETRIABLE_HEADER = "x-gateway-retriable"
+# A caller's place in the proxy's budget queue: high, normal (the default) or low.
+PRIORITY_HEADER = "x-gateway-priority"
 
 
 def retry_after_seconds(

@@ -20,6 +20,7 @@ import structlog
 
 from budgets import PRIORITIES, BudgetError, BudgetExhausted, Budgets, Grant, Priority
 from budgets import estimate_tokens as _estimate
+from core.http import PRIORITY_HEADER
 from proxy.accounting import record_queue_wait
 from proxy.errors import AttemptFailure, BudgetWaitTooLongError, InvalidRequestError
 from proxy.routing import Deployment
@@ -31,8 +32,6 @@ __all__ = [
     "budgets_saturated",
     "demand_of",
 ]
-
-PRIORITY_HEADER = "x-gateway-priority"
 
 
 @dataclass(frozen=True, slots=True)

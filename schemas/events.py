@@ -17,7 +17,7 @@ Families and their topics (names and partition counts come from `gateway_setting
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -75,6 +75,10 @@ class Request(Event, frozen=True, kw_only=True):
     # When the producer stops caring for the answer; the consumer and the proxy give up then
     # (no retry, no fallback starts after it). None: the consumer's configured budget applies.
     deadline: datetime | None = None
+    # Its place in the proxy's provider-budget queue while a provider is saturated (served
+    # high, then normal, then low). Events written before this field existed decode as normal;
+    # any other value is a decode error, so the event is dead-lettered naming `priority`.
+    priority: Literal["high", "normal", "low"] = "normal"
 
 
 class CompletionRequested(Request, frozen=True, kw_only=True, tag="completion.requested"):
