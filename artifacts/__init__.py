@@ -1,0 +1,52 @@
+"""Artifacts: images and videos stored by content and passed by reference, signed links to
+serve them back, and the guarded fetch that brings input URLs in.
+
+- `store`: `ArtifactRef`, the `ArtifactStore` interface and `LocalArtifactStore` (a directory;
+  an S3-compatible store is not yet available).
+- `signing`: `sign` / `verify` for expiring links.
+- `fetch`: `GuardedFetcher`, with the address rules in `addresses`.
+- `errors`: the one error tree.
+
+Depends on nothing else in the project, so consumers, pipelines and the proxy can all use it.
+"""
+
+from artifacts.addresses import AddressPolicy
+from artifacts.errors import (
+    ArtifactError,
+    ArtifactNotFound,
+    FetchFailed,
+    FetchRefused,
+    FetchRejected,
+    InvalidArtifactId,
+    RefusalReason,
+    SignatureError,
+    SignatureExpired,
+    SignatureInvalid,
+)
+from artifacts.fetch import DEFAULT_MAX_BYTES, GuardedFetcher, Resolver, resolve_host
+from artifacts.signing import sign, verify
+from artifacts.store import ArtifactRef, ArtifactStore, LocalArtifactStore, artifact_id_of
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "AddressPolicy",
+    "ArtifactError",
+    "ArtifactNotFound",
+    "ArtifactRef",
+    "ArtifactStore",
+    "FetchFailed",
+    "FetchRefused",
+    "FetchRejected",
+    "GuardedFetcher",
+    "InvalidArtifactId",
+    "LocalArtifactStore",
+    "RefusalReason",
+    "Resolver",
+    "SignatureError",
+    "SignatureExpired",
+    "SignatureInvalid",
+    "artifact_id_of",
+    "resolve_host",
+    "sign",
+    "verify",
+]
