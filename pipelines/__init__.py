@@ -1,0 +1,1 @@
+"""Media pipelines run by consumer handlers: structured text, frames, summaries."""
