@@ -115,9 +115,15 @@ class ProxyServer:
         os.environ["LITELLM_MASTER_KEY"] = self._settings.master_key
         import litellm  # noqa: PLC0415 - heavy import, start-up only
         from litellm.proxy import proxy_server  # noqa: PLC0415
+        from litellm.proxy.shutdown.graceful_shutdown_manager import (  # noqa: PLC0415
+            GracefulShutdownManager,
+        )
 
         # Otherwise LiteLLM prints a feedback banner to stdout on every provider error.
         litellm.suppress_debug_info = True
+        # LiteLLM's draining flag is process-wide and set when its app shuts down: a server
+        # started after another stopped in this process would answer its health probes 503.
+        GracefulShutdownManager.reset()
 
         from proxy.fastpath import GatewayApp  # noqa: PLC0415 - imports litellm
 
@@ -188,10 +194,17 @@ class ProxyServer:
 
         self._transport = Transport(self._redactor)
         await self._transport.start()
-        from proxy.openapi import OpenApiRoute, build_document, served_tasks  # noqa: PLC0415
+        from proxy.openapi import (  # noqa: PLC0415
+            OpenApiRoute,
+            build_document,
+            chat_tasks,
+            served_tasks,
+        )
 
         # What each route serves: GET /gateway/openapi.json (public, as such documents are)
-        # describes it, and the fast path refuses chat for the tasks it lists under no chat.
+        # describes it. The fast path refuses chat only for tasks no provider can chat with
+        # (the image-only Vertex tasks); in-process models with a chat handler (ONNX faces
+        # and masks) keep serving it.
         served = served_tasks(
             self._settings.routing,
             media,
@@ -201,7 +214,7 @@ class ProxyServer:
         )
         app = GatewayApp(
             embeddings,
-            chat_tasks=frozenset(served.chat),
+            chat_tasks=frozenset(chat_tasks(self._settings.routing, self._settings.config_path)),
             transport=self._transport,
             routing=self._settings.routing,
             authenticator=self._keys.authenticator,

@@ -44,7 +44,14 @@ from proxy.openapi._parts import (
 from proxy.openapi._schemas import as_unions, task_schema
 from proxy.routing import RoutingTable
 
-__all__ = ["DOCUMENT_PATH", "OpenApiRoute", "ServedTasks", "build_document", "served_tasks"]
+__all__ = [
+    "DOCUMENT_PATH",
+    "OpenApiRoute",
+    "ServedTasks",
+    "build_document",
+    "chat_tasks",
+    "served_tasks",
+]
 
 DOCUMENT_PATH = "/gateway/openapi.json"
 

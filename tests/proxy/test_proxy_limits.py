@@ -314,8 +314,14 @@ async def test_fan_out_cancels_the_other_calls_when_one_fails() -> None:
     assert sorted(cancelled) == [1, 3]
 
 
-async def test_litellm_unsupported_params_end_the_chain_after_one_attempt() -> None:
+async def test_litellm_unsupported_params_end_the_chain_after_one_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """LiteLLM's UnsupportedParamsError is a 400: one attempt, no retry, no fallback."""
+    # An in-process proxy started earlier in the session applies the config's
+    # `litellm_settings.drop_params: true` to LiteLLM's module state, which beats the call's own
+    # drop_params=False; this test needs LiteLLM as it is without that config.
+    monkeypatch.setattr(litellm, "drop_params", False)
     calls: list[str] = []
 
     async def call(deployment: Deployment, key: str) -> Any:
