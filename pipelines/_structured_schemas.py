@@ -175,10 +175,9 @@ class VisibilityRequested(Request, frozen=True, kw_only=True, tag="visibility.re
 # ---------------------------------------------------------------- payloads and results
 
 
-class Caption(msgspec.Struct, frozen=True, kw_only=True):
-    """A captioning handler's answer (and the accounting every payload carries)."""
+class _Answered(msgspec.Struct, frozen=True, kw_only=True):
+    """The accounting every structured handler's answer carries beside its structured part."""
 
-    caption: ProductCaption
     provider: str
     model: str
     # Model answers it took: 2 when the first did not validate.
@@ -189,37 +188,22 @@ class Caption(msgspec.Struct, frozen=True, kw_only=True):
     proxy_latency_ms: GatewayLatency | None = None
 
 
-class Styling(msgspec.Struct, frozen=True, kw_only=True):
+class Caption(_Answered, frozen=True, kw_only=True):
+    """A captioning handler's answer."""
+
+    caption: ProductCaption
+
+
+class Styling(_Answered, frozen=True, kw_only=True):
     styling: StylingSuggestions
-    provider: str
-    model: str
-    answers: int = 1
-    images: int = 0
-    usage: Usage | None = None
-    cost_usd: float | None = None
-    proxy_latency_ms: GatewayLatency | None = None
 
 
-class VisionAnalysis(msgspec.Struct, frozen=True, kw_only=True):
+class VisionAnalysis(_Answered, frozen=True, kw_only=True):
     analysis: VisionFindings
-    provider: str
-    model: str
-    answers: int = 1
-    images: int = 0
-    usage: Usage | None = None
-    cost_usd: float | None = None
-    proxy_latency_ms: GatewayLatency | None = None
 
 
-class Visibility(msgspec.Struct, frozen=True, kw_only=True):
+class Visibility(_Answered, frozen=True, kw_only=True):
     visibility: VisibilityDecision
-    provider: str
-    model: str
-    answers: int = 1
-    images: int = 0
-    usage: Usage | None = None
-    cost_usd: float | None = None
-    proxy_latency_ms: GatewayLatency | None = None
 
 
 class _Accounted(Result, frozen=True, kw_only=True):

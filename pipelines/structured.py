@@ -31,6 +31,7 @@ from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
 from consumers.kinds import Completion, EventKind
 from consumers.proxy_handler import ProxyCompletionHandler
+from pipelines._proxied import Proxied
 from pipelines._structured_schemas import (
     AnalysisFailed,
     AnalysisRequested,
@@ -240,7 +241,7 @@ def _add_usage(a: Usage | None, b: Usage | None) -> Usage | None:
     )
 
 
-class StructuredHandler(Generic[Req, Out, Ans]):
+class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
     """Asks the proxy for `task`'s structured answer and validates it (one re-ask)."""
 
     def __init__(
@@ -265,20 +266,6 @@ class StructuredHandler(Generic[Req, Out, Ans]):
         )
         self._decoder = msgspec.json.Decoder(task.answer, strict=True)
         self._format = task.response_format()
-
-    @property
-    def provider(self) -> str:
-        return self._proxy.provider
-
-    @property
-    def max_deliveries(self) -> int:
-        return self._proxy.max_deliveries
-
-    async def start(self) -> None:
-        await self._proxy.start()
-
-    async def stop(self) -> None:
-        await self._proxy.stop()
 
     def _ask(self, event: Req, messages: list[ChatMessage], suffix: str) -> CompletionRequested:
         return CompletionRequested(

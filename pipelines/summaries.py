@@ -41,6 +41,7 @@ from consumers.proxy_handler import ProxyCompletionHandler
 from core.config import ConfigError
 from pipelines._errors import NoSamplingPolicy, PipelineError, VideoNotFound, VideoRefused
 from pipelines._policy import SummaryConfig, load_summary_config
+from pipelines._proxied import Proxied
 from pipelines.frames import Frames, VideoSource, sample_frames_async
 from schemas import (
     ChatMessage,
@@ -190,7 +191,7 @@ async def _call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(func, *args, **kwargs)
 
 
-class VideoSummaries:
+class VideoSummaries(Proxied):
     """Summarises videos through the proxy's task, frames sampled per its serving provider."""
 
     kind = VIDEO_SUMMARY
@@ -224,20 +225,6 @@ class VideoSummaries:
         )
         self._store: Any = None
         self._fetcher: Any = None
-
-    @property
-    def provider(self) -> str:
-        return self._proxy.provider
-
-    @property
-    def max_deliveries(self) -> int:
-        return self._proxy.max_deliveries
-
-    async def start(self) -> None:
-        await self._proxy.start()
-
-    async def stop(self) -> None:
-        await self._proxy.stop()
 
     async def handle(self, event: SummaryRequested, ctx: HandlerContext) -> Summary:
         serving = self._config.policy_for(event.task)

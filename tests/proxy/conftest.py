@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+from observed_proxy import ObservedProxy, start_observed_proxy
 from proxy_support import (
     MASTER_KEY,
     SeededDatabase,
@@ -24,7 +26,7 @@ from proxy_support import (
 )
 
 from database import Sealer
-from emulators.testing import EmulatorHandle
+from emulators.testing import EmulatorHandle, FalHandle
 from proxy.server import ProxyServer
 from proxy.settings import build_settings
 
@@ -74,3 +76,32 @@ def client(proxy: ThreadedProxy) -> Iterator[openai.OpenAI]:
         base_url=f"{proxy.url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=30
     ) as sdk:
         yield sdk
+
+
+@pytest.fixture(scope="module")
+def observed(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    anthropic_emulator: EmulatorHandle,
+    openai_emulator: EmulatorHandle,
+    gemini_emulator: EmulatorHandle,
+    fal_emulator: FalHandle,
+    onnx_models: Path,
+    key_database: SeededDatabase,
+) -> Iterator[ObservedProxy]:
+    """A proxy over the repository's config (Fal and the ONNX models included) with its
+    metrics and its spans in a JSON-lines file: one per test module."""
+    running = start_observed_proxy(
+        tmp_path_factory.mktemp(request.module.__name__.rsplit("_", 1)[-1]),
+        emulators={
+            "anthropic": anthropic_emulator,
+            "openai": openai_emulator,
+            "gemini": gemini_emulator,
+        },
+        fal=fal_emulator,
+        onnx_models=onnx_models,
+        key_database=key_database,
+    )
+    yield running
+    running.stop()

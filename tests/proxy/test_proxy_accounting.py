@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import litellm
 import openai
 import pytest
-from observed_proxy import ObservedProxy, start_observed_proxy
-from proxy_support import MASTER_KEY, SeededDatabase
+from observed_proxy import ObservedProxy
+from proxy_support import MASTER_KEY
 
-from emulators.testing import EmulatorHandle, FalHandle
+from emulators.testing import FalHandle
 from proxy.accounting import SEED_PRICES, PriceBook, TokenPrice
 
 LATENCY_HEADERS = (
@@ -23,33 +22,6 @@ LATENCY_HEADERS = (
     "x-gateway-queue-ms",
     "x-gateway-overhead-ms",
 )
-
-
-@pytest.fixture(scope="module")
-def observed(
-    tmp_path_factory: pytest.TempPathFactory,
-    *,
-    anthropic_emulator: EmulatorHandle,
-    openai_emulator: EmulatorHandle,
-    gemini_emulator: EmulatorHandle,
-    fal_emulator: FalHandle,
-    onnx_models: Path,
-    key_database: SeededDatabase,
-) -> Iterator[ObservedProxy]:
-    """The proxy over the repository's config, Fal and the ONNX models included."""
-    running = start_observed_proxy(
-        tmp_path_factory.mktemp("accounting"),
-        emulators={
-            "anthropic": anthropic_emulator,
-            "openai": openai_emulator,
-            "gemini": gemini_emulator,
-        },
-        fal=fal_emulator,
-        onnx_models=onnx_models,
-        key_database=key_database,
-    )
-    yield running
-    running.stop()
 
 
 @pytest.fixture

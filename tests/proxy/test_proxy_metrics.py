@@ -14,42 +14,16 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from observed_proxy import ObservedProxy, start_observed_proxy
+from observed_proxy import ObservedProxy
 from prometheus_client.parser import text_string_to_metric_families
-from proxy_support import MASTER_KEY, SeededDatabase
+from proxy_support import MASTER_KEY
 
-from emulators.testing import EmulatorHandle, FalHandle
+from emulators.testing import EmulatorHandle
 from proxy.metrics import ProxyMetrics
 from proxy.settings import MetricsSettings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def observed(
-    tmp_path_factory: pytest.TempPathFactory,
-    *,
-    anthropic_emulator: EmulatorHandle,
-    openai_emulator: EmulatorHandle,
-    gemini_emulator: EmulatorHandle,
-    fal_emulator: FalHandle,
-    onnx_models: Path,
-    key_database: SeededDatabase,
-) -> Iterator[ObservedProxy]:
-    running = start_observed_proxy(
-        tmp_path_factory.mktemp("metrics"),
-        emulators={
-            "anthropic": anthropic_emulator,
-            "openai": openai_emulator,
-            "gemini": gemini_emulator,
-        },
-        fal=fal_emulator,
-        onnx_models=onnx_models,
-        key_database=key_database,
-    )
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -5,15 +5,15 @@ one trace id, each span the child of the one before."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from observed_proxy import ObservedProxy, start_observed_proxy, wait_for_spans
-from proxy_support import MASTER_KEY, SeededDatabase, ThreadedProxy, write_config
+from observed_proxy import ObservedProxy, wait_for_spans
+from proxy_support import MASTER_KEY, ThreadedProxy, write_config
 
 from consumers.handlers import HandlerRegistry
 from consumers.invoker import HandlerInvoker
@@ -23,36 +23,9 @@ from consumers.publisher import EventPublisher
 from consumers.retry import RetryPolicy
 from consumers.settings import KafkaSettings
 from core.config import ConfigError
-from emulators.testing import EmulatorHandle, FalHandle
+from emulators.testing import EmulatorHandle
 from proxy.settings import build_settings
 from schemas import ChatMessage, CompletionRequested, EventCodec, new_traceparent, trace_id_of
-
-
-@pytest.fixture(scope="module")
-def observed(
-    tmp_path_factory: pytest.TempPathFactory,
-    *,
-    anthropic_emulator: EmulatorHandle,
-    openai_emulator: EmulatorHandle,
-    gemini_emulator: EmulatorHandle,
-    fal_emulator: FalHandle,
-    onnx_models: Path,
-    key_database: SeededDatabase,
-) -> Iterator[ObservedProxy]:
-    """A proxy writing its spans to a JSON-lines file."""
-    running = start_observed_proxy(
-        tmp_path_factory.mktemp("tracing"),
-        emulators={
-            "anthropic": anthropic_emulator,
-            "openai": openai_emulator,
-            "gemini": gemini_emulator,
-        },
-        fal=fal_emulator,
-        onnx_models=onnx_models,
-        key_database=key_database,
-    )
-    yield running
-    running.stop()
 
 
 @pytest.fixture
