@@ -10,9 +10,11 @@ restart nodes, so no other test may see it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from services.kafka import KafkaCluster
 from services.postgres import PostgresServer
@@ -31,6 +33,26 @@ def redis_server() -> Iterator[RedisServer]:
     """A throw-away redis-server for the whole session."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session's throw-away Redis."""
+    return redis_server.url
+
+
+@pytest.fixture
+async def namespace(redis_url: str) -> AsyncIterator[str]:
+    """A Redis key prefix no other test uses; every key under it is deleted after the test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{name}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")
