@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from gateway_support import GATEWAY, ROOT, base_env, free_port
+from gateway_support import GATEWAY, ROOT, base_env, child_pids, free_port
 from provider_setup import FAKE_KEYS, emulator_env, write_config
 
 from emulators.testing import EmulatorHandle
@@ -33,19 +33,6 @@ def _is_java(pid: int) -> bool:
         return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/java")
     except OSError:
         return False
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 class Gateway:
@@ -241,7 +228,7 @@ def test_embedded_default_round_trips_an_event_through_apache_kafka(embedded: Ga
 
 def test_sigterm_stops_cleanly_without_leftover_children(embedded: Gateway) -> None:
     """SIGTERM makes `gateway up` exit 0, leaving no child process (JVM included), port closed."""
-    children = _children(embedded.process.pid)
+    children = child_pids(embedded.process.pid)
     if embedded.matched(_KAFKA_LINE).group(1).startswith("Apache Kafka"):
         assert {pid for pid in children if _is_java(pid)}, "the broker's JVM is not a child"
     assert embedded.terminate() == 0

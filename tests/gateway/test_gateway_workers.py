@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from gateway_support import GATEWAY, ROOT, base_env, free_port, run_gateway
+from gateway_support import GATEWAY, ROOT, base_env, child_pids, free_port, run_gateway
 from provider_setup import write_config
 
 MASTER_KEY = "sk-gw-workers-test-master-key"
@@ -76,19 +76,6 @@ class Running:
         return code
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
 def _served_by(url: str, key: str, requests: int) -> list[int]:
     """The worker pid of each of `requests` chat completions, each on a new connection."""
     pids = []
@@ -118,7 +105,7 @@ def test_start_up_lines_name_both_workers(running: Running) -> None:
     """The start-up lines say two workers serve the port, naming pids that are children."""
     match = running.workers_line()
     assert int(match[1]) == running.port
-    assert {int(match[2]), int(match[3])} <= _children(running.process.pid)
+    assert {int(match[2]), int(match[3])} <= child_pids(running.process.pid)
 
 
 def test_requests_reach_both_workers(running: Running) -> None:
@@ -150,21 +137,21 @@ def test_a_killed_worker_is_restarted_while_the_port_serves(running: Running) ->
     os.kill(victim, signal.SIGKILL)
     # The survivor answers while the victim restarts (the SDK retries a dropped connection).
     answered = set(_served_by(running.url, MASTER_KEY, 5))
-    assert answered <= {survivor, *_children(running.process.pid)}
+    assert answered <= {survivor, *child_pids(running.process.pid)}
     deadline = time.monotonic() + _START_S
     new: set[int] = set()
     while not new and time.monotonic() < deadline:
         new = set(_served_by(running.url, MASTER_KEY, 10)) - {victim, survivor}
         time.sleep(0.5)
     assert new, running.stderr_path.read_text()[-3000:]
-    assert new <= _children(running.process.pid)
-    assert victim not in _children(running.process.pid)
+    assert new <= child_pids(running.process.pid)
+    assert victim not in child_pids(running.process.pid)
     assert "proxy_worker_exited" in running.stderr_path.read_text()
 
 
 def test_sigterm_stops_every_worker_and_closes_the_port(running: Running) -> None:
     """SIGTERM makes `gateway up --workers 2` exit 0 with no child left and the port closed."""
-    children = _children(running.process.pid)
+    children = child_pids(running.process.pid)
     assert len(children) >= 2
     assert running.terminate() == 0
     assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,17 @@ class GatewayProcess:
     url: str
     lines: list[str]
     log: Path
+
+    def emulator_bases(self, providers: Sequence[str]) -> dict[str, str]:
+        """Each named provider's emulator base URL, from the `emulated <provider> <url>` lines
+        (without the API's version path)."""
+        found = {}
+        for provider in providers:
+            for line in self.lines:
+                if match := re.match(rf"\s*emulated {provider}\s+(https?://\S+)", line):
+                    found[provider] = match.group(1).removesuffix("/v1").removesuffix("/v1beta")
+        assert set(found) == set(providers), self.lines
+        return found
 
 
 def free_port() -> int:

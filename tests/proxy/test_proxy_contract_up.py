@@ -55,13 +55,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         tmp_path_factory.mktemp("contract-up") / "litellm_config.yaml", small_bodies
     )
     with gateway_up(config, master_key=MASTER_KEY) as running:
-        found = {}
-        for provider in PROVIDERS:
-            for line in running.lines:
-                if match := re.match(rf"\s*emulated {provider}\s+(https?://\S+)", line):
-                    found[provider] = match.group(1).removesuffix("/v1").removesuffix("/v1beta")
-        assert set(found) == set(PROVIDERS), running.lines
-        yield Gateway(running.url, found)
+        yield Gateway(running.url, running.emulator_bases(PROVIDERS))
 
 
 @pytest.fixture

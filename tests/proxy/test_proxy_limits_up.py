@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,13 +40,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """`gateway up --no-kafka` without provider keys, and its emulators' URLs."""
     config = write_config(tmp_path_factory.mktemp("limits-up") / "litellm_config.yaml")
     with gateway_up(config, master_key=MASTER_KEY) as running:
-        found = {}
-        for provider in PROVIDERS:
-            for line in running.lines:
-                if match := re.match(rf"\s*emulated {provider}\s+(http://\S+)", line):
-                    found[provider] = match.group(1).removesuffix("/v1").removesuffix("/v1beta")
-        assert set(found) == set(PROVIDERS), running.lines
-        yield Gateway(running.url, found)
+        yield Gateway(running.url, running.emulator_bases(PROVIDERS))
 
 
 @pytest.fixture
