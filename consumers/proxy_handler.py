@@ -2,7 +2,7 @@
 
 Why HTTP and not the proxy's code: the consumers scale and deploy separately from the proxy;
 the task name is the proxy's model name. Every HTTP outcome is translated into the consumers'
-error tree in ONE function (`error_for_response` / `_transport_errors`).
+error tree in ONE function (`error_for_response` / `transport_errors`).
 
 The proxy owns retries and fallbacks (`proxy.resilience`). This handler tells it how long the
 answer may take (`x-gateway-timeout-ms`: the event's deadline, else `timeout_s`), waits a little
@@ -48,7 +48,13 @@ from core.http import (
 from core.redact import Redactor
 from schemas import CompletionRequested, GatewayLatency, ToolCall, Usage, child_traceparent
 
-__all__ = ["ProxyCompletionHandler", "error_for_response"]
+__all__ = [
+    "ANSWER_GRACE_S",
+    "ProxyCompletionHandler",
+    "accounting_of",
+    "error_for_response",
+    "transport_errors",
+]
 
 # How much longer than the budget it sent the handler waits for the proxy's answer: the proxy
 # answers at its deadline at the latest, after cancelling the provider call in flight.
@@ -84,7 +90,7 @@ def _number(headers: httpx.Headers, name: str) -> float | None:
     return value if value >= 0 else None
 
 
-def _accounting(headers: httpx.Headers) -> tuple[float | None, GatewayLatency | None]:
+def accounting_of(headers: httpx.Headers) -> tuple[float | None, GatewayLatency | None]:
     """The cost and latency split the gateway's proxy reported (None from other servers)."""
     times = {field: _number(headers, name) for field, name in _LATENCY_HEADERS.items()}
     latency = (
@@ -143,7 +149,7 @@ def error_for_response(  # noqa: PLR0911 - one return per error class reads best
 
 
 @contextmanager
-def _transport_errors() -> Iterator[None]:
+def transport_errors() -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
@@ -255,7 +261,7 @@ class ProxyCompletionHandler:
             headers[PRIORITY_HEADER] = event.priority
         if ctx.traceparent is not None:
             headers["traceparent"] = child_traceparent(ctx.traceparent)
-        with _transport_errors():
+        with transport_errors():
             response = await self._client.post(
                 "/v1/chat/completions",
                 content=self._body(event),
@@ -272,7 +278,7 @@ class ProxyCompletionHandler:
         raw_calls = message.get("tool_calls")
         tool_calls = msgspec.convert(raw_calls, list[ToolCall]) if raw_calls else None
         content = message.get("content")
-        cost_usd, latency = _accounting(response.headers)
+        cost_usd, latency = accounting_of(response.headers)
         return Completion(
             # The gateway says which provider actually served (after any fallback); a plain
             # OpenAI-compatible server does not, and then the configured name stands.

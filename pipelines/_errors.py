@@ -7,14 +7,20 @@ never decode is failed at once instead of being sent again.
     PipelineError                  retriable = False
     ├── VideoUndecodable           retriable = False  (not a video, or no video stream)
     ├── NoFrames                   retriable = False  (a video stream without any frame)
-    ├── VideoRefused               retriable = False  (outside the allowed roots, refused URL)
-    ├── VideoNotFound              retriable = False  (no such file or artifact)
+    ├── InputRefused               retriable = False  (outside the allowed roots, refused URL)
+    │   └── VideoRefused           retriable = False  (the same, for a video)
+    ├── InputNotFound              retriable = False  (no such file or artifact)
+    │   └── VideoNotFound          retriable = False  (the same, for a video)
+    ├── InputUnavailable           retriable = True   (a fetch timed out, a 5xx, a 429)
     └── NoSamplingPolicy           retriable = False  (the task's provider has no policy)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "InputNotFound",
+    "InputRefused",
+    "InputUnavailable",
     "NoFrames",
     "NoSamplingPolicy",
     "PipelineError",
@@ -38,12 +44,27 @@ class NoFrames(PipelineError):
     """The video stream decoded to zero frames: there is nothing to summarise."""
 
 
-class VideoRefused(PipelineError):
+class InputRefused(PipelineError):
+    """An input reference points somewhere the handler may not read, or its content is not
+    what the request asked for."""
+
+
+class InputNotFound(PipelineError):
+    """The referenced file or artifact does not exist."""
+
+
+class InputUnavailable(PipelineError):
+    """An input URL could not be fetched this time (timeout, connection error, 5xx, 429)."""
+
+    retriable = True
+
+
+class VideoRefused(InputRefused):
     """The video reference points somewhere the handler may not read."""
 
 
-class VideoNotFound(PipelineError):
-    """The referenced file or artifact does not exist."""
+class VideoNotFound(InputNotFound):
+    """The referenced video file or artifact does not exist."""
 
 
 class NoSamplingPolicy(PipelineError):
