@@ -1,8 +1,9 @@
 """Artifacts: images and videos stored by content and passed by reference, signed links to
 serve them back, and the guarded fetch that brings input URLs in.
 
-- `store`: `ArtifactRef`, the `ArtifactStore` interface and `LocalArtifactStore` (a directory;
-  an S3-compatible store is not yet available).
+- `store`: `ArtifactRef`, the `ArtifactStore` interface and `LocalArtifactStore` (a directory);
+  `s3.S3ArtifactStore` (an S3-compatible bucket) is imported from its module, by the processes
+  configured for it only (`settings.open_store`), since it loads botocore.
 - `signing`: `sign` / `verify` for expiring links.
 - `fetch`: `GuardedFetcher`, with the address rules in `addresses`.
 - `errors`: the one error tree.
@@ -22,6 +23,8 @@ from artifacts.errors import (
     SignatureError,
     SignatureExpired,
     SignatureInvalid,
+    StoreRejected,
+    StoreUnavailable,
 )
 from artifacts.fetch import DEFAULT_MAX_BYTES, GuardedFetcher, Resolver, resolve_host
 from artifacts.signing import sign, verify
@@ -45,6 +48,8 @@ __all__ = [
     "SignatureError",
     "SignatureExpired",
     "SignatureInvalid",
+    "StoreRejected",
+    "StoreUnavailable",
     "artifact_id_of",
     "resolve_host",
     "sign",

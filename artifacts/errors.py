@@ -10,6 +10,8 @@ cause. Messages name the cause and never carry a URL's userinfo or query string.
     ├── FetchRefused               the fetch policy said no (`reason` says which rule)
     ├── FetchRejected              a 4xx other than 408 / 425 / 429, or a name that does not exist
     ├── FetchFailed                retriable=True: timeout, connection error, 5xx, 408, 429
+    ├── StoreUnavailable           retriable=True: the store did not answer (connection, 5xx)
+    ├── StoreRejected              the store refused the call (credentials, bucket, a 4xx)
     └── SignatureError
         ├── SignatureInvalid       malformed or not made with this key
         └── SignatureExpired       made with this key, but its time has passed
@@ -30,6 +32,8 @@ __all__ = [
     "SignatureError",
     "SignatureExpired",
     "SignatureInvalid",
+    "StoreRejected",
+    "StoreUnavailable",
 ]
 
 # Why a fetch was refused before (or while) anything was downloaded.
@@ -82,6 +86,18 @@ class FetchFailed(ArtifactError):
     """The fetch did not complete for a reason that may pass: timeout, connection, 5xx."""
 
     retriable = True
+
+
+class StoreUnavailable(ArtifactError):
+    """The artifact store could not be reached or failed on its side (a connection error, a
+    timeout, a 5xx, throttling): the same call may succeed later. Never carries credentials."""
+
+    retriable = True
+
+
+class StoreRejected(ArtifactError):
+    """The artifact store refused the call (wrong credentials, a missing bucket, no access):
+    asking again gets the same answer until its configuration changes."""
 
 
 class SignatureError(ArtifactError):

@@ -3,8 +3,8 @@ Kafka records (brokers refuse records over about 1 MB by default).
 
 An artifact's id is the sha256 hex digest of its bytes, so putting the same bytes twice stores
 them once and a reference can never point at different bytes later. `ArtifactStore` is the
-interface every store implements; `LocalArtifactStore` (a directory) is the embedded default.
-An S3-compatible store for clusters is not yet available.
+interface every store implements; `LocalArtifactStore` (a directory) is the embedded default,
+`artifacts.s3.S3ArtifactStore` (a bucket) the store a cluster of hosts shares.
 
 Layout under the root: `<id[:2]>/<id>` holds the bytes and `<id[:2]>/<id>.meta` the content
 type (JSON). Both are written to a temporary file and renamed into place, the sidecar first,

@@ -11,6 +11,10 @@ config file.
     dedupe records        -                    REDIS_URL                  kafka.dedupe_redis_url
     provider budgets      -                    REDIS_URL (the proxy's)    budgets.redis_url
     gateway key           -                    LITELLM_MASTER_KEY         - (`up` generates one)
+    artifact link key     -                    GATEWAY_ARTIFACT_SIGNING_KEY  artifacts.signing_key
+                                                                      (`up` generates one)
+    artifact link base    -                    GATEWAY_PUBLIC_URL         artifacts.public_url
+                                                                      (`up`: the proxy's URL)
     proxy processes       --workers            GATEWAY_WORKERS            - (default 1)
     provider keys, bases  -                    *_API_KEY, *_API_BASE      os.environ/ references
 """
@@ -32,8 +36,10 @@ from core.redact import Redactor
 from gateway.broker import BrokerMode, configured_cluster
 
 __all__ = [
+    "ARTIFACT_KEY_ENV",
     "MASTER_KEY_ENV",
     "PROVIDER_ENV",
+    "PUBLIC_URL_ENV",
     "REDIS_ENV",
     "VERTEX_ENV",
     "WORKERS_ENV",
@@ -43,6 +49,10 @@ __all__ = [
 ]
 
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+# What litellm_config.yaml's gateway_settings.artifacts refers to for the link signing key and
+# the base URL links start with.
+ARTIFACT_KEY_ENV = "GATEWAY_ARTIFACT_SIGNING_KEY"
+PUBLIC_URL_ENV = "GATEWAY_PUBLIC_URL"
 REDIS_ENV = "REDIS_URL"
 WORKERS_ENV = "GATEWAY_WORKERS"
 # Far above any useful count on one machine: a typo (400 for 4) should not fork 400 proxies.
@@ -103,6 +113,8 @@ class StackSettings:
     # The gateway key: the proxy's master key, and what the consumers' proxy handler sends.
     master_key: str | None
     master_key_generated: bool
+    # Whether `up` generated the artifact link signing key (in `environ`) for this run.
+    signing_key_generated: bool = False
     # Keyword arguments for a configured `handler:` factory.
     handler_options: Mapping[str, str]
     # A snapshot of the environment, which the config's `os.environ/NAME` references resolve
@@ -171,6 +183,13 @@ def build_stack_settings(
     snapshot = dict(environ)
     if not snapshot.get("GEMINI_API_KEY") and snapshot.get("GOOGLE_API_KEY"):
         snapshot["GEMINI_API_KEY"] = snapshot["GOOGLE_API_KEY"]
+    # Links work out of the box: every process of this run resolves the config's key reference
+    # from this snapshot, so they all sign and check with one key (it dies with the run).
+    signing_key_generated = generate_master_key and not snapshot.get(ARTIFACT_KEY_ENV)
+    if signing_key_generated:
+        snapshot[ARTIFACT_KEY_ENV] = secrets.token_urlsafe(32)
+    if generate_master_key and flags.port and not snapshot.get(PUBLIC_URL_ENV):
+        snapshot[PUBLIC_URL_ENV] = f"http://{flags.host}:{flags.port}"
     # A provider is emulated when neither its key nor its base is set (a base without a key
     # is a real endpoint whose key is missing: its requests then say what to set).
     missing = tuple(
@@ -179,7 +198,13 @@ def build_stack_settings(
         if not snapshot.get(key) and not (p == "vertex" and snapshot.get(base))
     )
     workers = _workers(flags.workers, environ)
-    redactor = Redactor([master_key, *(snapshot.get(key) for key, _, _ in PROVIDER_ENV.values())])
+    redactor = Redactor(
+        [
+            master_key,
+            snapshot.get(ARTIFACT_KEY_ENV),
+            *(snapshot.get(key) for key, _, _ in PROVIDER_ENV.values()),
+        ]
+    )
     return StackSettings(
         config=config,
         kafka=msgspec.structs.replace(kafka, **changes),
@@ -189,6 +214,7 @@ def build_stack_settings(
         redis_source=redis_source,
         master_key=master_key,
         master_key_generated=generated,
+        signing_key_generated=signing_key_generated,
         handler_options=MappingProxyType(dict(flags.handler_options)),
         environ=MappingProxyType(snapshot),
         missing_providers=missing,

@@ -18,7 +18,7 @@ from types import FrameType
 from gateway.broker import LocalBroker, choose_broker
 from gateway.components import Component, EmbeddedEmulators, ProxyComponent, run_components
 from gateway.pipeline import ConsumersComponent, KafkaComponent
-from gateway.settings import MASTER_KEY_ENV, PROVIDER_ENV, StackSettings
+from gateway.settings import ARTIFACT_KEY_ENV, MASTER_KEY_ENV, PROVIDER_ENV, StackSettings
 from gateway.workers import ProxyWorkers
 
 __all__ = ["run_broker", "serve_consumers", "serve_up"]
@@ -102,6 +102,9 @@ def _print_banner(settings: StackSettings, urls: dict[str, str], proxy_url: str)
     out(f"gateway: proxy listening on {proxy_url} (OpenAI-compatible: {proxy_url}/v1)")
     if settings.master_key_generated:
         out(f"gateway: {MASTER_KEY_ENV} was not set; generated for this run: {settings.master_key}")
+    if settings.signing_key_generated:
+        # Not printed: nobody needs it but this run's processes, and links die with the run.
+        out(f"gateway: {ARTIFACT_KEY_ENV} was not set; generated one for this run's artifact links")
 
 
 def run_broker(

@@ -10,6 +10,8 @@ asyncio) are translated into this tree in exactly one place: `proxy.upstream`.
     │                                         answered at once, no provider is called
     ├── ForbiddenError                   403  a valid gateway key that may not do this (a user
     │                                         on an admin route, or acting for someone else)
+    │   ├── LinkInvalidError             403  a signed artifact link this gateway did not sign
+    │   └── LinkExpiredError             403  a genuine signed artifact link past its expiry
     ├── RateLimitError                   429  retriable
     │   └── BudgetWaitTooLongError       429  our own budget: its queue would not serve the call
     │                                         before the deadline; not retried, fall back
@@ -17,6 +19,7 @@ asyncio) are translated into this tree in exactly one place: `proxy.upstream`.
     │   └── MissingProviderKeyError      401  no key configured at any level: fall back
     ├── PermissionDeniedError            403  fall back
     ├── NotFoundError                    404  fall back
+    │   └── ArtifactMissingError         404  no such artifact, or artifact links are off
     ├── BadRequestError                  400  the client's request: returned, never retried
     │   ├── ContentPolicyError           400  content policy refusal: returned as is
     │   ├── InvalidRequestError          400  the request breaks the OpenAI contract (`param`
@@ -25,6 +28,8 @@ asyncio) are translated into this tree in exactly one place: `proxy.upstream`.
     ├── ProviderTimeoutError             504  retriable
     ├── ProviderServerError              500/502/503/529  retriable
     │   └── ServiceUnavailableError      503  unreachable or overloaded; retriable
+    │       └── ArtifactStoreUnavailableError 503  the artifact store did not answer; the
+    │                                         caller may come back (`chain_retriable`)
     ├── UnexpectedProviderError          502  an upstream failure we cannot classify
     ├── InternalError                    500  the gateway's own failure: logged in detail,
     │                                         answered with a correlation id only
@@ -50,6 +55,8 @@ from core.http import RETRIABLE_HEADER
 __all__ = [
     "CORRELATION_HEADER",
     "AllProvidersFailedError",
+    "ArtifactMissingError",
+    "ArtifactStoreUnavailableError",
     "AttemptFailure",
     "AuthenticationError",
     "BadRequestError",
@@ -61,6 +68,8 @@ __all__ = [
     "InternalError",
     "InvalidApiKeyError",
     "InvalidRequestError",
+    "LinkExpiredError",
+    "LinkInvalidError",
     "MissingProviderKeyError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -155,6 +164,18 @@ class ForbiddenError(ExternalServiceError):
     error_code = "forbidden"
 
 
+class LinkInvalidError(ForbiddenError):
+    """A signed artifact link whose signature is malformed or not this gateway's."""
+
+    error_code = "invalid_signature"
+
+
+class LinkExpiredError(ForbiddenError):
+    """A signed artifact link this gateway made, past its expiry: ask for a fresh link."""
+
+    error_code = "link_expired"
+
+
 class RateLimitError(ExternalServiceError):
     retriable = True
     default_status = 429
@@ -195,6 +216,14 @@ class NotFoundError(ExternalServiceError):
     default_status = 404
     error_type = "not_found_error"
     error_code = "model_not_found"
+
+
+class ArtifactMissingError(NotFoundError):
+    """No artifact under a signed link's id (never stored, deleted or collected), or the
+    gateway serves no artifact links; the gateway's own answer, so no fallback applies."""
+
+    fallback_allowed = False
+    error_code = "artifact_not_found"
 
 
 class BadRequestError(ExternalServiceError):
@@ -239,6 +268,18 @@ class ProviderServerError(ExternalServiceError):
 class ServiceUnavailableError(ProviderServerError):
     default_status = 503
     error_code = "provider_unavailable"
+
+
+class ArtifactStoreUnavailableError(ServiceUnavailableError):
+    """The artifact store behind a signed link did not answer (down, throttling, a 5xx): no
+    provider is involved, and the same link may work once the store is back."""
+
+    fallback_allowed = False
+    error_code = "artifact_store_unavailable"
+
+    @property
+    def chain_retriable(self) -> bool:
+        return True
 
 
 class UnexpectedProviderError(ExternalServiceError):

@@ -19,6 +19,7 @@ import uvicorn
 
 from budgets import Budgets, open_budgets
 from core.redact import Redactor
+from proxy.artifact_links import ArtifactLinks
 from proxy.budgeting import BudgetGate
 from proxy.identity import KeyServices
 from proxy.metrics import ProxyMetrics
@@ -211,6 +212,7 @@ class ProxyServer:
             embeddings,
             config_path=self._settings.config_path,
             key_routes=self._keys.records is not None,
+            artifact_links=self._settings.artifacts.signing_key is not None,
         )
         app = GatewayApp(
             embeddings,
@@ -225,10 +227,18 @@ class ProxyServer:
             max_body_bytes=limits.max_body_bytes,
             prices=prices,
         )
+        # Signed artifact links need no gateway key: ahead of the key routes and the fast path.
+        # The process sweeping media jobs also collects artifacts past retention.
+        links = ArtifactLinks(
+            self._keys.mount(app),
+            self._settings.artifacts,
+            redactor=self._redactor,
+            sweep=self._sweep_jobs,
+        )
         config = uvicorn.Config(
             # Outermost: latency is measured from arrival, and /metrics answers ahead of all.
             ObservedApp(
-                OpenApiRoute(self._keys.mount(app), build_document(served)),
+                OpenApiRoute(links, build_document(served)),
                 metrics=metrics,
                 tracing=tracing,
             ),

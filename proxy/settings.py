@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from artifacts.settings import ArtifactSettings, load_artifact_settings
 from budgets import Limit
 from core.config import GATEWAY_SECTION, ConfigError, load_section, read_config_file
 from core.redact import Redactor
@@ -164,6 +165,8 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
     # Per model (as in model_list): prices for what LiteLLM's cost map lacks.
     prices: Mapping[str, TokenPrice] = msgspec.field(default_factory=lambda: dict(SEED_PRICES))
+    # gateway_settings.artifacts, secrets resolved: the store the signed links are served from.
+    artifacts: ArtifactSettings = msgspec.field(default_factory=ArtifactSettings)
 
 
 def build_settings(
@@ -191,11 +194,12 @@ def build_settings(
         prices = _prices(data)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    artifacts = load_artifact_settings(config_path, environ=environ)
     keys = msgspec.structs.replace(keys, database_url=_database_url(keys, config_path, environ))
     raw_keks = environ.get(keys.encryption_keys_env, "")
     encryption_keys = tuple(k.strip() for k in raw_keks.split(",") if k.strip())
     if redactor is not None:
-        for value in (key, *env_keys.values(), *encryption_keys):
+        for value in (key, *env_keys.values(), *encryption_keys, *_artifact_secrets(artifacts)):
             redactor.add(value)
     return ProxySettings(
         config_path=str(Path(config_path).resolve()),
@@ -215,7 +219,14 @@ def build_settings(
         ),
         tracing=_tracing(tracing, config_path),
         prices=prices,
+        artifacts=artifacts,
     )
+
+
+def _artifact_secrets(artifacts: ArtifactSettings) -> list[str]:
+    s3 = artifacts.s3
+    found = [artifacts.signing_key, None if s3 is None else s3.secret_access_key]
+    return [value for value in found if value]
 
 
 def _prices(data: dict[str, object]) -> dict[str, TokenPrice]:

@@ -19,8 +19,16 @@ import redis.asyncio as aioredis
 from services.kafka import KafkaCluster
 from services.postgres import PostgresServer
 from services.redis import RedisServer
+from services.s3 import S3Server
 
-__all__ = ["kafka_cluster3", "postgres_server", "real_kafka", "redis_server"]
+__all__ = [
+    "kafka_cluster3",
+    "postgres_server",
+    "real_kafka",
+    "redis_server",
+    "s3_bucket",
+    "s3_server",
+]
 
 
 def _heap_mb() -> int:
@@ -53,6 +61,22 @@ async def namespace(redis_url: str) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A throw-away S3-compatible server (versitygw over a temporary directory) for the
+    whole session; its random credentials are on the object."""
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A bucket of the session's S3 server that no other test uses."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_server.create_bucket(name)
+    return name
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ import orjson
 
 from proxy.asgi import ASGIApp, Receive, Scope, Send, send_json
 from proxy.contract.schema import json_schemas
+from proxy.openapi._artifacts import artifact_paths
 from proxy.openapi._chat import chat_tasks
 from proxy.openapi._jobs import training_paths, video_paths
 from proxy.openapi._keys import key_paths
@@ -69,6 +70,8 @@ class ServedTasks(msgspec.Struct, frozen=True, kw_only=True):
     videos: Sequence[str] = ()
     key_routes: bool = False
     metrics: bool = True
+    # Whether signed artifact links are served (a signing key is configured).
+    artifact_links: bool = False
 
 
 class _MediaRoutes(Protocol):
@@ -86,6 +89,7 @@ def served_tasks(
     *,
     config_path: str,
     key_routes: bool,
+    artifact_links: bool = False,
 ) -> ServedTasks:
     """What each route serves, asked of the apps that serve it; chat completions: the tasks
     LiteLLM can chat with (`_chat`), but those of an in-process embeddings model."""
@@ -98,6 +102,7 @@ def served_tasks(
         fine_tuning=tuple(media.served_tasks("parse_training")),
         videos=tuple(media.served_tasks("parse_video")),
         key_routes=key_routes,
+        artifact_links=artifact_links,
     )
 
 
@@ -169,6 +174,8 @@ def build_document(tasks: ServedTasks, schemas: Mapping[str, Any] | None = None)
     paths = _task_paths(tasks, schemas, components)
     if tasks.key_routes:
         paths.update(key_paths())
+    if tasks.artifact_links:
+        paths.update(artifact_paths())
     if tasks.metrics:
         exposition = {"text/plain": {"schema": {"type": "string"}}}
         paths["/metrics"] = {

@@ -14,7 +14,10 @@ def _httpx_errors() -> list[type[httpx.HTTPError]]:
     pending: list[type[httpx.HTTPError]] = [httpx.HTTPError]
     while pending:
         cls = pending.pop()
-        found.append(cls)
+        # httpx's own tree only: libraries loaded earlier in the session (LiteLLM) add
+        # subclasses with constructors of their own, which the fetcher never meets.
+        if cls.__module__.split(".")[0] == "httpx":
+            found.append(cls)
         pending.extend(cls.__subclasses__())
     return found
 
