@@ -27,6 +27,7 @@ import inspect
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -49,6 +50,12 @@ class HandlerResources:
     # The gateway key the proxy handler sends; read once by the entry point, never logged.
     proxy_api_key: str | None
     redactor: Redactor
+    # The config file the process started with (handlers that read other sections of it, such
+    # as gateway_settings.artifacts, default to it), and the environment snapshot its
+    # `os.environ/NAME` references resolve against (the composition root's snapshot; None:
+    # the process environment, as in tests and embedding programs).
+    config_path: Path | None = None
+    environ: Mapping[str, str] | None = None
 
 
 class ProxyCompletionsOptions(
@@ -80,6 +87,8 @@ def build_registry(
     proxy_api_key: str | None,
     handler_options: Mapping[str, str] | None = None,
     redactor: Redactor | None = None,
+    config_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> HandlerRegistry:
     """The registry of the configured handlers; raises ConfigError naming a bad entry.
 
@@ -87,7 +96,11 @@ def build_registry(
     `redactor` is the process's (a fresh one when None, as in tests).
     """
     resources = HandlerResources(
-        settings=settings, proxy_api_key=proxy_api_key, redactor=redactor or Redactor()
+        settings=settings,
+        proxy_api_key=proxy_api_key,
+        redactor=redactor or Redactor(),
+        config_path=config_path,
+        environ=environ,
     )
     specs = list(settings.handlers)
     if settings.handler is not None:

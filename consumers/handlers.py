@@ -15,7 +15,7 @@ becomes one with `@handler(kind, provider=...)`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -37,7 +37,21 @@ __all__ = [
     "load_handler_factory",
 ]
 
-ProgressReporter = Callable[[str, float, str], Awaitable[None]]
+
+class ProgressReporter(Protocol):
+    """Publishes one JobProgress: stage, fraction, message, and the provider's details."""
+
+    def __call__(
+        self,
+        stage: str,
+        progress: float,
+        message: str,
+        /,
+        *,
+        queue_position: int | None = None,
+        logs: Sequence[str] = (),
+    ) -> Awaitable[None]: ...
+
 
 ReqT_contra = TypeVar("ReqT_contra", bound=Request, contravariant=True)
 OutT_co = TypeVar("OutT_co", bound=msgspec.Struct, covariant=True)
@@ -53,9 +67,23 @@ class HandlerContext:
         self.traceparent = traceparent
         self._report = report
 
-    async def report_progress(self, stage: str, progress: float, message: str = "") -> None:
-        """Publish a JobProgress event (0..1) to the status topic for this request."""
-        await self._report(stage, min(1.0, max(0.0, progress)), message)
+    async def report_progress(
+        self,
+        stage: str,
+        progress: float,
+        message: str = "",
+        *,
+        queue_position: int | None = None,
+        logs: Sequence[str] = (),
+    ) -> None:
+        """Publish a JobProgress event (0..1) to the status topic for this request, with the
+        provider's queue position and its new log lines when a long job has them."""
+        progress = min(1.0, max(0.0, progress))
+        if queue_position is None and not logs:
+            # Reporters written before the details existed take the three arguments only.
+            await self._report(stage, progress, message)
+        else:
+            await self._report(stage, progress, message, queue_position=queue_position, logs=logs)
 
 
 class KindHandler(Protocol[ReqT_contra, OutT_co]):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -152,7 +153,15 @@ class HandlerInvoker:
         if waited := await self._hold.wait(event.task, limit_s=left):
             self._metrics.rate_limit_wait.labels(event.task).observe(waited)
 
-        async def report(stage: str, progress: float, message: str) -> None:
+        async def report(
+            stage: str,
+            progress: float,
+            message: str,
+            /,
+            *,
+            queue_position: int | None = None,
+            logs: Sequence[str] = (),
+        ) -> None:
             status = JobProgress(
                 event_id=f"{event.event_id}.progress.{time.time_ns()}",
                 request_id=event.event_id,
@@ -161,6 +170,8 @@ class HandlerInvoker:
                 stage=stage,
                 progress=progress,
                 message=message,
+                queue_position=queue_position,
+                logs=list(logs),
             )
             await self._publisher.publish(
                 self._settings.topics.status.name,

@@ -118,6 +118,9 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     # What the gateway's proxy reported for its answer (absent from other servers).
     cost_usd: float | None = None
     proxy_latency_ms: GatewayLatency | None = None
+    # A fallback deployment answered, and the provider calls the proxy made (retries included).
+    fallback: bool = False
+    provider_attempts: int = 1
 
 
 COMPLETION: EventKind[CompletionRequested, Completion] = EventKind(

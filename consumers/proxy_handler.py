@@ -101,6 +101,14 @@ def accounting_of(headers: httpx.Headers) -> tuple[float | None, GatewayLatency 
     return _number(headers, _COST_HEADER), latency
 
 
+def _attempts_of(headers: httpx.Headers) -> int:
+    """`x-gateway-attempts`, at least 1 (a server that does not report it made one call)."""
+    try:
+        return max(1, int(headers.get("x-gateway-attempts", "1")))
+    except ValueError:
+        return 1
+
+
 def _error_of(response: httpx.Response) -> tuple[str, str | None]:
     """The error message and code of an OpenAI-format error body (else the reason phrase)."""
     try:
@@ -289,4 +297,6 @@ class ProxyCompletionHandler:
             usage=parsed.usage,
             cost_usd=cost_usd,
             proxy_latency_ms=latency,
+            fallback=response.headers.get("x-gateway-fallback") == "true",
+            provider_attempts=_attempts_of(response.headers),
         )

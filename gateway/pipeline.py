@@ -143,6 +143,8 @@ class ConsumersComponent:
             proxy_api_key=self._stack.master_key,
             handler_options=self._stack.handler_options,
             redactor=self._stack.redactor,
+            config_path=self._stack.config,
+            environ=self._stack.environ,
         )
         source = self._stack.redis_source
         lines: list[str] = []

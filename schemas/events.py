@@ -151,6 +151,10 @@ class CompletionSucceeded(Result, frozen=True, kw_only=True, tag="completion.suc
     cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
     # The proxy's split of its own answer's time; None from a server that does not report it.
     proxy_latency_ms: GatewayLatency | None = None
+    # A fallback deployment answered (the primary failed or could not take the request).
+    fallback: bool = False
+    # Provider calls the proxy made for this answer, its retries and fallbacks included.
+    provider_attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 class CompletionFailed(Failed, frozen=True, kw_only=True, tag="completion.failed"):
@@ -172,6 +176,10 @@ class JobProgress(Event, frozen=True, kw_only=True, tag="job.progress"):
     stage: str
     progress: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
     message: str = ""
+    # The provider's queue position (0: next to start) while the job waits; None otherwise.
+    queue_position: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    # Provider log lines new since the previous progress event of the request.
+    logs: list[str] = msgspec.field(default_factory=list)
 
 
 StatusEvent = JobProgress
