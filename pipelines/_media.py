@@ -9,6 +9,7 @@ adds its request-to-route mapping.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -21,15 +22,16 @@ from consumers.handler_config import HandlerResources
 from pipelines._proxy_http import ProxyHttp
 from pipelines._refs import MediaResolver
 
-__all__ = ["MediaArtifacts", "MediaHandler", "MediaOptions"]
+__all__ = ["MediaArtifacts", "MediaHandler", "MediaOptions", "config_of"]
 
 
 class MediaOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Options of a media handler entry in `gateway_settings.kafka.handlers`."""
 
     # The config whose `gateway_settings.artifacts` names the store (and whose model_list
-    # routes the task, for handlers that need to know the serving provider).
-    config: str = "litellm_config.yaml"
+    # routes the task, for handlers that need to know the serving provider). None: the file
+    # the process started with, else litellm_config.yaml in the working directory.
+    config: str | None = None
     # Directories input paths may name (none: path references are refused).
     allowed_roots: list[str] = msgspec.field(default_factory=list)
     # Hosts or networks the guarded fetcher may reach despite the private-address rules.
@@ -39,6 +41,13 @@ class MediaOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     url: str | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
     provider: str | None = None
+
+
+def config_of(options: MediaOptions, resources: HandlerResources) -> Path:
+    """The config file a handler reads: its own option, else the process's."""
+    if options.config is not None:
+        return Path(options.config)
+    return resources.config_path or Path("litellm_config.yaml")
 
 
 class MediaArtifacts:
@@ -61,7 +70,8 @@ class MediaArtifacts:
     @classmethod
     def from_options(cls, options: MediaOptions, resources: HandlerResources) -> MediaArtifacts:
         """Read at start-up, so a bad artifacts section stops the process then."""
-        return cls(load_artifact_settings(options.config), options, resources)
+        path = config_of(options, resources)
+        return cls(load_artifact_settings(path, environ=resources.environ), options, resources)
 
     async def keep(self, data: bytes, content_type: str) -> OutputArtifact:
         """Store an output and describe it for a result (with a signed link when enabled)."""

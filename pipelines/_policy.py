@@ -5,6 +5,16 @@ Why read from the routing: litellm_config.yaml's `model_list` decides which prov
 so they are keyed by provider in `gateway_settings.summaries.sampling` and looked up through
 the same routing table the proxy builds. Switching the task's model in that file switches the
 sampling with it, and nothing else needs editing.
+
+Frames fit the whole chain, not only the primary: the proxy refuses a deployment a request
+exceeds before calling it (`proxy.limits`: 20 images for Claude, `max_images_per_request` in a
+deployment's `model_info`), so frames sampled for Claude alone would leave no fallback when
+Claude is down. The count is therefore the smallest any deployment of the task's chain takes
+(its provider's `max_frames` and its `model_info` limit), while the strategy and width stay
+the primary's. Resampling for a fallback after the primary failed was the other choice; it
+would mean a second request through the proxy (the primary tried again) and a retry owned by
+the handler, where retries and fallbacks belong to `proxy.resilience` alone. A fallback whose
+provider has no policy bounds the count only by its `model_info` limit.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import msgspec
 from core.config import load_section, read_config_file
 from pipelines._errors import NoSamplingPolicy
 from pipelines.frames import SamplingPolicy
-from proxy.routing import RoutingTable
+from proxy.routing import Deployment, RoutingTable
 
 __all__ = [
     "DEFAULT_SAMPLING",
@@ -47,11 +57,15 @@ class SummarySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class ServingPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """The provider and model that serve a task first, and that provider's policy."""
+    """The provider and model that serve a task first, and that provider's policy with its
+    frame count cut to what every deployment of the chain takes."""
 
     provider: str
     model: str
     policy: SamplingPolicy
+    # The primary's own count, before the chain cut it; and the deployment that cut it.
+    primary_frames: int
+    capped_by: str | None = None
 
 
 class SummaryConfig:
@@ -62,8 +76,14 @@ class SummaryConfig:
         self.settings = settings
         self._sampling = {**DEFAULT_SAMPLING, **settings.sampling}
 
+    @property
+    def uses_keyframes(self) -> bool:
+        """Whether any provider's policy samples keyframes (so a shot detector is needed)."""
+        return any(p.strategy == "keyframes" for p in self._sampling.values())
+
     def policy_for(self, task: str) -> ServingPolicy:
-        """The policy of the provider of `task`'s primary deployment.
+        """The policy of the provider of `task`'s primary deployment, its count cut to the
+        smallest any deployment of the chain takes.
 
         Raises NoSamplingPolicy when the task is not routed or its provider has no policy.
         """
@@ -77,7 +97,29 @@ class SummaryConfig:
                 f"no sampling policy for provider {primary.provider!r} (task {task!r}); "
                 "add it to gateway_settings.summaries.sampling"
             )
-        return ServingPolicy(provider=primary.provider, model=primary.model, policy=policy)
+        count, capped_by = policy.max_frames, None
+        for deployment in route.deployments:
+            limit = self._frames_for(deployment)
+            if limit is not None and limit < count:
+                count, capped_by = limit, deployment.model
+        return ServingPolicy(
+            provider=primary.provider,
+            model=primary.model,
+            policy=msgspec.structs.replace(policy, max_frames=count),
+            primary_frames=policy.max_frames,
+            capped_by=capped_by,
+        )
+
+    def _frames_for(self, deployment: Deployment) -> int | None:
+        """The most frames `deployment` takes: its provider's count, its model_info limit."""
+        limits: list[int] = []
+        policy = self._sampling.get(deployment.provider)
+        if policy is not None:
+            limits.append(policy.max_frames)
+        declared = deployment.model_info.get("max_images_per_request")
+        if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
+            limits.append(declared)
+        return min(limits) if limits else None
 
 
 def load_summary_config(

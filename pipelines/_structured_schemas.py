@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from pipelines._refs import MediaRef
 from schemas import Failed, GatewayLatency, Request, Result, Usage
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Category",
     "Fit",
     "ImageFinding",
+    "ImageInput",
     "Outfit",
     "OutfitItem",
     "Pattern",
@@ -46,8 +48,11 @@ __all__ = [
     "answer_schema",
 ]
 
-# An image travels by reference: an http(s) URL or a data: URL (small inline images).
+# An image travels by reference: an http(s) URL the provider fetches or a data: URL (small
+# inline images), or a `MediaRef` object (an artifact id, a path under the handler's allowed
+# roots, a URL for the guarded fetcher) that the handler resolves into a data: URL.
 ImageRef = Annotated[str, msgspec.Meta(pattern=r"^(https?://|data:image/)", max_length=4_000_000)]
+ImageInput = ImageRef | MediaRef
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
 
@@ -140,7 +145,7 @@ def answer_schema(answer: type[msgspec.Struct]) -> dict[str, Any]:
 class CaptionRequested(Request, frozen=True, kw_only=True, tag="caption.requested"):
     """Describe a product from its images; `context` is what is already known of it."""
 
-    images: Annotated[list[ImageRef], msgspec.Meta(min_length=1, max_length=20)]
+    images: Annotated[list[ImageInput], msgspec.Meta(min_length=1, max_length=20)]
     context: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
 
 
@@ -148,7 +153,7 @@ class StylingRequested(Request, frozen=True, kw_only=True, tag="styling.requeste
     """Suggest outfits around an item or look (text and/or images)."""
 
     item: Text
-    images: Annotated[list[ImageRef], msgspec.Meta(max_length=10)] = msgspec.field(
+    images: Annotated[list[ImageInput], msgspec.Meta(max_length=10)] = msgspec.field(
         default_factory=list
     )
     occasion: Annotated[str, msgspec.Meta(max_length=200)] | None = None
@@ -161,14 +166,14 @@ class StylingRequested(Request, frozen=True, kw_only=True, tag="styling.requeste
 class AnalysisRequested(Request, frozen=True, kw_only=True, tag="vision.analysis.requested"):
     """Answer a question about several images, comparing them."""
 
-    images: Annotated[list[ImageRef], msgspec.Meta(min_length=1, max_length=20)]
+    images: Annotated[list[ImageInput], msgspec.Meta(min_length=1, max_length=20)]
     question: Text
 
 
 class VisibilityRequested(Request, frozen=True, kw_only=True, tag="visibility.requested"):
     """Decide whether one image meets the criteria (keep) or not (drop)."""
 
-    image: ImageRef
+    image: ImageInput
     criteria: Annotated[list[Text], msgspec.Meta(min_length=1)]
 
 
@@ -186,6 +191,8 @@ class _Answered(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage | None = None
     cost_usd: float | None = None
     proxy_latency_ms: GatewayLatency | None = None
+    fallback: bool = False
+    provider_attempts: int = 1
 
 
 class Caption(_Answered, frozen=True, kw_only=True):
@@ -217,6 +224,10 @@ class _Accounted(Result, frozen=True, kw_only=True):
     latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
     proxy_latency_ms: GatewayLatency | None = None
+    # A fallback deployment answered; provider calls the proxy made, retries included (over
+    # both answers when the first did not validate).
+    fallback: bool = False
+    provider_attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 class CaptionSucceeded(_Accounted, frozen=True, kw_only=True, tag="caption.succeeded"):

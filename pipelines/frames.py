@@ -11,6 +11,15 @@ Uniform sampling is the seeds' `np.linspace(0, total - 1, n, dtype=int)` (16 of 
 video, at least one and at most `max_frames`, spread uniformly: a 6 s clip gets 3 frames at the
 default 2 s, a 5 min one gets `max_frames`. Frames are never upscaled: a source narrower than
 the policy's width keeps its own width (a bigger image adds cost, not detail).
+
+Keyframe sampling (the seeds' choice for Gemini when a shot detector is configured) decodes the
+video twice: first every frame at the detector's tiny input size (48x27 for TransNetV2, about
+4 KB a frame, so at most `max_detect_frames` of them are held), then only the chosen frames at
+the policy's width. The detector is passed in (`Detect`), so this module stays free of any
+model runtime. Shots are given frames by `keyframe_indices`: with at least as many shots as
+`max_frames`, shots are thinned evenly (the seeds' linspace over shots) and each gives its
+middle frame; with fewer, every shot gets one and the rest go to shots in proportion to their
+length, spread uniformly within each shot, so no chosen frame sits on a cut.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+from collections.abc import Awaitable, Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,26 +40,38 @@ from PIL import Image
 from pipelines._errors import NoFrames, VideoUndecodable
 
 __all__ = [
+    "Detect",
     "Frames",
     "SamplingPolicy",
+    "Strategy",
     "frame_indices",
+    "keyframe_indices",
     "sample_frames",
     "sample_frames_async",
     "uniform_indices",
 ]
 
 VideoSource = bytes | Path
+Strategy = Literal["uniform", "adaptive", "keyframes"]
+# Small RGB frames (HxWx3 uint8, in video order) -> the shots, each (first, last) frame index.
+Detect = Callable[[list[np.ndarray]], Awaitable[list[tuple[int, int]]]]
 
 
 class SamplingPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How many frames a provider gets, how they are chosen, and at which JPEG width."""
 
     max_frames: Annotated[int, msgspec.Meta(ge=1, le=100)]
-    strategy: Literal["uniform", "adaptive"] = "uniform"
+    strategy: Strategy = "uniform"
     width: Annotated[int, msgspec.Meta(ge=16, le=8192)]
     jpeg_quality: Annotated[int, msgspec.Meta(ge=1, le=95)] = 85
     # Adaptive only: seconds of video per frame before `max_frames` caps the count.
     adaptive_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # Keyframes only: the shot detector (a model `gateway models build` wrote), the cut
+    # probability above which a frame is a cut, and the longest video it is run on (frames;
+    # 54,000 is 30 min at 30 fps, about 210 MB of detector input); longer ones go uniform.
+    detector: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "transnetv2"
+    threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    max_detect_frames: Annotated[int, msgspec.Meta(ge=1)] = 54_000
 
 
 class Frames(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +84,10 @@ class Frames(msgspec.Struct, frozen=True, kw_only=True):
     # The source's size; each image is at most the policy's width, aspect kept.
     source_width: int
     source_height: int
+    # How the frames were chosen: the policy's strategy, or "uniform" when keyframes could
+    # not be detected; the shots found when they were.
+    strategy: Strategy = "uniform"
+    shots: list[tuple[int, int]] | None = None
 
 
 def uniform_indices(total: int, count: int) -> list[int]:
@@ -72,8 +98,35 @@ def uniform_indices(total: int, count: int) -> list[int]:
     return [int(i) for i in picked]
 
 
+def _spread(start: int, end: int, count: int) -> list[int]:
+    """`count` indices in [start, end], each the middle of one of `count` equal parts."""
+    length = end - start + 1
+    return [start + (2 * j + 1) * length // (2 * count) for j in range(count)]
+
+
+def keyframe_indices(shots: Sequence[tuple[int, int]], count: int) -> list[int]:
+    """At most `count` frame indices, each inside a shot (first, last), in video order."""
+    shots = [(a, b) for a, b in shots if b >= a]
+    if not shots or count <= 0:
+        return []
+    if len(shots) >= count:
+        return [_spread(*shots[i], 1)[0] for i in uniform_indices(len(shots), count)]
+    lengths = [b - a + 1 for a, b in shots]
+    quota = [1] * len(shots)
+    # The rest one at a time, each to the shot with the most frames per chosen frame (the
+    # D'Hondt rule: proportional to length), a shot never given more than its own frames.
+    for _ in range(min(count, sum(lengths)) - len(shots)):
+        best = max(
+            range(len(shots)),
+            key=lambda k: lengths[k] / quota[k] if quota[k] < lengths[k] else -1.0,
+        )
+        quota[best] += 1
+    return [i for (a, b), k in zip(shots, quota, strict=True) for i in _spread(a, b, k)]
+
+
 def frame_indices(total: int, duration_s: float, policy: SamplingPolicy) -> list[int]:
-    """The indices `policy` picks from a video of `total` frames lasting `duration_s`."""
+    """The indices `policy` picks from a video of `total` frames lasting `duration_s`
+    (keyframes without a detector: uniform)."""
     count = policy.max_frames
     if policy.strategy == "adaptive":
         wanted = math.ceil(duration_s / policy.adaptive_interval_s) if duration_s > 0 else 1
@@ -124,12 +177,49 @@ def _jpeg(image: Image.Image, width: int, quality: int) -> bytes:
 
 
 def sample_frames(source: VideoSource, policy: SamplingPolicy) -> Frames:
-    """Decode `source` (bytes or a file path) once and return the frames `policy` picks.
+    """Decode `source` (bytes or a file path) once and return the frames `policy` picks
+    (keyframes need a detector: `sample_frames_async`; here they fall back to uniform).
 
     Raises VideoUndecodable for anything PyAV cannot decode, NoFrames for an empty stream.
     """
     total, duration = _probe(source)
+    strategy: Strategy = "adaptive" if policy.strategy == "adaptive" else "uniform"
     wanted = frame_indices(total, duration, policy)
+    return _decode(source, policy, wanted, (total, duration), strategy)
+
+
+def _small_frames(source: VideoSource, size: tuple[int, int], limit: int) -> list[np.ndarray]:
+    """Every frame at `size` (width, height) as RGB arrays; empty when there are over `limit`."""
+    total, _duration = _probe(source)
+    if total > limit:
+        return []
+    small: list[np.ndarray] = []
+    with _open(source) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                # FFmpeg's scaler, as TransNetV2's own pipeline shrinks its input.
+                shrunk = frame.reformat(width=size[0], height=size[1], format="rgb24")
+                small.append(shrunk.to_ndarray())
+                if len(small) > limit:
+                    return []
+        except av.FFmpegError as exc:
+            raise VideoUndecodable(f"cannot decode the video: {type(exc).__name__}") from exc
+    return small
+
+
+def _decode(
+    source: VideoSource,
+    policy: SamplingPolicy,
+    wanted: list[int],
+    probed: tuple[int, float],
+    strategy: Strategy,
+    *,
+    shots: list[tuple[int, int]] | None = None,
+) -> Frames:
+    """The frames at `wanted` (sorted indices) as JPEGs at the policy's width."""
+    total, duration = probed
     targets = set(wanted)
     images: list[bytes] = []
     indices: list[int] = []
@@ -157,9 +247,31 @@ def sample_frames(source: VideoSource, policy: SamplingPolicy) -> Frames:
         duration_s=duration,
         source_width=size[0],
         source_height=size[1],
+        strategy=strategy,
+        shots=shots,
     )
 
 
-async def sample_frames_async(source: VideoSource, policy: SamplingPolicy) -> Frames:
-    """`sample_frames` in a worker thread, so decoding never blocks the event loop."""
-    return await asyncio.to_thread(sample_frames, source, policy)
+async def sample_frames_async(
+    source: VideoSource,
+    policy: SamplingPolicy,
+    *,
+    detect: Detect | None = None,
+    detect_size: tuple[int, int] = (48, 27),
+) -> Frames:
+    """The frames `policy` picks, decoded in worker threads so the event loop never stalls.
+
+    Keyframes need `detect` (shots of frames at `detect_size`); without it, or for a video
+    over `max_detect_frames`, the frames are uniform (`Frames.strategy` says which it was).
+    """
+    if policy.strategy != "keyframes" or detect is None:
+        return await asyncio.to_thread(sample_frames, source, policy)
+    small = await asyncio.to_thread(_small_frames, source, detect_size, policy.max_detect_frames)
+    if not small:
+        return await asyncio.to_thread(sample_frames, source, policy)
+    shots = await detect(small)
+    wanted = keyframe_indices(shots, policy.max_frames) or uniform_indices(len(small), 1)
+    probed = await asyncio.to_thread(_probe, source)
+    return await asyncio.to_thread(
+        _decode, source, policy, wanted, probed, "keyframes", shots=shots
+    )

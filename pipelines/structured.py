@@ -8,22 +8,29 @@ ONCE with the validation error; a second miss fails the request (not retriable: 
 its chance) with an error naming the field. The HTTP call, its headers, deadline and error
 mapping are `consumers.proxy_handler.ProxyCompletionHandler`'s, reused whole.
 
+Images are URLs the provider fetches, data: URLs, or references (`pipelines._refs.MediaRef`:
+an artifact id in the store of `gateway_settings.artifacts` of `options.config`, a path under
+`allowed_roots`, a URL for the guarded fetcher) that the handler resolves into data: URLs
+before the proxy is asked (`pipelines._images`); a reference that cannot be resolved fails the
+request naming why (InputRefused, InputNotFound; InputUnavailable is retriable).
+
     gateway_settings:
       kafka:
         handlers:
           - factory: pipelines.structured:Captioning
             tasks: [captioning]
-            options: {timeout_s: 60}
+            options: {timeout_s: 60, config: litellm_config.yaml, allowed_roots: [/data/images]}
 """
 
 from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
+import httpx
 import msgspec
 
 from consumers.errors import HandlerError
@@ -31,6 +38,7 @@ from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
 from consumers.kinds import Completion, EventKind
 from consumers.proxy_handler import ProxyCompletionHandler
+from pipelines._images import ImageUrls
 from pipelines._proxied import Proxied
 from pipelines._structured_schemas import (
     AnalysisFailed,
@@ -40,6 +48,7 @@ from pipelines._structured_schemas import (
     CaptionFailed,
     CaptionRequested,
     CaptionSucceeded,
+    ImageInput,
     ProductCaption,
     Styling,
     StylingFailed,
@@ -127,8 +136,17 @@ class InvalidAnswer(HandlerError):
 
 
 class StructuredOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Per-entry overrides of `gateway_settings.kafka.proxy`, and the answer's length cap."""
+    """Per-entry overrides of `gateway_settings.kafka.proxy`, the answer's length cap, and
+    what image references may name."""
 
+    # The config whose `gateway_settings.artifacts` names the store artifact ids are read
+    # from; None: the process's config (none known, as when embedded: references refused).
+    config: str | None = None
+    # Directories image paths may name (none: path references are refused).
+    allowed_roots: list[str] = msgspec.field(default_factory=list)
+    # Hosts or networks the guarded fetcher may reach despite the private-address rules.
+    fetch_allow: list[str] = msgspec.field(default_factory=list)
+    fetch_max_bytes: Annotated[int, msgspec.Meta(gt=0)] | None = None
     url: str | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
     provider: str | None = None
@@ -155,9 +173,12 @@ class StructuredTask(Generic[Req, Out, Ans]):
     kind: EventKind[Req, Out]
     answer: type[Ans]
     instructions: str
-    prompt: Callable[[Req], list[TextPart | ImagePart]]
+    # The request and its images (resolved into URLs, in order) -> the user message's parts.
+    prompt: Callable[[Req, list[str]], list[TextPart | ImagePart]]
     payload: Callable[..., Out]
     schema: dict[str, Any] = field(default_factory=dict)
+    # The request's images, as it names them (URLs or references).
+    images: Callable[[Req], Sequence[ImageInput]] = lambda _event: ()
 
     def response_format(self) -> dict[str, Any]:
         """The `response_format` sent with every ask of this task."""
@@ -175,30 +196,30 @@ def _images(urls: list[str]) -> list[TextPart | ImagePart]:
     return [ImagePart(image_url=ImageURL(url=url)) for url in urls]
 
 
-def _caption_prompt(event: CaptionRequested) -> list[TextPart | ImagePart]:
+def _caption_prompt(event: CaptionRequested, urls: list[str]) -> list[TextPart | ImagePart]:
     text = "Describe the product in these images."
     if event.context:
         text += f"\nKnown about the product: {event.context}"
-    return [TextPart(text=text), *_images(event.images)]
+    return [TextPart(text=text), *_images(urls)]
 
 
-def _styling_prompt(event: StylingRequested) -> list[TextPart | ImagePart]:
+def _styling_prompt(event: StylingRequested, urls: list[str]) -> list[TextPart | ImagePart]:
     lines = [f"Suggest {event.outfits} outfit(s) built around: {event.item}"]
     if event.occasion:
         lines.append(f"Occasion: {event.occasion}")
     lines += [f"Constraint: {c}" for c in event.constraints]
-    return [TextPart(text="\n".join(lines)), *_images(event.images)]
+    return [TextPart(text="\n".join(lines)), *_images(urls)]
 
 
-def _analysis_prompt(event: AnalysisRequested) -> list[TextPart | ImagePart]:
-    text = f"{len(event.images)} image(s), numbered from 0 in order. Question: {event.question}"
-    return [TextPart(text=text), *_images(event.images)]
+def _analysis_prompt(event: AnalysisRequested, urls: list[str]) -> list[TextPart | ImagePart]:
+    text = f"{len(urls)} image(s), numbered from 0 in order. Question: {event.question}"
+    return [TextPart(text=text), *_images(urls)]
 
 
-def _visibility_prompt(event: VisibilityRequested) -> list[TextPart | ImagePart]:
+def _visibility_prompt(event: VisibilityRequested, urls: list[str]) -> list[TextPart | ImagePart]:
     criteria = "\n".join(f"- {c}" for c in event.criteria)
     text = f"Keep the image only if it meets every criterion:\n{criteria}"
-    return [TextPart(text=text), *_images([event.image])]
+    return [TextPart(text=text), *_images(urls)]
 
 
 CAPTION_TASK = StructuredTask(
@@ -207,6 +228,7 @@ CAPTION_TASK = StructuredTask(
     instructions="You write product descriptions for a fashion catalogue's training data.",
     prompt=_caption_prompt,
     payload=lambda answer, **acc: Caption(caption=answer, **acc),
+    images=lambda event: event.images,
 )
 STYLING_TASK = StructuredTask(
     kind=STYLING,
@@ -214,6 +236,7 @@ STYLING_TASK = StructuredTask(
     instructions="You are a fashion stylist; every outfit item has a role and a colour.",
     prompt=_styling_prompt,
     payload=lambda answer, **acc: Styling(styling=answer, **acc),
+    images=lambda event: event.images,
 )
 ANALYSIS_TASK = StructuredTask(
     kind=ANALYSIS,
@@ -221,6 +244,7 @@ ANALYSIS_TASK = StructuredTask(
     instructions="You analyse fashion images: one finding per image, then compare them.",
     prompt=_analysis_prompt,
     payload=lambda answer, **acc: VisionAnalysis(analysis=answer, **acc),
+    images=lambda event: event.images,
 )
 VISIBILITY_TASK = StructuredTask(
     kind=VISIBILITY,
@@ -228,6 +252,7 @@ VISIBILITY_TASK = StructuredTask(
     instructions="You filter catalogue images: keep or drop, and say why.",
     prompt=_visibility_prompt,
     payload=lambda answer, **acc: Visibility(visibility=answer, **acc),
+    images=lambda event: [event.image],
 )
 
 
@@ -249,6 +274,8 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
         task: StructuredTask[Req, Out, Ans],
         options: StructuredOptions,
         resources: HandlerResources,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._task = task
         self.kind = task.kind
@@ -259,10 +286,22 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
             for k in ("url", "timeout_s", "provider")
             if getattr(options, k) is not None
         }
-        self._proxy = ProxyCompletionHandler.from_settings(
-            msgspec.structs.replace(resources.settings.proxy, **overrides),
+        proxy = msgspec.structs.replace(resources.settings.proxy, **overrides)
+        self._proxy = ProxyCompletionHandler(
+            proxy.url,
             api_key=resources.proxy_api_key,
+            timeout_s=proxy.timeout_s,
+            provider=proxy.provider,
+            max_deliveries=proxy.max_deliveries,
             redactor=resources.redactor,
+            transport=transport,
+        )
+        self._images = ImageUrls.from_options(
+            resources,
+            config=options.config,
+            allowed_roots=options.allowed_roots,
+            fetch_allow=options.fetch_allow,
+            fetch_max_bytes=options.fetch_max_bytes,
         )
         self._decoder = msgspec.json.Decoder(task.answer, strict=True)
         self._format = task.response_format()
@@ -292,9 +331,10 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
             return self._redactor.scrub(f"the answer is not valid JSON ({exc})")
 
     async def handle(self, event: Req, ctx: HandlerContext) -> Out:
+        urls = await self._images.urls(self._task.images(event))
         messages = [
             ChatMessage(role="system", content=self._task.instructions),
-            ChatMessage(role="user", content=self._task.prompt(event)),
+            ChatMessage(role="user", content=self._task.prompt(event, urls)),
         ]
         first = await self._proxy.handle(self._ask(event, messages, ""), ctx)
         answer, final = self._validate(first), first
@@ -319,10 +359,12 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
             provider=final.provider,
             model=final.model,
             answers=answers,
-            images=sum(isinstance(p, ImagePart) for p in self._task.prompt(event)),
+            images=len(urls),
             usage=_add_usage(first.usage, final.usage) if answers == 2 else first.usage,
             cost_usd=None if None in costs else sum(c for c in costs if c is not None),
             proxy_latency_ms=final.proxy_latency_ms,
+            fallback=any(c.fallback for c in both),
+            provider_attempts=sum(c.provider_attempts for c in both),
         )
 
 

@@ -14,35 +14,46 @@ a matter of litellm_config.yaml, and so does the sampling (`pipelines._policy`).
             tasks: [video-summarization]
             options: {config: litellm_config.yaml, allowed_roots: [/data/videos]}
 
-References: an absolute `path` under one of `allowed_roots` (checked before and after
-resolving symlinks), an `artifact_id` in the store under `artifacts_root`, or an http(s) `url`
-fetched through the guarded fetcher (both from the `artifacts` package, imported on first use).
+References (`pipelines._refs`): an absolute `path` under one of `allowed_roots` (checked
+before and after resolving symlinks), an `artifact_id` in the store of
+`gateway_settings.artifacts`, or an http(s) `url` fetched through the guarded fetcher. The
+`artifacts_root` option, a local store directory of its own, is deprecated: it still replaces
+that store when set.
+
+Frames fit every deployment of the task's chain (`pipelines._policy` says why): the primary's
+strategy and width, the smallest count any of its fallbacks takes, so the proxy can fall back
+without refusing the request for its images. A `keyframes` policy runs the shot detector it
+names in-process (`pipelines._shots`) and falls back to uniform frames, logged, without it:
+
+    gateway_settings:
+      summaries:
+        sampling:
+          gemini: {max_frames: 16, width: 1536, strategy: keyframes, detector: transnetv2}
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import importlib
-import inspect
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import msgspec
+import structlog
 
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
 from consumers.kinds import EventKind
 from consumers.proxy_handler import ProxyCompletionHandler
 from core.config import ConfigError
-from pipelines._errors import NoSamplingPolicy, PipelineError, VideoNotFound, VideoRefused
+from pipelines import _refs
+from pipelines._errors import NoSamplingPolicy, VideoNotFound, VideoRefused
+from pipelines._media import MediaArtifacts, MediaOptions, config_of
 from pipelines._policy import SummaryConfig, load_summary_config
 from pipelines._proxied import Proxied
-from pipelines.frames import Frames, VideoSource, sample_frames_async
+from pipelines._shots import ShotDetectors
+from pipelines.frames import Frames, Strategy, VideoSource, sample_frames_async
 from schemas import (
     ChatMessage,
     CompletionRequested,
@@ -70,20 +81,15 @@ __all__ = [
     "resolve_path",
 ]
 
-
+LOGGER = "gateway.pipelines"
 DEFAULT_TASK = "video-summarization"
+# What a video reference may resolve to: videos, and the generic type a store or server gives
+# a file it knows nothing about (the decoder, not the label, decides what is a video).
+_VIDEO_TYPES = ("video/*", "application/octet-stream")
 
 
-class VideoRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class VideoRef(_refs.MediaRef, frozen=True, kw_only=True, omit_defaults=True):
     """Where the video is: exactly one of a file path, an artifact id or an http(s) URL."""
-
-    path: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
-    artifact_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
-    url: Annotated[str, msgspec.Meta(pattern=r"^https?://", max_length=4096)] | None = None
-
-    def __post_init__(self) -> None:
-        if sum(v is not None for v in (self.path, self.artifact_id, self.url)) != 1:
-            raise ValueError("a video reference needs exactly one of path, artifact_id, url")
 
 
 class SummaryRequested(Request, frozen=True, kw_only=True, tag="video.summary.requested"):
@@ -105,6 +111,9 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage | None = None
     cost_usd: float | None = None
     proxy_latency_ms: GatewayLatency | None = None
+    fallback: bool = False
+    provider_attempts: int = 1
+    sampling: Strategy = "uniform"
 
 
 class SummarySucceeded(Result, frozen=True, kw_only=True, tag="video.summary.succeeded"):
@@ -117,6 +126,11 @@ class SummarySucceeded(Result, frozen=True, kw_only=True, tag="video.summary.suc
     latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
     proxy_latency_ms: GatewayLatency | None = None
+    # A fallback deployment answered; provider calls the proxy made, retries included.
+    fallback: bool = False
+    provider_attempts: Annotated[int, msgspec.Meta(ge=1)] = 1
+    # How the frames were chosen: uniform, adaptive, or keyframes (at detected shots).
+    sampling: Strategy = "uniform"
 
 
 class SummaryFailed(Failed, frozen=True, kw_only=True, tag="video.summary.failed"):
@@ -141,54 +155,33 @@ def event_schemas() -> dict[str, Any]:
     }
 
 
-class VideoSummariesOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The handler's options: where routing and sampling come from, what it may read."""
+class VideoSummariesOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The handler's options: the config that routes the task (and holds the sampling and the
+    artifact store; None: the process's), what it may read, and overrides of
+    `gateway_settings.kafka.proxy`."""
 
-    # The litellm_config.yaml whose model_list routes the task (and holds the sampling).
-    config: str
-    allowed_roots: list[str] = msgspec.field(default_factory=list)
+    # Deprecated: a local store directory for artifact references; gateway_settings.artifacts
+    # names the store every handler shares.
     artifacts_root: str | None = None
-    # What the guarded fetcher may fetch from (handed to `artifacts.GuardedFetcher(allow=)`).
-    fetch_allow: list[str] = msgspec.field(default_factory=list)
-    # Largest video a URL may deliver; None: the fetcher's own default.
-    fetch_max_bytes: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    # Overrides of gateway_settings.kafka.proxy, as for the chat-completion handler.
-    url: str | None = None
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    provider: str | None = None
 
 
-def _under(path: Path, roots: list[Path]) -> bool:
-    return any(path.is_relative_to(root) for root in roots)
+def resolve_path(raw: str, roots: Sequence[Path]) -> Path:
+    """The real video file `raw` names, refused (VideoRefused) unless it and its resolved
+    target lie under one of `roots`; VideoNotFound when there is none."""
+    return _refs.resolve_path(raw, roots, refused=VideoRefused, not_found=VideoNotFound)
 
 
-def resolve_path(raw: str, roots: list[Path]) -> Path:
-    """The real file `raw` names, refused unless it and its resolved target (symlinks
-    followed) lie under one of `roots` (themselves resolved)."""
-    if not raw.startswith("/"):
-        raise VideoRefused("video paths must be absolute")
-    # Lexical check first: a path outside the roots is refused without touching the disk,
-    # so the refusal says nothing about what exists there.
-    if not _under(Path(os.path.normpath(raw)), roots):
-        raise VideoRefused("the video path is outside the allowed roots")
-    try:
-        real = Path(raw).resolve(strict=True)
-    except FileNotFoundError as exc:
-        raise VideoNotFound("no video at the given path") from exc
-    except (OSError, RuntimeError) as exc:  # a symlink loop, a permission error
-        raise VideoRefused(f"the video path cannot be resolved: {type(exc).__name__}") from exc
-    if not _under(real, roots):
-        raise VideoRefused("the video path leads outside the allowed roots")
-    if not real.is_file():
-        raise VideoRefused("the video path is not a regular file")
-    return real
-
-
-async def _call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Await `func` when it is async, else run it in a thread (it may do blocking I/O)."""
-    if inspect.iscoroutinefunction(func):
-        return await func(*args, **kwargs)
-    return await asyncio.to_thread(func, *args, **kwargs)
+def _artifacts(options: VideoSummariesOptions, resources: HandlerResources) -> MediaArtifacts:
+    artifacts = MediaArtifacts.from_options(options, resources)
+    if options.artifacts_root is None:
+        return artifacts
+    structlog.get_logger(LOGGER).warning(
+        "option_deprecated", option="artifacts_root", use="gateway_settings.artifacts"
+    )
+    local = msgspec.structs.replace(
+        artifacts.settings, backend="local", root=str(Path(options.artifacts_root).resolve())
+    )
+    return MediaArtifacts(local, options, resources)
 
 
 class VideoSummaries(Proxied):
@@ -204,7 +197,8 @@ class VideoSummaries(Proxied):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         # Read at start-up, so a bad config or an unknown provider stops the process then.
-        self._config: SummaryConfig = load_summary_config(options.config)
+        config = config_of(options, resources)
+        self._config: SummaryConfig = load_summary_config(config, environ=resources.environ)
         if self._config.routing.get(DEFAULT_TASK) is not None:
             try:
                 self._config.policy_for(DEFAULT_TASK)
@@ -212,7 +206,8 @@ class VideoSummaries(Proxied):
                 raise ConfigError(str(exc)) from exc
         self._options = options
         self._roots = [Path(r).resolve() for r in options.allowed_roots]
-        self._redactor = resources.redactor
+        self._artifacts = _artifacts(options, resources)
+        self._shots = ShotDetectors(config, needed=self._config.uses_keyframes)
         proxy = resources.settings.proxy
         self._proxy = ProxyCompletionHandler(
             (options.url or proxy.url),
@@ -223,18 +218,25 @@ class VideoSummaries(Proxied):
             redactor=resources.redactor,
             transport=transport,
         )
-        self._store: Any = None
-        self._fetcher: Any = None
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._shots.stop()
 
     async def handle(self, event: SummaryRequested, ctx: HandlerContext) -> Summary:
         serving = self._config.policy_for(event.task)
         await ctx.report_progress("resolving", 0.0, "locating the video")
         source = await self._source(event.video)
         policy = serving.policy
+        detect = await self._shots.detect_for(policy)
         await ctx.report_progress(
             "decoding", 0.1, f"sampling up to {policy.max_frames} frames for {serving.provider}"
         )
-        frames = await sample_frames_async(source, policy)
+        frames = await sample_frames_async(source, policy, detect=detect)
+        if detect is not None and frames.strategy != "keyframes":
+            structlog.get_logger(LOGGER).info(
+                "keyframes_skipped", reason="longer than max_detect_frames", using="uniform"
+            )
         await ctx.report_progress(
             "calling", 0.5, f"{len(frames.images)} frames to {serving.provider}"
         )
@@ -247,6 +249,9 @@ class VideoSummaries(Proxied):
             usage=completion.usage,
             cost_usd=completion.cost_usd,
             proxy_latency_ms=completion.proxy_latency_ms,
+            fallback=completion.fallback,
+            provider_attempts=completion.provider_attempts,
+            sampling=frames.strategy,
         )
 
     @staticmethod
@@ -267,33 +272,9 @@ class VideoSummaries(Proxied):
 
     async def _source(self, ref: VideoRef) -> VideoSource:
         if ref.path is not None:
+            # A path goes to the decoder as a path: a long video is never read into memory.
             return resolve_path(ref.path, self._roots)
-        with self._artifact_errors() as artifacts:
-            if ref.artifact_id is not None:
-                if self._store is None:
-                    if self._options.artifacts_root is None:
-                        raise VideoRefused("artifact references need options.artifacts_root")
-                    self._store = artifacts.LocalArtifactStore(Path(self._options.artifacts_root))
-                data = await _call(self._store.get, ref.artifact_id)
-                return bytes(data)
-            if self._fetcher is None:
-                limit = self._options.fetch_max_bytes
-                extra = {} if limit is None else {"max_bytes": limit}
-                self._fetcher = artifacts.GuardedFetcher(allow=self._options.fetch_allow, **extra)
-            data, _content_type = await _call(self._fetcher.fetch, ref.url, accept=["video/*"])
-            return bytes(data)
-
-    @contextmanager
-    def _artifact_errors(self) -> Iterator[Any]:
-        """The `artifacts` package, its missing-artifact and refused-fetch errors translated."""
-        try:
-            artifacts = importlib.import_module("artifacts")
-        except ImportError as exc:
-            raise PipelineError("artifact and URL references need the artifacts package") from exc
-        try:
-            yield artifacts
-        except artifacts.ArtifactNotFound as exc:
-            raise VideoNotFound("no such artifact") from exc
-        except artifacts.FetchRefused as exc:
-            # The fetcher's reason may quote the URL, and a URL may carry a token.
-            raise VideoRefused(self._redactor.scrub(f"the video URL was refused: {exc}")) from exc
+        media = await self._artifacts.resolver.resolve(
+            ref, accept=_VIDEO_TYPES, noun="video", refused=VideoRefused, not_found=VideoNotFound
+        )
+        return media.data

@@ -111,8 +111,8 @@ def test_a_video_with_zero_frames_raises_no_frames() -> None:
 def test_the_policy_follows_the_tasks_primary_in_the_config(tmp_path: Path) -> None:
     """Switching video-summarization's first model in the config switches the sampling."""
     claude, gemini = tmp_path / "claude.yaml", tmp_path / "gemini.yaml"
-    claude.write_text(config_with_primary("anthropic/claude-sonnet-4-5"))
-    gemini.write_text(config_with_primary("gemini/gemini-2.5-flash"))
+    claude.write_text(config_with_primary("anthropic/claude-sonnet-4-5", fallback=None))
+    gemini.write_text(config_with_primary("gemini/gemini-2.5-flash", fallback=None))
     first = load_summary_config(claude).policy_for("video-summarization")
     second = load_summary_config(gemini).policy_for("video-summarization")
     assert (first.provider, first.policy.max_frames, first.policy.width) == ("anthropic", 20, 1024)
@@ -129,7 +129,35 @@ def test_configured_sampling_overrides_one_provider_only(tmp_path: Path) -> None
     )
     config = load_summary_config(path)
     assert config.policy_for("video-summarization").policy.max_frames == 8
-    assert config.policy_for("video-summarization-gpt-4o").policy == DEFAULT_SAMPLING["openai"]
+    assert config.policy_for("video-summarization-fallback").policy == DEFAULT_SAMPLING["openai"]
+
+
+def test_the_frame_count_fits_every_deployment_of_the_chain(tmp_path: Path) -> None:
+    """Claude first, GPT-4o behind it: 10 frames (GPT-4o's limit) at Claude's 1024 px."""
+    path = tmp_path / "config.yaml"
+    path.write_text(config_with_primary("anthropic/claude-sonnet-4-5"))
+    serving = load_summary_config(path).policy_for("video-summarization")
+    assert (serving.provider, serving.primary_frames, serving.capped_by) == (
+        "anthropic",
+        20,
+        "openai/gpt-4o",
+    )
+    assert (serving.policy.max_frames, serving.policy.width) == (10, 1024)
+    assert serving.policy.strategy == "uniform"
+
+
+def test_a_fallbacks_model_info_limit_caps_the_count(tmp_path: Path) -> None:
+    """A fallback's `model_info.max_images_per_request` bounds the frames like the proxy does."""
+    path = tmp_path / "config.yaml"
+    text = config_with_primary("anthropic/claude-sonnet-4-5", fallback="gemini/gemini-2.5-flash")
+    path.write_text(
+        text.replace(
+            "{model: gemini/gemini-2.5-flash}\n",
+            "{model: gemini/gemini-2.5-flash}\n    model_info: {max_images_per_request: 6}\n",
+        )
+    )
+    serving = load_summary_config(path).policy_for("video-summarization")
+    assert serving.policy.max_frames == 6 and serving.capped_by == "gemini/gemini-2.5-flash"
 
 
 def test_a_provider_without_a_policy_is_named(tmp_path: Path) -> None:

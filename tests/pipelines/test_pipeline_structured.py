@@ -101,6 +101,7 @@ def _checked_task(pattern: str) -> StructuredTask[VisibilityRequested, Visibilit
         instructions=VISIBILITY_TASK.instructions,
         prompt=VISIBILITY_TASK.prompt,
         payload=payload,
+        images=VISIBILITY_TASK.images,
         schema=answer_schema(VisibilityDecision),
     )
 
@@ -123,6 +124,23 @@ async def test_a_caption_is_a_validated_product_description(started: Any) -> Non
     assert caption.caption.title and caption.caption.colors
     assert caption.caption.category in typing.get_args(Category)
     assert caption.provider == "anthropic" and caption.usage is not None
+    assert caption.cost_usd is not None and caption.cost_usd > 0
+    assert (caption.fallback, caption.provider_attempts) == (False, 1)
+
+
+async def test_a_caption_served_by_the_fallback_says_so(
+    started: Any, anthropic_emulator: Any
+) -> None:
+    """Claude failing with 503s, Gemini answers: the caption says fallback, after 4 calls."""
+    handler = await started(Captioning)
+    event = CaptionRequested(**_ids(), task="captioning", images=[png_data_url("red")])
+    anthropic_emulator.set_fault("503")
+    try:
+        caption = await handler.handle(event, context())
+    finally:
+        anthropic_emulator.clear_faults()
+    assert caption.provider == "gemini" and caption.fallback is True
+    assert caption.provider_attempts == 4  # three on Claude, one on Gemini
     assert caption.cost_usd is not None and caption.cost_usd > 0
 
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
+from PIL import Image
 from structured_support import kafka_settings_for, master_key, png_data_url, sibling, start_proxy
 
+from artifacts import LocalArtifactStore
 from consumers import ConsumerService
 from consumers.handler_config import build_registry
 from consumers.settings import HandlerSpec
+from pipelines._refs import MediaRef
 from pipelines._structured_schemas import CaptionRequested, VisibilityRequested
-from pipelines.structured import STRUCTURED_KINDS
+from pipelines.structured import STRUCTURED_KINDS, event_schemas
 from schemas import EventCodec, build_headers, event_type_of
 from services import RedisServer
 
@@ -50,6 +57,12 @@ def consumers(redis_server: RedisServer) -> Iterator[Any]:
     support.REDIS_URL[:] = before
 
 
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, format="PNG")
+    return out.getvalue()
+
+
 async def _produce(servers: str, topic: str, events: list[Any]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
     await producer.start()
@@ -66,11 +79,19 @@ async def _produce(servers: str, topic: str, events: list[Any]) -> None:
 
 
 async def test_configured_handlers_publish_validated_results_and_failures(
-    kafka_broker: Any, proxy: Any, consumers: Any
+    kafka_broker: Any, proxy: Any, consumers: Any, tmp_path: Path
 ) -> None:
-    """A caption request gets its caption; a visibility request whose answers are cut fails."""
+    """A caption of a stored image gets its caption; a missing artifact and a visibility
+    request whose answers are cut fail, each naming why."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"gateway_settings:\n  artifacts: {{root: {tmp_path / 'store'}}}\n")
+    stored = await LocalArtifactStore(tmp_path / "store").put(_png(), "image/png")
     handlers = [
-        HandlerSpec(factory="pipelines.structured:Captioning", tasks=["captioning"]),
+        HandlerSpec(
+            factory="pipelines.structured:Captioning",
+            tasks=["captioning"],
+            options={"config": str(config)},
+        ),
         # Answers cut at 3 tokens are never JSON: the visibility request must fail, named.
         HandlerSpec(
             factory="pipelines.structured:VisibilityFilter",
@@ -91,22 +112,37 @@ async def test_configured_handlers_publish_validated_results_and_failures(
         event_id=str(uuid.uuid4()),
         subject="product-2",
         task="captioning",
-        images=[png_data_url("red")],
+        images=[MediaRef(artifact_id=stored.id)],
+    )
+    missing = CaptionRequested(
+        event_id=str(uuid.uuid4()),
+        subject="product-3",
+        task="captioning",
+        images=[png_data_url("red"), MediaRef(artifact_id="0" * 64)],
     )
     await service.start()
     try:
         servers = kafka_broker.bootstrap_servers
-        await _produce(servers, settings.topics.requests.name, [keep, caption])
+        await _produce(servers, settings.topics.requests.name, [keep, caption, missing])
         async with consumers.TopicReader(servers, settings.topics.results.name) as reader:
-            await reader.until(lambda rd: len(rd.records) >= 2)
-            results = {
-                r.request_id: r for r in (CODEC.decode_result(x.value) for x in reader.records)
-            }
+            await reader.until(lambda rd: len(rd.records) >= 3)
+            raw = {CODEC.decode_result(x.value).request_id: x.value for x in reader.records}
     finally:
         await service.stop()
+    results = {request_id: CODEC.decode_result(value) for request_id, value in raw.items()}
+    schemas = event_schemas()
+    validator = jsonschema_rs.validator_for(
+        {**schemas["properties"]["results"], "$defs": schemas["$defs"]}
+    )
+    for value in raw.values():
+        validator.validate(msgspec.json.decode(value))
     described, failed = results[caption.event_id], results[keep.event_id]
     assert type(described).__name__ == "CaptionSucceeded" and described.caption.title
     assert described.provider == "anthropic" and described.answers == 1
     assert described.images == 1 and described.cost_usd is not None
+    assert (described.fallback, described.provider_attempts) == (False, 1)
+    unfound = results[missing.event_id]
+    assert type(unfound).__name__ == "CaptionFailed" and unfound.error.type == "InputNotFound"
+    assert "image 1" in unfound.error.message and unfound.error.retriable is False
     assert type(failed).__name__ == "VisibilityFailed" and failed.attempts == 1
     assert failed.error.type == "InvalidAnswer" and "not valid JSON" in failed.error.message

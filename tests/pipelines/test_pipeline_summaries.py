@@ -65,9 +65,11 @@ def videos(tmp_path: Path) -> Path:
     return root
 
 
-def _handler(tmp_path: Path, root: Path, proxy: _Proxy, model: str) -> VideoSummaries:
+def _handler(
+    tmp_path: Path, root: Path, proxy: _Proxy, model: str, fallback: str | None = None
+) -> VideoSummaries:
     config = tmp_path / f"{uuid.uuid4().hex}.yaml"
-    config.write_text(config_with_primary(model))
+    config.write_text(config_with_primary(model, fallback=fallback))
     options = VideoSummariesOptions(config=str(config), allowed_roots=[str(root)])
     resources = HandlerResources(
         settings=load_kafka_settings(None), proxy_api_key="gw-key", redactor=Redactor()
@@ -138,6 +140,15 @@ async def test_switching_the_tasks_model_switches_the_frames_sent(
     await _run(_handler(tmp_path, videos, gpt, "openai/gpt-4o"), _request(videos / "ten.mp4"))
     assert len(_image_widths(claude.bodies[0])) == 20
     assert len(_image_widths(gpt.bodies[0])) == 5
+
+
+async def test_frames_are_sampled_for_the_whole_chain(tmp_path: Path, videos: Path) -> None:
+    """Claude with GPT-4o behind it gets 10 frames, so GPT-4o can take the request too."""
+    proxy = _Proxy()
+    handler = _handler(tmp_path, videos, proxy, "anthropic/claude-sonnet-4-5", "openai/gpt-4o")
+    summary = await _run(handler, _request(videos / "ten.mp4"))
+    assert summary.frames == 10 and len(_image_widths(proxy.bodies[0])) == 10
+    assert summary.sampling == "uniform"
 
 
 async def test_a_proxy_refusal_maps_to_the_consumers_error_tree(
@@ -221,9 +232,11 @@ def test_the_handler_is_configured_by_name_with_typed_options(tmp_path: Path) ->
     assert isinstance(registry.resolve(_request(tmp_path / "a.mp4")), VideoSummaries)
 
 
-def _artifact_handler(tmp_path: Path, proxy: _Proxy, **options: Any) -> VideoSummaries:
+def _artifact_handler(
+    tmp_path: Path, proxy: _Proxy, extra: str = "", **options: Any
+) -> VideoSummaries:
     config = tmp_path / "config.yaml"
-    config.write_text(config_with_primary("gemini/gemini-2.5-flash"))
+    config.write_text(config_with_primary("gemini/gemini-2.5-flash", fallback=None) + extra)
     resources = HandlerResources(
         settings=load_kafka_settings(None), proxy_api_key=None, redactor=Redactor()
     )
@@ -239,13 +252,34 @@ def _by(ref: VideoRef) -> SummaryRequested:
 
 
 async def test_a_stored_artifact_is_summarised_by_its_id(tmp_path: Path) -> None:
-    """An artifact id is read from the store under artifacts_root and sampled like a file."""
+    """The deprecated artifacts_root still names the store an artifact id is read from."""
     store = LocalArtifactStore(tmp_path / "store")
     ref = await store.put(encode_video(300, 64, 48), "video/mp4")
     proxy = _Proxy()
     handler = _artifact_handler(tmp_path, proxy, artifacts_root=str(tmp_path / "store"))
     summary = await _run(handler, _by(VideoRef(artifact_id=ref.id)))
     assert summary.frames == 16 and len(_image_widths(proxy.bodies[0])) == 16
+
+
+async def test_an_artifact_in_the_gateways_store_is_summarised(tmp_path: Path) -> None:
+    """Without artifacts_root, an id is read from the store of gateway_settings.artifacts."""
+    store = LocalArtifactStore(tmp_path / "shared")
+    ref = await store.put(encode_video(30, 64, 48), "video/mp4")
+    proxy = _Proxy()
+    extra = f"gateway_settings:\n  artifacts: {{root: {tmp_path / 'shared'}}}\n"
+    summary = await _run(
+        _artifact_handler(tmp_path, proxy, extra), _by(VideoRef(artifact_id=ref.id))
+    )
+    assert summary.frames == 16 and len(_image_widths(proxy.bodies[0])) == 16
+
+
+async def test_an_artifact_that_is_no_video_is_refused(tmp_path: Path) -> None:
+    """A stored image named as the video is refused with VideoRefused naming its type."""
+    store = LocalArtifactStore(tmp_path / "shared")
+    ref = await store.put(b"\x89PNG fake", "image/png")
+    extra = f"gateway_settings:\n  artifacts: {{root: {tmp_path / 'shared'}}}\n"
+    with pytest.raises(VideoRefused, match="image/png"):
+        await _run(_artifact_handler(tmp_path, _Proxy(), extra), _by(VideoRef(artifact_id=ref.id)))
 
 
 async def test_a_missing_artifact_is_video_not_found(tmp_path: Path) -> None:

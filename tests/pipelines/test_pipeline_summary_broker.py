@@ -135,7 +135,8 @@ def _summary_of(path: Path) -> SummaryRequested:
 async def test_a_summary_event_yields_its_result_and_progress(
     service: tuple[KafkaSettings, Path], anthropic_emulator: EmulatorHandle
 ) -> None:
-    """One summary request gets a schema-valid result from Claude with cost, and progress."""
+    """One summary request gets a schema-valid result from Claude with cost, and progress;
+    10 frames, the most GPT-4o (the first fallback) takes."""
     settings, root = service
     video = root / "clip.mp4"
     video.write_bytes(encode_video(60, 320, 180))
@@ -150,7 +151,8 @@ async def test_a_summary_event_yields_its_result_and_progress(
     schema = {**schemas["properties"]["results"], "$defs": schemas["$defs"]}
     jsonschema_rs.validator_for(schema).validate(msgspec.json.decode(record.value))
     assert result.request_id == event.event_id and result.summary
-    assert result.provider == "anthropic" and result.frames == 20
+    assert result.provider == "anthropic" and result.frames == 10
+    assert (result.fallback, result.provider_attempts, result.sampling) == (False, 1, "uniform")
     assert result.cost_usd is not None and result.cost_usd > 0
     assert result.proxy_latency_ms is not None and result.proxy_latency_ms.total > 0
     assert anthropic_emulator.stats()["requests"] == before + 1
@@ -176,3 +178,30 @@ async def test_an_undecodable_video_yields_a_failure_naming_it(
     result = CODEC.decode_result(record.value)
     assert isinstance(result, SummaryFailed) and result.error.type == "VideoUndecodable"
     assert result.attempts == 1 and result.error.retriable is False
+
+
+async def test_a_summary_is_served_by_the_fallback_when_claude_is_down(
+    service: tuple[KafkaSettings, Path],
+    anthropic_emulator: EmulatorHandle,
+    openai_emulator: EmulatorHandle,
+) -> None:
+    """Claude answering 503s, GPT-4o serves the same frames (within its 10), and says so."""
+    settings, root = service
+    video = root / "clip.mp4"
+    video.write_bytes(encode_video(90, 320, 180))
+    event = _summary_of(video)
+    before = openai_emulator.stats()["requests"]
+    servers = settings.bootstrap_servers or ""
+    anthropic_emulator.set_fault("503")
+    try:
+        await _send(servers, settings.topics.requests.name, event)
+        [record] = await _read(servers, settings.topics.results.name, 1)
+    finally:
+        anthropic_emulator.clear_faults()
+    result = CODEC.decode_result(record.value)
+    assert isinstance(result, SummarySucceeded), result
+    assert result.provider == "openai" and result.fallback is True
+    assert result.provider_attempts == 4  # three on Claude, one on GPT-4o
+    assert result.frames == 10 and result.attempts == 1
+    assert result.cost_usd is not None and result.cost_usd > 0
+    assert openai_emulator.stats()["requests"] == before + 1
