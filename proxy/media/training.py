@@ -80,7 +80,9 @@ def training_view(job: StoredJob) -> dict[str, Any]:
         "integrations": None,
         "metadata": inputs.get("metadata") or None,
         "method": None,
-        # The gateway's own fields: who trains it, and what it costs.
+        # The gateway's own fields: its place in the provider's queue, who trains it, and
+        # what it costs.
+        "queue_position": job.position if job.status == "queued" else None,
         "provider": job.provider,
         "provider_model": job.model,
         "cost_usd": job.cost_usd,
@@ -285,7 +287,13 @@ class TrainingRoutes:
             ],
         )
         self._log.info("training_job_created", job=record.id, model=deployment.model)
-        await self._answer(send, record)
+        # Who served the create and how, as the other routes' answers say it.
+        served = [
+            (b"x-gateway-model", deployment.model.encode()),
+            (b"x-gateway-attempts", str(outcome.total_attempts).encode()),
+            (b"x-gateway-fallback", b"true" if outcome.fallback else b"false"),
+        ]
+        await self._answer(send, record, served)
         return True
 
     async def _refresh(self, job: StoredJob) -> StoredJob:
@@ -384,8 +392,10 @@ class TrainingRoutes:
         record_cost(cost)
         return cost
 
-    async def _answer(self, send: Send, job: StoredJob) -> None:
-        headers = [(b"x-gateway-provider", job.provider.encode())]
+    async def _answer(
+        self, send: Send, job: StoredJob, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        headers = [(b"x-gateway-provider", job.provider.encode()), *(extra or ())]
         if job.cost_usd is not None:
             headers.append((b"x-gateway-cost-usd", f"{job.cost_usd:.6f}".encode()))
         await send_json(send, 200, orjson.dumps(training_view(job)), headers)
