@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,9 @@ class HandlerResources:
     # the process environment, as in tests and embedding programs).
     config_path: Path | None = None
     environ: Mapping[str, str] | None = None
+    # Hosts the process itself vouches for (the provider emulators `gateway up` started on
+    # loopback, whose output links the guarded fetcher would otherwise refuse).
+    fetch_allow: tuple[str, ...] = ()
 
 
 class ProxyCompletionsOptions(
@@ -89,6 +92,7 @@ def build_registry(
     redactor: Redactor | None = None,
     config_path: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    fetch_allow: Sequence[str] = (),
 ) -> HandlerRegistry:
     """The registry of the configured handlers; raises ConfigError naming a bad entry.
 
@@ -101,6 +105,7 @@ def build_registry(
         redactor=redactor or Redactor(),
         config_path=config_path,
         environ=environ,
+        fetch_allow=tuple(fetch_allow),
     )
     specs = list(settings.handlers)
     if settings.handler is not None:

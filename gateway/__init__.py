@@ -10,7 +10,9 @@ command and hands each piece what it needs.
 - `components`: the start()/stop() pieces (emulators, proxy) and the runner that stops them in
   reverse order; `pipeline`: the Kafka broker and consumer components; `workers`: the proxy
   as N supervised processes on one port (`up --workers N`), each running `worker`;
-- `stack`: what `up`, `consume` and `kafka` run; `send`: `gateway send`;
+- `stack`: what `up`, `consume` and `kafka` run; `send`, `send_cli`, `send_fields`:
+  `gateway send` of any kind; `kinds`: the kinds the configured handlers serve;
+  `schema_cli`: `gateway schema`, the published JSON Schema of every kind;
 - `cli`: the argument parser and `main`.
 """
 

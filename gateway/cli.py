@@ -1,5 +1,5 @@
-"""The `gateway` command: `up`, `consume`, `send`, `topics ensure`, `kafka`, `emulators` and
-`config check`.
+"""The `gateway` command: `up`, `consume`, `send`, `topics ensure`, `kafka`, `emulators`,
+`config check` and `schema`.
 
 Why it exists: one entry point starts everything a developer or a deployment needs. Without
 provider keys `gateway up` runs on the EMBEDDED DEFAULT: provider emulators started in-process,
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     from emulators.cli import register as register_emulators  # noqa: PLC0415
     from gateway.keys_cli import register as register_keys  # noqa: PLC0415
     from gateway.models_cli import register as register_models  # noqa: PLC0415
+    from gateway.schema_cli import register as register_schema  # noqa: PLC0415
+    from gateway.send_cli import register as register_send  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,17 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ensure)
     ensure.set_defaults(handler=_cmd_topics_ensure)
 
-    send = sub.add_parser("send", help="publish a CompletionRequested")
-    _add_common(send)
-    send.add_argument("--task", required=True)
-    send.add_argument("--text", required=True)
-    send.add_argument(
-        "--image", action="append", default=[], type=Path, help="image file (repeatable)"
-    )
-    send.add_argument("--subject", help="ordering key (default: a new id)")
-    send.add_argument("--wait", action="store_true", help="wait for the result")
-    send.add_argument("--timeout", type=float, default=120.0)
-    send.set_defaults(handler=_cmd_send)
+    register_send(sub)
 
     kafka = sub.add_parser(
         "kafka", help="run a Kafka broker alone (Apache Kafka when Java is present, else the mock)"
@@ -91,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_emulators(sub)
     register_keys(sub)
     register_models(sub)
+    register_schema(sub)
     return parser
 
 
@@ -259,25 +252,6 @@ def _cmd_topics_ensure(args: argparse.Namespace) -> int:
         return 0
 
     return _run(ensure)
-
-
-def _cmd_send(args: argparse.Namespace) -> int:
-    from gateway.send import SendRequest, send  # noqa: PLC0415
-
-    settings = _cluster_settings(args, "send")
-    if settings is None:
-        return 2
-    servers = settings.kafka.bootstrap_servers
-    assert servers is not None  # _cluster_settings checked it
-    request = SendRequest(
-        task=args.task,
-        text=args.text,
-        images=args.image,
-        subject=args.subject,
-        wait=args.wait,
-        timeout_s=args.timeout,
-    )
-    return _run(lambda: send(settings.kafka, servers, request, redactor=settings.redactor))
 
 
 def _cluster_settings(args: argparse.Namespace, command: str) -> StackSettings | None:

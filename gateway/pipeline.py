@@ -9,8 +9,9 @@ state with the proxy in-process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from urllib.parse import urlsplit
 
 import msgspec
 import structlog
@@ -102,11 +103,14 @@ class ConsumersComponent:
         kafka: KafkaComponent,
         *,
         proxy_url: Callable[[], str] | None = None,
+        trusted_urls: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         # With a proxy in this process its URL is known only once it has bound its port,
         # hence a callable; without one, the configured (or --proxy-url) URL stands.
         self._stack = settings
         self._kafka = kafka
+        # The emulators' URLs under `gateway up`: their output links point at loopback.
+        self._trusted_urls = trusted_urls
         self._proxy_url = proxy_url
         self._exit: AsyncExitStack | None = None
         self._lines: list[str] = []
@@ -145,6 +149,7 @@ class ConsumersComponent:
             redactor=self._stack.redactor,
             config_path=self._stack.config,
             environ=self._stack.environ,
+            fetch_allow=_hosts(self._trusted_urls() if self._trusted_urls else ()),
         )
         source = self._stack.redis_source
         lines: list[str] = []
@@ -176,3 +181,9 @@ class ConsumersComponent:
         if self._exit is not None:
             await self._exit.aclose()
             self._exit = None
+
+
+def _hosts(urls: Sequence[str]) -> list[str]:
+    """The host part of each URL, once each (the guarded fetcher allows by host)."""
+    hosts = {urlsplit(url).hostname for url in urls}
+    return sorted(h for h in hosts if h)

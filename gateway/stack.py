@@ -55,7 +55,12 @@ async def serve_up(settings: StackSettings) -> None:
     described: list[Callable[[], list[str]]] = [emulators.describe, proxy.describe]
     if settings.with_kafka:
         kafka = KafkaComponent(settings)
-        consumers = ConsumersComponent(settings, kafka, proxy_url=lambda: proxy.url)
+        consumers = ConsumersComponent(
+            settings,
+            kafka,
+            proxy_url=lambda: proxy.url,
+            trusted_urls=lambda: list(emulators.urls.values()),
+        )
         components += [kafka, consumers]
         described += [kafka.describe, consumers.describe]
     stop = _stop_on_signals()

@@ -62,7 +62,8 @@ class MediaArtifacts:
             allowed_roots=options.allowed_roots,
             store=self.store,
             fetcher=GuardedFetcher(
-                allow=options.fetch_allow, max_bytes=options.fetch_max_bytes or DEFAULT_MAX_BYTES
+                allow=[*options.fetch_allow, *resources.fetch_allow],
+                max_bytes=options.fetch_max_bytes or DEFAULT_MAX_BYTES,
             ),
             redactor=resources.redactor,
         )

@@ -5,7 +5,8 @@
 - `schemas.messages`: OpenAI chat message shapes embedded in events;
 - `schemas.cloudevents`: CloudEvents binary-mode headers and W3C trace context;
 - `schemas.codec`: one reusable Encoder and one Decoder per topic family;
-- `schemas.jsonschema`: the published JSON Schema (events.schema.json) and its CI check.
+- `schemas.jsonschema`: the published JSON Schema (events.schema.json); `gateway schema`
+  writes and checks it with every kind's events.
 """
 
 from schemas.cloudevents import (

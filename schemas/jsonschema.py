@@ -1,19 +1,22 @@
-"""Generate (or check) the published JSON Schema of every event: schemas/events.schema.json.
+"""Generate the published JSON Schema of every event (schemas/events.schema.json).
 
 Why checked in: teams that produce or consume our topics in other languages read the schema
-file, and CI fails when the Structs and the file disagree (`--check`), so the file can be trusted.
+file, and CI fails when the Structs and the file disagree, so the file can be trusted. Request
+kinds declared by handler packages are not importable from here (`schemas` sits below them),
+so the composition root passes their Structs in and owns the command that writes and checks
+the file:
 
-    python -m schemas.jsonschema --write   # regenerate the file
-    python -m schemas.jsonschema --check   # exit 1 when the file is stale
+    gateway schema --write   # regenerate the file
+    gateway schema --check   # exit 1 when the file is stale
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 
@@ -25,7 +28,7 @@ from schemas.events import (
     StatusEvent,
 )
 
-__all__ = ["SCHEMA_PATH", "generate", "main", "render"]
+__all__ = ["SCHEMA_PATH", "generate", "render"]
 
 SCHEMA_PATH = Path(__file__).with_name("events.schema.json")
 
@@ -37,9 +40,26 @@ _FAMILIES: dict[str, Any] = {
 }
 
 
-def generate() -> dict[str, Any]:
-    """One JSON Schema document: a `oneOf` per topic family over shared `$defs`."""
-    families = list(_FAMILIES.values())
+def _members(family: Any) -> tuple[Any, ...]:
+    return typing.get_args(family) or (family,)
+
+
+def _union(types: Iterable[Any]) -> Any:
+    unique = tuple(dict.fromkeys(types))
+    return unique[0] if len(unique) == 1 else Union[unique]  # noqa: UP007 - built at run time
+
+
+def generate(
+    *, requests: Iterable[type[msgspec.Struct]] = (), results: Iterable[type[msgspec.Struct]] = ()
+) -> dict[str, Any]:
+    """One JSON Schema document: a `oneOf` per topic family over shared `$defs`.
+
+    `requests` / `results`: the tagged Structs of further kinds, joined to their families.
+    """
+    extra = {"requests": tuple(requests), "results": tuple(results)}
+    families = [
+        _union((*_members(family), *extra.get(name, ()))) for name, family in _FAMILIES.items()
+    ]
     schemas, components = msgspec.json.schema_components(families, ref_template="#/$defs/{name}")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -54,26 +74,6 @@ def generate() -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    return json.dumps(generate(), indent=2, sort_keys=True) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas.jsonschema", description=__doc__)
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="regenerate the schema file")
-    mode.add_argument("--check", action="store_true", help="fail when the file is stale")
-    args = parser.parse_args(argv)
-    expected = render()
-    if args.write:
-        SCHEMA_PATH.write_text(expected, encoding="utf-8")
-        return 0
-    current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-    if current != expected:
-        sys.stderr.write(f"{SCHEMA_PATH} is stale: run python -m schemas.jsonschema --write\n")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def render(document: dict[str, Any] | None = None) -> str:
+    """The file's text for `document` (the built-in kinds' schema when None)."""
+    return json.dumps(generate() if document is None else document, indent=2, sort_keys=True) + "\n"
