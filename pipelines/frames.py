@@ -2,9 +2,13 @@
 
 Why here and not in the handler: sampling is the part that decides cost and quality (each frame
 is an image the provider bills), so it is a pure function of the video and a `SamplingPolicy`,
-tested on real videos. Decoding is sequential and keeps only the chosen frames: a long video
-never sits in memory. It runs in a worker thread (`sample_frames_async`) because PyAV decodes
-synchronously and would otherwise stall the consumer's event loop.
+tested on real videos. Decoding keeps only the chosen frames (each converted to RGB and JPEG
+as it is decoded, no other frame is): a long video never sits in memory. Between chosen frames
+it seeks to the keyframe before the next one instead of decoding the frames in between
+(`pipelines._seek`: the same frames, by pts, as decoding straight through, which is what a
+stream that cannot be seeked reliably gets, logged once). It runs in a worker thread
+(`sample_frames_async`) because PyAV decodes synchronously and would otherwise stall the
+consumer's event loop.
 
 Uniform sampling is the seeds' `np.linspace(0, total - 1, n, dtype=int)` (16 of 300 frames:
 0, 19, 39, ..., 299). Adaptive sampling takes one frame per `adaptive_interval_s` seconds of
@@ -25,19 +29,23 @@ length, spread uniformly within each shot, so no chosen frame sits on a cut.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import math
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import av
 import msgspec
 import numpy as np
+import structlog
 from PIL import Image
 
 from pipelines._errors import NoFrames, VideoUndecodable
+from pipelines._seek import FrameIndex, SeekingDecoder, read_index
 
 __all__ = [
     "Detect",
@@ -51,6 +59,7 @@ __all__ = [
     "uniform_indices",
 ]
 
+LOGGER = "gateway.pipelines"
 VideoSource = bytes | Path
 Strategy = Literal["uniform", "adaptive", "keyframes"]
 # Small RGB frames (HxWx3 uint8, in video order) -> the shots, each (first, last) frame index.
@@ -88,6 +97,8 @@ class Frames(msgspec.Struct, frozen=True, kw_only=True):
     # not be detected; the shots found when they were.
     strategy: Strategy = "uniform"
     shots: list[tuple[int, int]] | None = None
+    # Frames the decoder produced to get these (a debug figure: seeking keeps it low).
+    decoded_frames: int = 0
 
 
 def uniform_indices(total: int, count: int) -> list[int]:
@@ -142,8 +153,17 @@ def _open(source: VideoSource) -> Any:
         raise VideoUndecodable(f"not a decodable video: {type(exc).__name__}") from exc
 
 
-def _probe(source: VideoSource) -> tuple[int, float]:
-    """Frame count and duration; frames counted from packets when the header has no count."""
+class _Probed(NamedTuple):
+    total: int
+    duration: float
+    # The frame index seeking needs, or why there is none (not asked for, or not trusted).
+    frame_index: FrameIndex | str = "not read"
+
+
+def _probe(source: VideoSource, *, indexed: bool = False) -> _Probed:
+    """Frame count and duration; frames counted from packets when the header has no count,
+    and (`indexed`) the packets' frame index, read by the same demux."""
+    index: FrameIndex | str = "not read"
     with _open(source) as container:
         if not container.streams.video:
             raise VideoUndecodable("the file holds no video stream")
@@ -154,17 +174,19 @@ def _probe(source: VideoSource) -> tuple[int, float]:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / av.time_base
-        if total <= 0:
+        if total <= 0 or indexed:
             try:
-                # Demuxing without decoding: cheap, and nothing kept.
-                total = sum(1 for packet in container.demux(stream) if packet.size)
+                # Demuxing without decoding: cheap, and nothing but the pts kept.
+                count, index = read_index(container, stream, total)
             except av.FFmpegError as exc:
                 raise VideoUndecodable(f"cannot read the video: {type(exc).__name__}") from exc
+            total = total if total > 0 else count
+            index = index if indexed else "not read"
         if duration <= 0 and total > 0 and stream.average_rate:
             duration = float(Fraction(total) / stream.average_rate)
     if total <= 0:
         raise NoFrames("the video has no frames")
-    return total, duration
+    return _Probed(total, duration, index)
 
 
 def _jpeg(image: Image.Image, width: int, quality: int) -> bytes:
@@ -176,21 +198,22 @@ def _jpeg(image: Image.Image, width: int, quality: int) -> bytes:
     return out.getvalue()
 
 
-def sample_frames(source: VideoSource, policy: SamplingPolicy) -> Frames:
+def sample_frames(source: VideoSource, policy: SamplingPolicy, *, seek: bool = True) -> Frames:
     """Decode `source` (bytes or a file path) once and return the frames `policy` picks
     (keyframes need a detector: `sample_frames_async`; here they fall back to uniform).
+    `seek=False` decodes straight through, as a stream seeking fails on does.
 
     Raises VideoUndecodable for anything PyAV cannot decode, NoFrames for an empty stream.
     """
-    total, duration = _probe(source)
+    probed = _probe(source, indexed=seek)
     strategy: Strategy = "adaptive" if policy.strategy == "adaptive" else "uniform"
-    wanted = frame_indices(total, duration, policy)
-    return _decode(source, policy, wanted, (total, duration), strategy)
+    wanted = frame_indices(probed.total, probed.duration, policy)
+    return _decode(source, policy, wanted, probed, strategy)
 
 
 def _small_frames(source: VideoSource, size: tuple[int, int], limit: int) -> list[np.ndarray]:
     """Every frame at `size` (width, height) as RGB arrays; empty when there are over `limit`."""
-    total, _duration = _probe(source)
+    total = _probe(source).total
     if total > limit:
         return []
     small: list[np.ndarray] = []
@@ -209,47 +232,109 @@ def _small_frames(source: VideoSource, size: tuple[int, int], limit: int) -> lis
     return small
 
 
+class _Taken(NamedTuple):
+    at: int
+    jpeg: bytes
+    # The source's (width, height).
+    size: tuple[int, int]
+
+
+def _take(index: int, frame: Any, policy: SamplingPolicy) -> _Taken:
+    # Converted to RGB and JPEG at once: a frame never wanted is never converted, and no
+    # decoded picture outlives its turn (20 4K frames would be 500 MB).
+    image = frame.to_image()
+    return _Taken(index, _jpeg(image, policy.width, policy.jpeg_quality), image.size)
+
+
 def _decode(
     source: VideoSource,
     policy: SamplingPolicy,
     wanted: list[int],
-    probed: tuple[int, float],
+    probed: _Probed,
     strategy: Strategy,
     *,
     shots: list[tuple[int, int]] | None = None,
 ) -> Frames:
-    """The frames at `wanted` (sorted indices) as JPEGs at the policy's width."""
-    total, duration = probed
+    """The frames at `wanted` (sorted indices) as JPEGs at the policy's width: seeking past
+    the frames between them when the probe read a frame index, else straight through."""
+    taken: list[_Taken] = []
+    decoded = 0
+    failure: str | None = None
+    straight = True
+    index = probed.frame_index
+    if isinstance(index, FrameIndex):
+        seeking_frames, runs, straight_frames = index.planned(wanted)
+        if seeking_frames < straight_frames:
+            # Frame threads decode one frame ahead per thread, work a seek throws away:
+            # at most half a run's frames ahead, all cores for runs that long.
+            threads = max(1, min(os.cpu_count() or 1, seeking_frames // (2 * max(runs, 1))))
+            taken, decoded, failure = _decode_seeking(source, policy, wanted, index, threads)
+            straight = failure is not None
+    elif index != "not read":
+        failure = index
+    if failure is not None:
+        # Once per video, not per frame: the straight decode below gives the same frames.
+        structlog.get_logger(LOGGER).info("frames_seek_unavailable", reason=failure)
+    if straight:
+        taken, count = _decode_straight(source, policy, wanted)
+        decoded += count
+    if not taken:
+        raise NoFrames("the video decoded to no frames")
+    return Frames(
+        images=[t.jpeg for t in taken],
+        indices=[t.at for t in taken],
+        total_frames=probed.total,
+        duration_s=probed.duration,
+        source_width=taken[0].size[0],
+        source_height=taken[0].size[1],
+        strategy=strategy,
+        shots=shots,
+        decoded_frames=decoded,
+    )
+
+
+def _decode_seeking(
+    source: VideoSource,
+    policy: SamplingPolicy,
+    wanted: list[int],
+    index: FrameIndex,
+    threads: int,
+) -> tuple[list[_Taken], int, str | None]:
+    """The frames at `wanted`, seeking past the frames between them; how many were decoded;
+    and why the frames cannot be trusted when they cannot (None when they can)."""
+    with _open(source) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        seeking = SeekingDecoder(container, stream, index)
+        try:
+            taken = [_take(i, frame, policy) for i, frame in seeking.frames(wanted)]
+        except av.FFmpegError as exc:
+            seeking.failure = f"decoding after a seek failed: {type(exc).__name__}"
+            taken = []
+    return taken, seeking.decoded, seeking.failure
+
+
+def _decode_straight(
+    source: VideoSource, policy: SamplingPolicy, wanted: list[int]
+) -> tuple[list[_Taken], int]:
+    """The frames at `wanted`, every frame up to the last one decoded; and how many were."""
     targets = set(wanted)
-    images: list[bytes] = []
-    indices: list[int] = []
-    size = (0, 0)
+    taken: list[_Taken] = []
+    decoded = 0
     with _open(source) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
             for index, frame in enumerate(container.decode(stream)):
+                decoded += 1
                 if index in targets:
-                    image = frame.to_image()
-                    size = image.size
-                    images.append(_jpeg(image, policy.width, policy.jpeg_quality))
-                    indices.append(index)
+                    taken.append(_take(index, frame, policy))
                 if index >= wanted[-1]:
                     break
         except av.FFmpegError as exc:
             raise VideoUndecodable(f"cannot decode the video: {type(exc).__name__}") from exc
-    if not images:
-        raise NoFrames("the video decoded to no frames")
-    return Frames(
-        images=images,
-        indices=indices,
-        total_frames=total,
-        duration_s=duration,
-        source_width=size[0],
-        source_height=size[1],
-        strategy=strategy,
-        shots=shots,
-    )
+    return taken, decoded
 
 
 async def sample_frames_async(
@@ -271,7 +356,7 @@ async def sample_frames_async(
         return await asyncio.to_thread(sample_frames, source, policy)
     shots = await detect(small)
     wanted = keyframe_indices(shots, policy.max_frames) or uniform_indices(len(small), 1)
-    probed = await asyncio.to_thread(_probe, source)
+    probed = await asyncio.to_thread(functools.partial(_probe, source, indexed=True))
     return await asyncio.to_thread(
         _decode, source, policy, wanted, probed, "keyframes", shots=shots
     )
