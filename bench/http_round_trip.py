@@ -5,7 +5,8 @@ real handler awaits I/O. Here each record costs one chat-completion call to the 
 emulator, run as a separate process (`python -m emulators openai`) so that its CPU is not the
 measured process's, through the HTTP client the proxy handler uses. The runtime side is
 `ProxyCompletionHandler` itself; the raw side is the loop a developer would write on aiokafka and
-httpx: consume, one call per record with bounded concurrency, produce the result, commit.
+that client (`consumers.proxy_client.ProxyClient`, pooled aiohttp): consume, one call per record
+with bounded concurrency, produce the result, commit.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumers import ProxyCompletionHandler
+from consumers.proxy_client import ProxyClient
 
 __all__ = ["API_KEY", "emulator", "proxy_handler", "raw_http_loop"]
 
@@ -55,15 +56,10 @@ def proxy_handler(url: str) -> ProxyCompletionHandler:
     return ProxyCompletionHandler(url, api_key=API_KEY, provider="emulator")
 
 
-def _client(url: str) -> httpx.AsyncClient:
-    # The same client ProxyCompletionHandler.start() builds (headers, timeout, pool limits),
-    # so both sides pay the same HTTP cost and the ratio shows what the runtime adds.
-    return httpx.AsyncClient(
-        base_url=url,
-        headers={"content-type": "application/json", "authorization": f"Bearer {API_KEY}"},
-        timeout=120.0,
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-    )
+def _client(url: str) -> ProxyClient:
+    # The client ProxyCompletionHandler uses (headers, timeout, pool limits), so both sides pay
+    # the same HTTP cost and the ratio shows what the runtime adds.
+    return ProxyClient(url, api_key=API_KEY)
 
 
 class _Request(msgspec.Struct):
@@ -102,7 +98,7 @@ class _Caller:
     """One record's work in the raw loop: decode, call, produce; releases its slot after."""
 
     def __init__(
-        self, client: httpx.AsyncClient, producer: AIOKafkaProducer, out: str, slots: Any
+        self, client: ProxyClient, producer: AIOKafkaProducer, out: str, slots: Any
     ) -> None:
         self._client = client
         self._producer = producer
@@ -113,10 +109,15 @@ class _Caller:
         try:
             request = _REQUEST.decode(record.value)
             body = _ENCODER.encode({"model": request.task, "messages": request.messages})
-            response = await self._client.post(
-                "/v1/chat/completions", content=body, headers={"x-request-id": request.event_id}
+            response = await self._client.request(
+                "POST",
+                "/v1/chat/completions",
+                content=body,
+                headers={"x-request-id": request.event_id},
+                timeout_s=120.0,
             )
-            response.raise_for_status()
+            if response.status >= 300:
+                raise RuntimeError(f"the emulator answered {response.status}")
             answer = _ANSWER.decode(response.content)
             result = _Result(
                 request_id=request.event_id,
@@ -151,7 +152,8 @@ async def _settle(consumer: AIOKafkaConsumer, batches: asyncio.Queue[_Batch | No
 async def raw_http_loop(  # noqa: PLR0917 - spawned processes get positional arguments
     servers: str, topic: str, out: str, n: int, url: str, concurrency: int
 ) -> dict[str, float]:
-    """Raw aiokafka + httpx: one chat call per record, `concurrency` at a time, until n acked.
+    """Raw aiokafka + the handler's HTTP client: one chat call per record, `concurrency` at a
+    time, until n acked.
 
     Each fetched batch's offsets are committed once all of its results are acknowledged and
     every earlier batch's were (at most every 0.5 s, as the runtime's `commit_interval_s`), the
@@ -169,6 +171,7 @@ async def raw_http_loop(  # noqa: PLR0917 - spawned processes get positional arg
         bootstrap_servers=servers, enable_idempotence=True, acks="all", linger_ms=2
     )
     client = _client(url)
+    await client.start()
     await consumer.start()
     await producer.start()
     slots = asyncio.Semaphore(concurrency)
@@ -196,7 +199,7 @@ async def raw_http_loop(  # noqa: PLR0917 - spawned processes get positional arg
     await settler
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
-    await client.aclose()
+    await client.stop()
     await producer.stop()
     await consumer.stop()
     return {"events_per_s": n / elapsed, "cpu_us_per_event": cpu / n * 1e6}

@@ -13,7 +13,7 @@ fresh for each measured step, with the handlers of the repository's config), and
 
 (1) Per round and workload, interleaved: the baseline drives the proxy directly from a load
     process at concurrency C through the handler object the consumer builds from the same
-    config entry (its httpx client, body and headers; `consumers.handler_config.
+    config entry (its pooled aiohttp client, body and headers; `consumers.handler_config.
     proxy_completions` for `chat`, `pipelines.structured.Captioning` for `caption`): the
     proxy's own req/s. The measured step preloads the same number of request records into the
     requests topic of a fresh consumer group (after a warm-up batch that proves the partitions

@@ -125,7 +125,7 @@ async def direct_load(  # noqa: PLR0917 - spawned processes get positional argum
     kind: str, config: str, proxy_url: str, key: str, concurrency: int, n: int
 ) -> dict[str, Any]:
     """The baseline: `n` requests of `kind` straight to the proxy, `concurrency` at a time,
-    through the handler object itself (its httpx client, body and headers), no Kafka.
+    through the handler object itself (its pooled aiohttp client, body and headers), no Kafka.
 
     Throughput is (answers - 1) over the time from the first answer to the last, as the
     measured side's is from its results' timestamps. A warm-up of 2 x concurrency goes first.

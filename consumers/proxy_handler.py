@@ -16,11 +16,11 @@ provider echoing it never puts it into an exception, a result or a dead letter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 
 from consumers.errors import (
@@ -36,6 +36,7 @@ from consumers.errors import (
     ProviderUnavailable,
 )
 from consumers.handlers import Completion, HandlerContext
+from consumers.proxy_client import ANSWER_GRACE_S, ProxyClient, ProxyResponse
 from consumers.settings import ProxyClientSettings
 from core.http import (
     PRIORITY_HEADER,
@@ -55,10 +56,6 @@ __all__ = [
     "error_for_response",
     "transport_errors",
 ]
-
-# How much longer than the budget it sent the handler waits for the proxy's answer: the proxy
-# answers at its deadline at the latest, after cancelling the provider call in flight.
-ANSWER_GRACE_S = 10.0
 
 
 class _Choice(msgspec.Struct):
@@ -82,7 +79,7 @@ _LATENCY_HEADERS = {
 }
 
 
-def _number(headers: httpx.Headers, name: str) -> float | None:
+def _number(headers: Mapping[str, str], name: str) -> float | None:
     try:
         value = float(headers[name])
     except (KeyError, ValueError):
@@ -90,7 +87,7 @@ def _number(headers: httpx.Headers, name: str) -> float | None:
     return value if value >= 0 else None
 
 
-def accounting_of(headers: httpx.Headers) -> tuple[float | None, GatewayLatency | None]:
+def accounting_of(headers: Mapping[str, str]) -> tuple[float | None, GatewayLatency | None]:
     """The cost and latency split the gateway's proxy reported (None from other servers)."""
     times = {field: _number(headers, name) for field, name in _LATENCY_HEADERS.items()}
     latency = (
@@ -101,7 +98,7 @@ def accounting_of(headers: httpx.Headers) -> tuple[float | None, GatewayLatency 
     return _number(headers, _COST_HEADER), latency
 
 
-def _attempts_of(headers: httpx.Headers) -> int:
+def _attempts_of(headers: Mapping[str, str]) -> int:
     """`x-gateway-attempts`, at least 1 (a server that does not report it made one call)."""
     try:
         return max(1, int(headers.get("x-gateway-attempts", "1")))
@@ -109,18 +106,18 @@ def _attempts_of(headers: httpx.Headers) -> int:
         return 1
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str | None]:
+def _error_of(response: ProxyResponse) -> tuple[str, str | None]:
     """The error message and code of an OpenAI-format error body (else the reason phrase)."""
     try:
         error = response.json()["error"]
         code = error.get("code")
         return str(error["message"])[:500], code if isinstance(code, str) else None
     except (ValueError, KeyError, TypeError, AttributeError):
-        return response.reason_phrase or "error", None
+        return response.reason or "error", None
 
 
 def error_for_response(  # noqa: PLR0911 - one return per error class reads best
-    response: httpx.Response, redactor: Redactor
+    response: ProxyResponse, redactor: Redactor
 ) -> HandlerError:
     """Translate a non-2xx proxy answer into the consumers' error tree, its message scrubbed.
 
@@ -129,7 +126,7 @@ def error_for_response(  # noqa: PLR0911 - one return per error class reads best
     answers (it made one call, not a chain); any other 429 or 5xx means the proxy's own
     retries are spent or cannot help, and sending the request again would repeat them.
     """
-    status = response.status_code
+    status = response.status
     text, code = _error_of(response)
     message = redactor.scrub(f"proxy answered {status}: {text}")
     marker = response.headers.get(RETRIABLE_HEADER)
@@ -160,9 +157,10 @@ def error_for_response(  # noqa: PLR0911 - one return per error class reads best
 def transport_errors() -> Iterator[None]:
     try:
         yield
-    except httpx.TimeoutException as exc:
+    # Only the exception's type goes into the message: aiohttp's texts can carry the URL.
+    except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
         raise ProviderTimeout(f"proxy timed out: {type(exc).__name__}") from exc
-    except httpx.TransportError as exc:
+    except aiohttp.ClientError as exc:
         raise ProviderUnavailable(f"proxy unreachable: {type(exc).__name__}") from exc
 
 
@@ -178,20 +176,16 @@ class ProxyCompletionHandler:
         provider: str = "proxy",
         max_deliveries: int = 2,
         redactor: Redactor | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
         self._timeout_s = timeout_s
         self._provider = provider
         self._max_deliveries = max_deliveries
         # The process's redactor when one is handed down, so its logs and events mask the key.
         self._redactor = redactor if redactor is not None else Redactor()
         self._redactor.add(api_key)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client = ProxyClient(base_url, api_key=api_key, timeout_s=timeout_s)
         self._encoder = msgspec.json.Encoder()
 
     @classmethod
@@ -218,22 +212,10 @@ class ProxyCompletionHandler:
         return self._max_deliveries
 
     async def start(self) -> None:
-        if self._client is None:
-            headers = {"content-type": "application/json"}
-            if self._api_key:
-                headers["authorization"] = f"Bearer {self._api_key}"
-            self._client = httpx.AsyncClient(
-                base_url=self._base_url,
-                headers=headers,
-                timeout=self._timeout_s + ANSWER_GRACE_S,
-                transport=self._transport,
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            )
+        await self._client.start()
 
     async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.stop()
 
     def _body(self, event: CompletionRequested) -> bytes:
         body: dict[str, Any] = {
@@ -257,7 +239,7 @@ class ProxyCompletionHandler:
         return min(self._timeout_s, seconds_until(event.deadline))
 
     async def handle(self, event: CompletionRequested, ctx: HandlerContext) -> Completion:
-        if self._client is None:
+        if not self._client.started:
             raise ProviderUnavailable("ProxyCompletionHandler used before start()")
         budget = self.budget_s(event)
         if budget <= 0:
@@ -270,13 +252,14 @@ class ProxyCompletionHandler:
         if ctx.traceparent is not None:
             headers["traceparent"] = child_traceparent(ctx.traceparent)
         with transport_errors():
-            response = await self._client.post(
+            response = await self._client.request(
+                "POST",
                 "/v1/chat/completions",
                 content=self._body(event),
                 headers=headers,
-                timeout=budget + ANSWER_GRACE_S,
+                timeout_s=budget + ANSWER_GRACE_S,
             )
-        if response.status_code >= 300:
+        if response.status >= 300:
             raise error_for_response(response, self._redactor)
         try:
             parsed = _RESPONSE.decode(response.content)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import msgspec
 
 from artifacts import DEFAULT_MAX_BYTES, GuardedFetcher
@@ -87,8 +86,6 @@ class MediaHandler:
         self,
         options: MediaOptions,
         resources: HandlerResources,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._options = options
         self._artifacts = MediaArtifacts.from_options(options, resources)
@@ -97,7 +94,6 @@ class MediaHandler:
             url=options.url,
             timeout_s=options.timeout_s,
             provider=options.provider,
-            transport=transport,
         )
 
     @property

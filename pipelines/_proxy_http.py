@@ -12,18 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 import msgspec
 
 from consumers.errors import DeadlineExceeded, ProviderUnavailable
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
-from consumers.proxy_handler import (
-    ANSWER_GRACE_S,
-    accounting_of,
-    error_for_response,
-    transport_errors,
-)
+from consumers.proxy_client import ANSWER_GRACE_S, Files, ProxyClient, ProxyResponse
+from consumers.proxy_handler import accounting_of, error_for_response, transport_errors
 from core.http import PRIORITY_HEADER, TIMEOUT_HEADER, format_timeout, seconds_until
 from core.redact import Redactor
 from schemas import GatewayLatency, Request, Usage, child_traceparent
@@ -48,7 +43,7 @@ class Served(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 def served_from(
-    response: httpx.Response,
+    response: ProxyResponse,
     *,
     provider: str,
     model: str,
@@ -87,17 +82,13 @@ class ProxyHttp:
         provider: str = "proxy",
         max_deliveries: int = 2,
         redactor: Redactor | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
         self._timeout_s = timeout_s
         self.provider = provider
         self.max_deliveries = max_deliveries
         self._redactor = redactor if redactor is not None else Redactor()
         self._redactor.add(api_key)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client = ProxyClient(base_url, api_key=api_key, timeout_s=timeout_s)
 
     @classmethod
     def from_resources(
@@ -107,7 +98,6 @@ class ProxyHttp:
         url: str | None = None,
         timeout_s: float | None = None,
         provider: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> ProxyHttp:
         """The client `gateway_settings.kafka.proxy` describes, with a handler's overrides."""
         proxy = resources.settings.proxy
@@ -118,7 +108,6 @@ class ProxyHttp:
             provider=provider or proxy.provider,
             max_deliveries=proxy.max_deliveries,
             redactor=resources.redactor,
-            transport=transport,
         )
 
     @property
@@ -126,20 +115,10 @@ class ProxyHttp:
         return self._redactor
 
     async def start(self) -> None:
-        if self._client is None:
-            headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-            self._client = httpx.AsyncClient(
-                base_url=self._base_url,
-                headers=headers,
-                timeout=self._timeout_s + ANSWER_GRACE_S,
-                transport=self._transport,
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            )
+        await self._client.start()
 
     async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.stop()
 
     def budget_s(self, event: Request) -> float:
         """Seconds one call for `event` may take: until its deadline, at most `timeout_s`."""
@@ -156,12 +135,12 @@ class ProxyHttp:
         *,
         json: Any = None,
         data: dict[str, Any] | None = None,
-        files: Any = None,
+        files: Files | None = None,
         timeout_s: float | None = None,
-    ) -> httpx.Response:
+    ) -> ProxyResponse:
         """One request to the proxy on behalf of `event`; a non-2xx answer or a transport
         failure raises the consumers' error for it (its message scrubbed)."""
-        if self._client is None:
+        if not self._client.started:
             raise ProviderUnavailable("ProxyHttp used before start()")
         budget = min(self.budget_s(event), timeout_s) if timeout_s else self.budget_s(event)
         if budget <= 0:
@@ -179,8 +158,8 @@ class ProxyHttp:
                 data=data,
                 files=files,
                 headers=headers,
-                timeout=budget + ANSWER_GRACE_S,
+                timeout_s=budget + ANSWER_GRACE_S,
             )
-        if response.status_code >= 300:
+        if response.status >= 300:
             raise error_for_response(response, self._redactor)
         return response

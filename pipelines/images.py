@@ -34,7 +34,6 @@ import operator
 import warnings
 from typing import Annotated, Any, ClassVar
 
-import httpx
 import msgspec
 from PIL import Image
 
@@ -42,6 +41,7 @@ from consumers.errors import ProviderNotFound
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
 from consumers.kinds import EventKind
+from consumers.proxy_client import ProxyResponse
 from pipelines._errors import ImageTooLarge, ImageUndecodable, LoraNotFound, OutputUnusable
 from pipelines._image_schemas import (
     DEFAULT_EDIT_TASK,
@@ -168,10 +168,8 @@ class _ImageHandler(MediaHandler):
         self,
         options: ImageOptions,
         resources: HandlerResources,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(options, resources, transport=transport)
+        super().__init__(options, resources)
         self._max_pixels = options.max_pixels
 
     async def _picture(self, ref: MediaRef, noun: str) -> Picture:
@@ -208,9 +206,7 @@ class _ImageHandler(MediaHandler):
         )
         return await self._stored(event, ctx, response)
 
-    async def _stored(
-        self, event: Request, ctx: HandlerContext, response: httpx.Response
-    ) -> Images:
+    async def _stored(self, event: Request, ctx: HandlerContext, response: ProxyResponse) -> Images:
         """Every image of the answer, checked and stored, with the proxy's accounting."""
         try:
             body = response.json()

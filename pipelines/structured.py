@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
-import httpx
 import msgspec
 
 from consumers.errors import HandlerError
@@ -274,8 +273,6 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
         task: StructuredTask[Req, Out, Ans],
         options: StructuredOptions,
         resources: HandlerResources,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._task = task
         self.kind = task.kind
@@ -294,7 +291,6 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
             provider=proxy.provider,
             max_deliveries=proxy.max_deliveries,
             redactor=resources.redactor,
-            transport=transport,
         )
         self._images = ImageUrls.from_options(
             resources,

@@ -38,7 +38,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import msgspec
 import structlog
 
@@ -193,8 +192,6 @@ class VideoSummaries(Proxied):
         self,
         options: VideoSummariesOptions,
         resources: HandlerResources,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         # Read at start-up, so a bad config or an unknown provider stops the process then.
         config = config_of(options, resources)
@@ -216,7 +213,6 @@ class VideoSummaries(Proxied):
             provider=options.provider or proxy.provider,
             max_deliveries=proxy.max_deliveries,
             redactor=resources.redactor,
-            transport=transport,
         )
 
     async def stop(self) -> None:

@@ -24,7 +24,6 @@ import re
 import time
 from typing import Annotated, Any
 
-import httpx
 import msgspec
 import structlog
 
@@ -161,10 +160,8 @@ class LoraTraining(MediaHandler):
         self,
         options: LoraTrainingOptions,
         resources: HandlerResources,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(options, resources, transport=transport)
+        super().__init__(options, resources)
         self._training = options
         self._jobs: JobMemory[_Started] = JobMemory()
 

@@ -25,7 +25,6 @@ import time
 from typing import Annotated, Any
 
 import av
-import httpx
 import msgspec
 import structlog
 from PIL import Image, UnidentifiedImageError
@@ -187,10 +186,8 @@ class VideoGeneration(MediaHandler):
         self,
         options: VideoGenerationOptions,
         resources: HandlerResources,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(options, resources, transport=transport)
+        super().__init__(options, resources)
         self._video = options
         self._jobs: JobMemory[_Started] = JobMemory()
 

@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
-import httpx
 import msgspec
 from PIL import Image
 
@@ -162,10 +161,8 @@ class _VisionHandler(MediaHandler):
         self,
         options: VisionOptions,
         resources: HandlerResources,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(options, resources, transport=transport)
+        super().__init__(options, resources)
         self._vision = options
         # Read at start-up, so a bad onnx section stops the process then.
         self._models = (

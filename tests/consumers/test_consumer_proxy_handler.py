@@ -1,8 +1,11 @@
-"""Specifications of ProxyCompletionHandler: request shape, error mapping, a real HTTP server."""
+"""Specifications of ProxyCompletionHandler: request shape, error mapping, a real HTTP server
+(`proxy_stub.serving` answers with each test's function)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 from consumer_support import request
+from proxy_stub import Answer, serving
 
 from consumers import (
     HandlerContext,
@@ -27,7 +31,8 @@ from consumers.errors import (
     HandlerError,
     ProviderFailed,
 )
-from consumers.proxy_handler import ANSWER_GRACE_S
+from consumers.proxy_client import ProxyClient
+from consumers.proxy_handler import transport_errors
 from core.redact import Redactor
 from schemas import new_traceparent, trace_id_of
 
@@ -43,20 +48,19 @@ def _ctx(traceparent: str | None = None) -> HandlerContext:
 
 
 async def _call(
-    transport: httpx.MockTransport,
+    answer: Answer,
     *,
     traceparent: str | None = None,
     event: Any = None,
     timeout_s: float = 120.0,
 ) -> Any:
-    handler = ProxyCompletionHandler(
-        "http://proxy.test", api_key=KEY, timeout_s=timeout_s, transport=transport
-    )
-    await handler.start()
-    try:
-        return await handler.handle(event or request("hello"), _ctx(traceparent))
-    finally:
-        await handler.stop()
+    async with serving(answer) as url:
+        handler = ProxyCompletionHandler(url, api_key=KEY, timeout_s=timeout_s)
+        await handler.start()
+        try:
+            return await handler.handle(event or request("hello"), _ctx(traceparent))
+        finally:
+            await handler.stop()
 
 
 def _answer(seen: list[httpx.Request]) -> Any:
@@ -83,7 +87,7 @@ async def test_sends_task_as_model_with_messages_and_key() -> None:
         )
 
     parent = new_traceparent()
-    completion = await _call(httpx.MockTransport(answer), traceparent=parent)
+    completion = await _call(answer, traceparent=parent)
     body = json.loads(seen[0].content)
     assert seen[0].url.path == "/v1/chat/completions"
     assert body == {"model": "captioning", "messages": [{"role": "user", "content": "hello"}]}
@@ -121,49 +125,58 @@ async def test_http_errors_map_to_the_error_tree(
 ) -> None:
     """Each proxy answer becomes one error class; only what the proxy marks retriable (or an
     unmarked server's 429 with Retry-After) may be sent again."""
-    transport = httpx.MockTransport(
-        lambda _r: httpx.Response(
-            status, headers=headers, json={"error": {"message": "nope", "type": "x"}}
-        )
-    )
     with pytest.raises(error) as caught:
-        await _call(transport)
+        await _call(
+            lambda _r: httpx.Response(
+                status, headers=headers, json={"error": {"message": "nope", "type": "x"}}
+            )
+        )
     assert caught.value.retriable is retriable
     assert "nope" in str(caught.value)
 
 
 async def test_the_proxys_deadline_answer_is_final() -> None:
     """A 504 deadline_exceeded from the proxy is DeadlineExceeded, never retried."""
-    transport = httpx.MockTransport(
-        lambda _r: httpx.Response(
-            504,
-            headers={"x-gateway-retriable": "false"},
-            json={"error": {"message": "deadline passed", "code": "deadline_exceeded"}},
-        )
-    )
     with pytest.raises(DeadlineExceeded) as caught:
-        await _call(transport)
+        await _call(
+            lambda _r: httpx.Response(
+                504,
+                headers={"x-gateway-retriable": "false"},
+                json={"error": {"message": "deadline passed", "code": "deadline_exceeded"}},
+            )
+        )
     assert not caught.value.retriable
 
 
 async def test_the_event_deadline_travels_as_the_timeout_header() -> None:
-    """An event due in 30 s is sent with at most 30 000 ms of budget, and the HTTP timeout
-    is longer than that budget, so the proxy's own answer always arrives first."""
+    """An event due in 30 s is sent with at most 30 000 ms of budget."""
     seen: list[httpx.Request] = []
     due = datetime.now(UTC) + timedelta(seconds=30)
     event = msgspec.structs.replace(request("hello"), deadline=due)
-    await _call(httpx.MockTransport(_answer(seen)), event=event)
+    await _call(_answer(seen), event=event)
     budget_ms = int(seen[0].headers["x-gateway-timeout-ms"])
     assert 25_000 < budget_ms <= 30_000
-    assert seen[0].extensions["timeout"]["read"] > budget_ms / 1000
 
 
 async def test_without_a_deadline_the_configured_budget_is_sent() -> None:
-    """An event without a deadline gets `timeout_s` as its budget, and waits a grace longer."""
+    """An event without a deadline gets `timeout_s` as its budget."""
     seen: list[httpx.Request] = []
-    await _call(httpx.MockTransport(_answer(seen)), timeout_s=45)
+    await _call(_answer(seen), timeout_s=45)
     assert seen[0].headers["x-gateway-timeout-ms"] == "45000"
-    assert seen[0].extensions["timeout"]["read"] == 45 + ANSWER_GRACE_S
+
+
+async def test_an_answer_after_the_budget_is_still_read() -> None:
+    """The handler waits a grace longer than the budget it sent, so a proxy answering at (or
+    just after) its deadline is heard rather than cut off."""
+    seen: list[httpx.Request] = []
+
+    async def late(req: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.3)
+        return _answer(seen)(req)
+
+    completion = await _call(late, timeout_s=0.05)
+    assert seen[0].headers["x-gateway-timeout-ms"] == "50"
+    assert completion.content == "hi"
 
 
 async def test_a_passed_deadline_sends_nothing() -> None:
@@ -173,33 +186,56 @@ async def test_a_passed_deadline_sends_nothing() -> None:
         request("hello"), deadline=datetime.now(UTC) - timedelta(seconds=1)
     )
     with pytest.raises(DeadlineExceeded):
-        await _call(httpx.MockTransport(_answer(seen)), event=event)
+        await _call(_answer(seen), event=event)
     assert seen == []
 
 
 async def test_rate_limited_carries_retry_after() -> None:
     """A 429's Retry-After header is exposed as retry_after_s."""
-    transport = httpx.MockTransport(
-        lambda _r: httpx.Response(429, headers={"retry-after": "3"}, json={"error": {}})
-    )
     with pytest.raises(ProviderRateLimited) as caught:
-        await _call(transport)
+        await _call(
+            lambda _r: httpx.Response(429, headers={"retry-after": "3"}, json={"error": {}})
+        )
     assert caught.value.retry_after_s == 3.0
 
 
-async def test_transport_failures_are_retriable() -> None:
-    """Connection errors and timeouts map to retriable errors."""
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
-    def refuse(_r: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused")
 
-    def slow(_r: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow")
+async def test_a_refused_connection_is_retriable() -> None:
+    """A proxy that is not listening is ProviderUnavailable, retriable, naming no address."""
+    handler = ProxyCompletionHandler(f"http://127.0.0.1:{_closed_port()}", api_key=KEY)
+    await handler.start()
+    try:
+        with pytest.raises(ProviderUnavailable) as caught:
+            await handler.handle(request("hello"), _ctx())
+    finally:
+        await handler.stop()
+    assert caught.value.retriable
+    assert "127.0.0.1" not in str(caught.value)
 
-    with pytest.raises(ProviderUnavailable):
-        await _call(httpx.MockTransport(refuse))
-    with pytest.raises(ProviderTimeout):
-        await _call(httpx.MockTransport(slow))
+
+async def test_a_proxy_that_does_not_answer_in_time_is_a_retriable_timeout() -> None:
+    """A request past its total timeout is ProviderTimeout, retriable."""
+    never = asyncio.Event()
+
+    async def silent(_r: httpx.Request) -> httpx.Response:
+        await never.wait()
+        return httpx.Response(200)
+
+    async with serving(silent) as url:
+        client = ProxyClient(url, api_key=KEY)
+        await client.start()
+        try:
+            with pytest.raises(ProviderTimeout) as caught, transport_errors():
+                await client.request("GET", "/v1/models", headers={}, timeout_s=0.2)
+        finally:
+            await client.stop()
+    assert caught.value.retriable
 
 
 async def test_the_key_never_appears_in_errors() -> None:
@@ -212,7 +248,7 @@ async def test_the_key_never_appears_in_errors() -> None:
         return httpx.Response(401, json={"error": {"message": f"invalid key {key}"}})
 
     with pytest.raises(ProviderAuthError) as caught:
-        await _call(httpx.MockTransport(echo))
+        await _call(echo)
     assert sent == [KEY]
     assert KEY not in str(caught.value)
     assert "invalid key [REDACTED]" in str(caught.value)
@@ -221,20 +257,18 @@ async def test_the_key_never_appears_in_errors() -> None:
 async def test_keys_the_process_knows_are_masked_too() -> None:
     """With the process's redactor handed down, every key it knows is masked in errors."""
     redactor = Redactor(["plain-provider-key-from-elsewhere"])
-    transport = httpx.MockTransport(
+    async with serving(
         lambda _r: httpx.Response(
             400, json={"error": {"message": "plain-provider-key-from-elsewhere rejected"}}
         )
-    )
-    handler = ProxyCompletionHandler(
-        "http://proxy.test", api_key=KEY, redactor=redactor, transport=transport
-    )
-    await handler.start()
-    try:
-        with pytest.raises(ProviderBadRequest) as caught:
-            await handler.handle(request("hello"), _ctx())
-    finally:
-        await handler.stop()
+    ) as url:
+        handler = ProxyCompletionHandler(url, api_key=KEY, redactor=redactor)
+        await handler.start()
+        try:
+            with pytest.raises(ProviderBadRequest) as caught:
+                await handler.handle(request("hello"), _ctx())
+        finally:
+            await handler.stop()
     assert "plain-provider-key-from-elsewhere" not in str(caught.value)
     # And the handler taught the shared redactor its own key, for the process's logs and events.
     assert redactor.scrub(KEY) == "[REDACTED]"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import msgspec
 import pytest
 from consumer_support import TopicReader, fast_settings, produce, request
 
 from consumers import ConsumerService, ProxyCompletionHandler
 from consumers.backpressure import RetryAfterHold
 from consumers.errors import AllProvidersRateLimited, ProviderRateLimited
+from consumers.proxy_client import ProxyResponse
 from consumers.proxy_handler import error_for_response
 from consumers.settings import RetrySettings
 from core.redact import Redactor
@@ -46,11 +47,11 @@ async def test_waiting_on_a_hold_stops_at_the_limit() -> None:
     assert await hold.wait("captioning", limit_s=0.05) == pytest.approx(0.05)
 
 
-def _answer(code: str) -> httpx.Response:
-    return httpx.Response(
+def _answer(code: str) -> ProxyResponse:
+    return ProxyResponse(
         429,
-        headers={"x-gateway-retriable": "true", "retry-after": "7"},
-        json={"error": {"message": "busy", "code": code}},
+        {"x-gateway-retriable": "true", "retry-after": "7"},
+        msgspec.json.encode({"error": {"message": "busy", "code": code}}),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import structlog
 from consumer_support import CODEC, TopicReader, fast_settings, produce, request
+from proxy_stub import Answer, serving
 
 from consumers import ProxyCompletionHandler
 from schemas import CompletionFailed
@@ -16,7 +17,7 @@ from schemas import CompletionFailed
 KEY = "plain-consumer-proxy-key-4a7b2e"
 
 
-def _echoing_proxy(sent: list[str]) -> httpx.MockTransport:
+def _echoing_proxy(sent: list[str]) -> Answer:
     """A proxy refusing every request with a 401 that repeats the bearer key it received."""
 
     def answer(req: httpx.Request) -> httpx.Response:
@@ -26,7 +27,7 @@ def _echoing_proxy(sent: list[str]) -> httpx.MockTransport:
             401, json={"error": {"message": f"Incorrect API key provided: {key}"}}
         )
 
-    return httpx.MockTransport(answer)
+    return answer
 
 
 async def test_a_proxy_echoing_the_key_leaks_it_into_no_event_or_log(
@@ -35,20 +36,19 @@ async def test_a_proxy_echoing_the_key_leaks_it_into_no_event_or_log(
     """The failure is published (result and dead letter) with the echoed key masked."""
     settings = fast_settings(event_broker, partitions=1)
     sent: list[str] = []
-    handler = ProxyCompletionHandler(
-        "http://proxy.test", api_key=KEY, transport=_echoing_proxy(sent)
-    )
     event = request("hello")
     servers = event_broker.bootstrap_servers
-    with structlog.testing.capture_logs() as logs:
-        await start_service(settings, handler)
-        await produce(servers, settings.topics.requests.name, [event])
-        async with (
-            TopicReader(servers, settings.topics.results.name) as results,
-            TopicReader(servers, settings.topics.dead_letters.name) as letters,
-        ):
-            await results.until(lambda rd: len(rd.records) >= 1)
-            await letters.until(lambda rd: len(rd.records) >= 1)
+    async with serving(_echoing_proxy(sent)) as url:
+        handler = ProxyCompletionHandler(url, api_key=KEY)
+        with structlog.testing.capture_logs() as logs:
+            await start_service(settings, handler)
+            await produce(servers, settings.topics.requests.name, [event])
+            async with (
+                TopicReader(servers, settings.topics.results.name) as results,
+                TopicReader(servers, settings.topics.dead_letters.name) as letters,
+            ):
+                await results.until(lambda rd: len(rd.records) >= 1)
+                await letters.until(lambda rd: len(rd.records) >= 1)
     assert sent == [KEY]
     (failed,) = results.results()
     assert isinstance(failed, CompletionFailed)

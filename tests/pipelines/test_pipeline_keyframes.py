@@ -12,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 from pipeline_videos import config_with_primary, encode_shots
+from proxy_stub import Answer, serving
 from structlog.testing import capture_logs
 
 from consumers.handler_config import HandlerResources
@@ -94,12 +95,12 @@ async def test_keyframes_of_a_real_video_lie_in_its_shots(
         assert not set(frames.indices) & {a for a, _ in SHOTS[1:]}
 
 
-def _handler(config: Path, proxy: Any) -> VideoSummaries:
+def _handler(config: Path, url: str) -> VideoSummaries:
     resources = HandlerResources(
         settings=load_kafka_settings(None), proxy_api_key=None, redactor=Redactor()
     )
-    options = VideoSummariesOptions(config=str(config), allowed_roots=[str(config.parent)])
-    return VideoSummaries(options, resources, transport=httpx.MockTransport(proxy))
+    options = VideoSummariesOptions(config=str(config), allowed_roots=[str(config.parent)], url=url)
+    return VideoSummaries(options, resources)
 
 
 def _answer(bodies: list[Any]) -> Any:
@@ -111,20 +112,22 @@ def _answer(bodies: list[Any]) -> Any:
     return answer
 
 
-async def _summarise(handler: VideoSummaries, video: Path) -> Any:
+async def _summarise(config: Path, proxy: Answer, video: Path) -> Any:
     async def report(stage: str, progress: float, message: str) -> None:
         return None
 
     event = SummaryRequested(
         event_id=str(uuid.uuid4()), subject="s", video=VideoRef(path=str(video)), prompt="p"
     )
-    await handler.start()
-    try:
-        return await handler.handle(
-            event, HandlerContext(attempt=1, traceparent=None, report=report)
-        )
-    finally:
-        await handler.stop()
+    async with serving(proxy) as url:
+        handler = _handler(config, url)
+        await handler.start()
+        try:
+            return await handler.handle(
+                event, HandlerContext(attempt=1, traceparent=None, report=report)
+            )
+        finally:
+            await handler.stop()
 
 
 async def test_a_keyframes_policy_in_the_config_sends_one_frame_per_shot(
@@ -134,7 +137,7 @@ async def test_a_keyframes_policy_in_the_config_sends_one_frame_per_shot(
     video = tmp_path / "cuts.mp4"
     video.write_bytes(cuts)
     sent: list[Any] = []
-    summary = await _summarise(_handler(_config(tmp_path, onnx_models), _answer(sent)), video)
+    summary = await _summarise(_config(tmp_path, onnx_models), _answer(sent), video)
     assert (summary.sampling, summary.frames, summary.provider) == ("keyframes", 4, "gemini")
     parts = json.loads(sent[0].content)["messages"][0]["content"]
     assert sum(p["type"] == "image_url" for p in parts) == 4
@@ -149,7 +152,7 @@ async def test_a_missing_detector_falls_back_to_uniform_and_says_why(
     empty = tmp_path / "no-models"
     empty.mkdir()
     with capture_logs() as logs:
-        summary = await _summarise(_handler(_config(tmp_path, empty), _answer([])), video)
+        summary = await _summarise(_config(tmp_path, empty), _answer([]), video)
     assert (summary.sampling, summary.frames) == ("uniform", 4)
     [warning] = [e for e in logs if e["event"] == "keyframes_unavailable"]
     assert warning["detector"] == "transnetv2" and "gateway models build" in warning["reason"]

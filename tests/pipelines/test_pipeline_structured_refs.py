@@ -6,13 +6,15 @@ import base64
 import io
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import msgspec
 import pytest
 from PIL import Image
+from proxy_stub import serving
 from structured_support import context
 
 from artifacts import LocalArtifactStore
@@ -60,7 +62,16 @@ def _png(color: str = "red") -> bytes:
     return out.getvalue()
 
 
-def _handler(tmp_path: Path, proxy: _Proxy, *, process_config: bool = False, **options: Any) -> Any:
+class _Pending(NamedTuple):
+    """A handler to build once its proxy serves at a URL."""
+
+    proxy: _Proxy
+    build: Callable[[str], StructuredHandler[Any, Any, Any]]
+
+
+def _handler(
+    tmp_path: Path, proxy: _Proxy, *, process_config: bool = False, **options: Any
+) -> _Pending:
     config = tmp_path / "config.yaml"
     config.write_text(f"gateway_settings:\n  artifacts: {{root: {tmp_path / 'store'}}}\n")
     resources = HandlerResources(
@@ -70,8 +81,11 @@ def _handler(tmp_path: Path, proxy: _Proxy, *, process_config: bool = False, **o
         config_path=config if process_config else None,
     )
     chosen = {"config": None if process_config else str(config), **options}
-    return StructuredHandler(
-        CAPTION_TASK, StructuredOptions(**chosen), resources, transport=httpx.MockTransport(proxy)
+    return _Pending(
+        proxy,
+        lambda url: StructuredHandler(
+            CAPTION_TASK, StructuredOptions(**chosen, url=url), resources
+        ),
     )
 
 
@@ -81,12 +95,14 @@ def _caption(*images: Any) -> CaptionRequested:
     )
 
 
-async def _run(handler: Any, event: Any) -> Any:
-    await handler.start()
-    try:
-        return await handler.handle(event, context())
-    finally:
-        await handler.stop()
+async def _run(pending: _Pending, event: Any) -> Any:
+    async with serving(pending.proxy) as url:
+        handler = pending.build(url)
+        await handler.start()
+        try:
+            return await handler.handle(event, context())
+        finally:
+            await handler.stop()
 
 
 async def test_an_artifact_image_is_sent_as_a_data_url(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from PIL import Image
 from pipeline_videos import config_with_primary, encode_video
+from proxy_stub import serving
 
 from artifacts import LocalArtifactStore
 from consumers.errors import ProviderBadRequest
@@ -66,15 +67,15 @@ def videos(tmp_path: Path) -> Path:
 
 
 def _handler(
-    tmp_path: Path, root: Path, proxy: _Proxy, model: str, fallback: str | None = None
+    tmp_path: Path, root: Path, url: str, model: str, fallback: str | None = None
 ) -> VideoSummaries:
     config = tmp_path / f"{uuid.uuid4().hex}.yaml"
     config.write_text(config_with_primary(model, fallback=fallback))
-    options = VideoSummariesOptions(config=str(config), allowed_roots=[str(root)])
+    options = VideoSummariesOptions(config=str(config), allowed_roots=[str(root)], url=url)
     resources = HandlerResources(
         settings=load_kafka_settings(None), proxy_api_key="gw-key", redactor=Redactor()
     )
-    return VideoSummaries(options, resources, transport=httpx.MockTransport(proxy))
+    return VideoSummaries(options, resources)
 
 
 def _request(path: Path | str) -> SummaryRequested:
@@ -114,10 +115,10 @@ async def test_a_summary_sends_the_providers_frames_to_the_task(
     tmp_path: Path, videos: Path
 ) -> None:
     """Claude serving the task: 20 JPEG frames at 1024 px go to the proxy's task, prompt first."""
-    proxy = _Proxy()
-    handler = _handler(tmp_path, videos, proxy, "anthropic/claude-sonnet-4-5")
-    progress = _Progress()
-    summary = await _run(handler, _request(videos / "wide.mp4"), progress)
+    proxy, progress = _Proxy(), _Progress()
+    async with serving(proxy) as url:
+        handler = _handler(tmp_path, videos, url, "anthropic/claude-sonnet-4-5")
+        summary = await _run(handler, _request(videos / "wide.mp4"), progress)
     body = proxy.bodies[0]
     assert body["model"] == "video-summarization"
     assert body["messages"][0]["content"][0] == {"type": "text", "text": "Summarise this video."}
@@ -133,11 +134,14 @@ async def test_switching_the_tasks_model_switches_the_frames_sent(
 ) -> None:
     """The same 10 s video goes as 20 frames to Claude and as 5 adaptive frames to GPT-4o."""
     claude, gpt = _Proxy(), _Proxy()
-    await _run(
-        _handler(tmp_path, videos, claude, "anthropic/claude-sonnet-4-5"),
-        _request(videos / "ten.mp4"),
-    )
-    await _run(_handler(tmp_path, videos, gpt, "openai/gpt-4o"), _request(videos / "ten.mp4"))
+    async with serving(claude) as claude_url, serving(gpt) as gpt_url:
+        await _run(
+            _handler(tmp_path, videos, claude_url, "anthropic/claude-sonnet-4-5"),
+            _request(videos / "ten.mp4"),
+        )
+        await _run(
+            _handler(tmp_path, videos, gpt_url, "openai/gpt-4o"), _request(videos / "ten.mp4")
+        )
     assert len(_image_widths(claude.bodies[0])) == 20
     assert len(_image_widths(gpt.bodies[0])) == 5
 
@@ -145,8 +149,9 @@ async def test_switching_the_tasks_model_switches_the_frames_sent(
 async def test_frames_are_sampled_for_the_whole_chain(tmp_path: Path, videos: Path) -> None:
     """Claude with GPT-4o behind it gets 10 frames, so GPT-4o can take the request too."""
     proxy = _Proxy()
-    handler = _handler(tmp_path, videos, proxy, "anthropic/claude-sonnet-4-5", "openai/gpt-4o")
-    summary = await _run(handler, _request(videos / "ten.mp4"))
+    async with serving(proxy) as url:
+        handler = _handler(tmp_path, videos, url, "anthropic/claude-sonnet-4-5", "openai/gpt-4o")
+        summary = await _run(handler, _request(videos / "ten.mp4"))
     assert summary.frames == 10 and len(_image_widths(proxy.bodies[0])) == 10
     assert summary.sampling == "uniform"
 
@@ -155,9 +160,10 @@ async def test_a_proxy_refusal_maps_to_the_consumers_error_tree(
     tmp_path: Path, videos: Path
 ) -> None:
     """A 400 from the proxy is the consumers' non-retriable ProviderBadRequest."""
-    handler = _handler(tmp_path, videos, _Proxy(status=400), "anthropic/claude-sonnet-4-5")
-    with pytest.raises(ProviderBadRequest, match="too many images"):
-        await _run(handler, _request(videos / "ten.mp4"))
+    async with serving(_Proxy(status=400)) as url:
+        handler = _handler(tmp_path, videos, url, "anthropic/claude-sonnet-4-5")
+        with pytest.raises(ProviderBadRequest, match="too many images"):
+            await _run(handler, _request(videos / "ten.mp4"))
 
 
 async def test_a_path_outside_the_allowed_roots_is_refused_before_decoding(
@@ -167,9 +173,10 @@ async def test_a_path_outside_the_allowed_roots_is_refused_before_decoding(
     outside = tmp_path / "elsewhere.mp4"
     outside.write_bytes(encode_video(3, 64, 48))
     proxy = _Proxy()
-    handler = _handler(tmp_path, videos, proxy, "anthropic/claude-sonnet-4-5")
-    with pytest.raises(VideoRefused, match="outside the allowed roots"):
-        await _run(handler, _request(outside))
+    async with serving(proxy) as url:
+        handler = _handler(tmp_path, videos, url, "anthropic/claude-sonnet-4-5")
+        with pytest.raises(VideoRefused, match="outside the allowed roots"):
+            await _run(handler, _request(outside))
     assert proxy.bodies == []
 
 
@@ -232,19 +239,13 @@ def test_the_handler_is_configured_by_name_with_typed_options(tmp_path: Path) ->
     assert isinstance(registry.resolve(_request(tmp_path / "a.mp4")), VideoSummaries)
 
 
-def _artifact_handler(
-    tmp_path: Path, proxy: _Proxy, extra: str = "", **options: Any
-) -> VideoSummaries:
+def _artifact_handler(tmp_path: Path, url: str, extra: str = "", **options: Any) -> VideoSummaries:
     config = tmp_path / "config.yaml"
     config.write_text(config_with_primary("gemini/gemini-2.5-flash", fallback=None) + extra)
     resources = HandlerResources(
         settings=load_kafka_settings(None), proxy_api_key=None, redactor=Redactor()
     )
-    return VideoSummaries(
-        VideoSummariesOptions(config=str(config), **options),
-        resources,
-        transport=httpx.MockTransport(proxy),
-    )
+    return VideoSummaries(VideoSummariesOptions(config=str(config), url=url, **options), resources)
 
 
 def _by(ref: VideoRef) -> SummaryRequested:
@@ -256,8 +257,9 @@ async def test_a_stored_artifact_is_summarised_by_its_id(tmp_path: Path) -> None
     store = LocalArtifactStore(tmp_path / "store")
     ref = await store.put(encode_video(300, 64, 48), "video/mp4")
     proxy = _Proxy()
-    handler = _artifact_handler(tmp_path, proxy, artifacts_root=str(tmp_path / "store"))
-    summary = await _run(handler, _by(VideoRef(artifact_id=ref.id)))
+    async with serving(proxy) as url:
+        handler = _artifact_handler(tmp_path, url, artifacts_root=str(tmp_path / "store"))
+        summary = await _run(handler, _by(VideoRef(artifact_id=ref.id)))
     assert summary.frames == 16 and len(_image_widths(proxy.bodies[0])) == 16
 
 
@@ -267,9 +269,10 @@ async def test_an_artifact_in_the_gateways_store_is_summarised(tmp_path: Path) -
     ref = await store.put(encode_video(30, 64, 48), "video/mp4")
     proxy = _Proxy()
     extra = f"gateway_settings:\n  artifacts: {{root: {tmp_path / 'shared'}}}\n"
-    summary = await _run(
-        _artifact_handler(tmp_path, proxy, extra), _by(VideoRef(artifact_id=ref.id))
-    )
+    async with serving(proxy) as url:
+        summary = await _run(
+            _artifact_handler(tmp_path, url, extra), _by(VideoRef(artifact_id=ref.id))
+        )
     assert summary.frames == 16 and len(_image_widths(proxy.bodies[0])) == 16
 
 
@@ -278,24 +281,27 @@ async def test_an_artifact_that_is_no_video_is_refused(tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path / "shared")
     ref = await store.put(b"\x89PNG fake", "image/png")
     extra = f"gateway_settings:\n  artifacts: {{root: {tmp_path / 'shared'}}}\n"
-    with pytest.raises(VideoRefused, match="image/png"):
-        await _run(_artifact_handler(tmp_path, _Proxy(), extra), _by(VideoRef(artifact_id=ref.id)))
+    async with serving(_Proxy()) as url:
+        with pytest.raises(VideoRefused, match="image/png"):
+            await _run(_artifact_handler(tmp_path, url, extra), _by(VideoRef(artifact_id=ref.id)))
 
 
 async def test_a_missing_artifact_is_video_not_found(tmp_path: Path) -> None:
     """An id with no stored artifact fails as VideoNotFound, and nothing is sent."""
     proxy = _Proxy()
-    handler = _artifact_handler(tmp_path, proxy, artifacts_root=str(tmp_path / "store"))
-    with pytest.raises(VideoNotFound):
-        await _run(handler, _by(VideoRef(artifact_id="0" * 64)))
+    async with serving(proxy) as url:
+        handler = _artifact_handler(tmp_path, url, artifacts_root=str(tmp_path / "store"))
+        with pytest.raises(VideoNotFound):
+            await _run(handler, _by(VideoRef(artifact_id="0" * 64)))
     assert proxy.bodies == []
 
 
 async def test_a_url_to_a_private_address_is_refused(tmp_path: Path) -> None:
     """A video URL on the loopback is refused by the guarded fetcher as VideoRefused."""
-    handler = _artifact_handler(tmp_path, _Proxy())
-    with pytest.raises(VideoRefused, match="refused"):
-        await _run(handler, _by(VideoRef(url="http://127.0.0.1:9/clip.mp4")))
+    async with serving(_Proxy()) as url:
+        handler = _artifact_handler(tmp_path, url)
+        with pytest.raises(VideoRefused, match="refused"):
+            await _run(handler, _by(VideoRef(url="http://127.0.0.1:9/clip.mp4")))
 
 
 def test_a_task_served_by_a_provider_without_policy_stops_start_up(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The LoRA training handler on its own: inputs refused before any call, and its job loop
-against a scripted proxy (httpx MockTransport): progress, a failed look-up, a redelivery."""
+against a scripted proxy (`proxy_stub.serving`): progress, a failed look-up, a redelivery."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 import msgspec
 import pytest
 from jobs_support import Progress, local_config, png, resources, zipped
+from proxy_stub import Answer, serving
 
 from consumers.errors import ProviderUnavailable
 from pipelines._errors import ImageUndecodable, InputNotFound, InputRefused, JobFailed
@@ -23,12 +24,12 @@ from pipelines.training import (
 )
 
 
-def _handler(tmp_path: Path, transport: Any = None, **options: Any) -> LoraTraining:
+def _handler(tmp_path: Path, url: str = "http://proxy.test", **options: Any) -> LoraTraining:
     config = local_config(tmp_path)
     opts = LoraTrainingOptions(
         config=str(config), allowed_roots=[str(tmp_path)], poll_interval_s=0.01, **options
     )
-    return LoraTraining(opts, resources("http://proxy.test"), transport=transport)
+    return LoraTraining(opts, resources(url))
 
 
 def _event(**fields: Any) -> TrainingRequested:
@@ -111,9 +112,7 @@ async def test_too_few_images_are_refused(tmp_path: Path) -> None:
         await _run(_handler(tmp_path, min_images=3), event)
 
 
-def _scripted(
-    statuses: list[Any], uploads: list[bytes] | None = None
-) -> tuple[httpx.MockTransport, list[str]]:
+def _scripted(statuses: list[Any], uploads: list[bytes] | None = None) -> tuple[Answer, list[str]]:
     """A proxy answering the upload, one create, and then `statuses` in turn (an int is
     that HTTP status, marked retriable)."""
     calls: list[str] = []
@@ -139,7 +138,7 @@ def _scripted(
             )
         return httpx.Response(200, json={"id": "ftjob-1", **status})
 
-    return httpx.MockTransport(answer), calls
+    return answer, calls
 
 
 _DONE = {"status": "succeeded", "fine_tuned_model": "https://cdn/lora.safetensors"}
@@ -148,9 +147,10 @@ _DONE = {"status": "succeeded", "fine_tuned_model": "https://cdn/lora.safetensor
 async def test_a_failed_look_up_is_followed_by_the_next_one(tmp_path: Path) -> None:
     """A 503 while polling changes nothing: the next poll finds the job done, one job made."""
     (tmp_path / "a.png").write_bytes(png())
-    transport, calls = _scripted([{"status": "running"}, 503, _DONE])
+    answer, calls = _scripted([{"status": "running"}, 503, _DONE])
     event = _event(images=[MediaRef(path=str(tmp_path / "a.png"))])
-    lora = await _run(_handler(tmp_path, transport), event)
+    async with serving(answer) as url:
+        lora = await _run(_handler(tmp_path, url), event)
     assert lora.lora == "https://cdn/lora.safetensors" and lora.job_id == "ftjob-1"
     assert lora.served.provider == "fal" and lora.served.cost_usd == 1.0
     assert lora.served.model == "fal/train" and lora.images == 1
@@ -160,16 +160,17 @@ async def test_a_failed_look_up_is_followed_by_the_next_one(tmp_path: Path) -> N
 async def test_a_redelivered_event_resumes_its_job(tmp_path: Path) -> None:
     """After a delivery gives up on failed look-ups, the next delivery polls the same job."""
     (tmp_path / "a.png").write_bytes(png())
-    transport, calls = _scripted([503, 503, _DONE])
-    handler = _handler(tmp_path, transport, max_poll_failures=2)
+    answer, calls = _scripted([503, 503, _DONE])
     event = _event(images=[MediaRef(path=str(tmp_path / "a.png"))])
-    await handler.start()
-    try:
-        with pytest.raises(ProviderUnavailable):
-            await handler.handle(event, Progress().ctx)
-        lora = await handler.handle(event, Progress().ctx)
-    finally:
-        await handler.stop()
+    async with serving(answer) as url:
+        handler = _handler(tmp_path, url, max_poll_failures=2)
+        await handler.start()
+        try:
+            with pytest.raises(ProviderUnavailable):
+                await handler.handle(event, Progress().ctx)
+            lora = await handler.handle(event, Progress().ctx)
+        finally:
+            await handler.stop()
     assert lora.job_id == "ftjob-1"
     assert calls.count("POST /v1/fine_tuning/jobs") == 1 and calls.count("POST /v1/files") == 1
 
@@ -178,10 +179,11 @@ async def test_a_failed_job_raises_the_providers_reason(tmp_path: Path) -> None:
     """A job the proxy reports failed raises JobFailed carrying its error message."""
     (tmp_path / "a.png").write_bytes(png())
     failed = {"status": "failed", "error": {"message": "fal: images_data_url: not a zip"}}
-    transport, _ = _scripted([failed])
+    answer, _ = _scripted([failed])
     event = _event(images=[MediaRef(path=str(tmp_path / "a.png"))])
-    with pytest.raises(JobFailed, match="images_data_url: not a zip"):
-        await _run(_handler(tmp_path, transport), event)
+    async with serving(answer) as url:
+        with pytest.raises(JobFailed, match="images_data_url: not a zip"):
+            await _run(_handler(tmp_path, url), event)
 
 
 async def test_a_sole_zip_is_uploaded_as_it_is(tmp_path: Path) -> None:
@@ -189,9 +191,10 @@ async def test_a_sole_zip_is_uploaded_as_it_is(tmp_path: Path) -> None:
     archive = zipped({"a.png": png(), "b.jpg": png(), "a.txt": b"a photo of sks"})
     (tmp_path / "looks.zip").write_bytes(archive)
     uploads: list[bytes] = []
-    transport, _ = _scripted([_DONE], uploads)
+    answer, _ = _scripted([_DONE], uploads)
     event = _event(images=[MediaRef(path=str(tmp_path / "looks.zip"))])
-    lora = await _run(_handler(tmp_path, transport), event)
+    async with serving(answer) as url:
+        lora = await _run(_handler(tmp_path, url), event)
     assert lora.images == 2 and len(uploads) == 1 and archive in uploads[0]
 
 

@@ -1,5 +1,5 @@
 """The video generation handler on its own: inputs refused before any call, what a stored
-clip is read as, and its job loop against a scripted proxy (httpx MockTransport)."""
+clip is read as, and its job loop against a scripted proxy (`proxy_stub.serving`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from jobs_support import Progress, local_config, png, resources
 from pipeline_videos import encode_video
+from proxy_stub import Answer, serving
 
 from pipelines._errors import (
     ImageUndecodable,
@@ -30,14 +31,14 @@ from pipelines.videos import (
 )
 
 
-def _handler(tmp_path: Path, transport: Any = None, **options: Any) -> VideoGeneration:
+def _handler(tmp_path: Path, url: str = "http://proxy.test", **options: Any) -> VideoGeneration:
     opts = VideoGenerationOptions(
         config=str(local_config(tmp_path)),
         allowed_roots=[str(tmp_path)],
         poll_interval_s=0.01,
         **options,
     )
-    return VideoGeneration(opts, resources("http://proxy.test"), transport=transport)
+    return VideoGeneration(opts, resources(url))
 
 
 def _event(image: MediaRef) -> VideoGenerationRequested:
@@ -93,7 +94,7 @@ async def test_a_missing_artifact_is_not_found(tmp_path: Path) -> None:
         await _run(_handler(tmp_path), _event(MediaRef(artifact_id="0" * 64)))
 
 
-def _scripted(statuses: list[Any], content: bytes) -> tuple[httpx.MockTransport, list[str]]:
+def _scripted(statuses: list[Any], content: bytes) -> tuple[Answer, list[str]]:
     calls: list[str] = []
     left = list(statuses)
 
@@ -118,7 +119,7 @@ def _scripted(statuses: list[Any], content: bytes) -> tuple[httpx.MockTransport,
             )
         return httpx.Response(200, json={"id": "video_1", **status})
 
-    return httpx.MockTransport(answer), calls
+    return answer, calls
 
 
 async def test_a_clip_is_stored_with_its_accounting(tmp_path: Path) -> None:
@@ -130,16 +131,17 @@ async def test_a_clip_is_stored_with_its_accounting(tmp_path: Path) -> None:
         {"status": "in_progress", "progress": 40},
         {"status": "completed", "progress": 100},
     ]
-    transport, calls = _scripted(statuses, encode_video(30, 64, 48, fps=10))
-    handler = _handler(tmp_path, transport)
+    answer, calls = _scripted(statuses, encode_video(30, 64, 48, fps=10))
     progress = Progress()
-    await handler.start()
-    try:
-        clip = await handler.handle(
-            _event(MediaRef(path=str(tmp_path / "still.png"))), progress.ctx
-        )
-    finally:
-        await handler.stop()
+    async with serving(answer) as url:
+        handler = _handler(tmp_path, url)
+        await handler.start()
+        try:
+            clip = await handler.handle(
+                _event(MediaRef(path=str(tmp_path / "still.png"))), progress.ctx
+            )
+        finally:
+            await handler.stop()
     assert (round(clip.duration_s, 1), clip.width, clip.height) == (3.0, 64, 48)
     assert clip.video.content_type == "video/mp4" and clip.video.size > 0
     assert clip.served.provider_attempts == 2 and clip.served.cost_usd == 0.35
@@ -153,21 +155,19 @@ async def test_a_failed_video_raises_the_providers_reason(tmp_path: Path) -> Non
     """A video the proxy reports failed raises JobFailed with its message."""
     (tmp_path / "still.png").write_bytes(png())
     failed = {"status": "failed", "error": {"message": "fal: content policy"}}
-    transport, _ = _scripted([failed], b"")
-    with pytest.raises(JobFailed, match="content policy"):
-        await _run(
-            _handler(tmp_path, transport), _event(MediaRef(path=str(tmp_path / "still.png")))
-        )
+    answer, _ = _scripted([failed], b"")
+    async with serving(answer) as url:
+        with pytest.raises(JobFailed, match="content policy"):
+            await _run(_handler(tmp_path, url), _event(MediaRef(path=str(tmp_path / "still.png"))))
 
 
 async def test_content_that_is_no_video_is_not_stored(tmp_path: Path) -> None:
     """A completed video whose content does not decode fails with VideoUndecodable."""
     (tmp_path / "still.png").write_bytes(png())
-    transport, _ = _scripted([{"status": "completed", "progress": 100}], b"not an mp4" * 20)
-    with pytest.raises(VideoUndecodable):
-        await _run(
-            _handler(tmp_path, transport), _event(MediaRef(path=str(tmp_path / "still.png")))
-        )
+    answer, _ = _scripted([{"status": "completed", "progress": 100}], b"not an mp4" * 20)
+    async with serving(answer) as url:
+        with pytest.raises(VideoUndecodable):
+            await _run(_handler(tmp_path, url), _event(MediaRef(path=str(tmp_path / "still.png"))))
     assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
 
 
