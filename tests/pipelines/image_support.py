@@ -2,7 +2,8 @@
 emulators, a config copy naming the test's artifact store, and the handlers' resources.
 
 The gateway here is the fast path and the media routes served in the test's own event loop
-(no LiteLLM app: the image routes never reach it), as in tests/proxy/test_proxy_images_vertex.py.
+(no LiteLLM app: the image routes never reach it); tests/proxy/test_proxy_images_vertex.py
+serves its gateway with the same `media_gateway`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "Progress",
     "image_config",
     "media_gateway",
+    "not_found",
     "png",
     "provider_env",
     "resources_for",
@@ -54,7 +56,8 @@ class _Server(uvicorn.Server):
         yield  # pytest owns the process's signals
 
 
-async def _not_found(_scope: Any, _receive: Any, send: Any) -> None:
+async def not_found(_scope: Any, _receive: Any, send: Any) -> None:
+    """An ASGI app answering 404 to everything: the media routes' next app, unused here."""
     await send({"type": "http.response.start", "status": 404, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 
@@ -91,8 +94,11 @@ def provider_env(folder: Path, fal: FalHandle, vertex: VertexHandle) -> dict[str
 
 
 @contextlib.asynccontextmanager
-async def media_gateway(config: Path, env: dict[str, str]) -> AsyncIterator[str]:
-    """The media routes behind the fast path on a free port, on `config`; its base URL."""
+async def media_gateway(
+    config: Path, env: dict[str, str], master_key: str = MASTER_KEY
+) -> AsyncIterator[str]:
+    """The media routes behind the fast path on a free port, on `config`, accepting
+    `master_key`; its base URL."""
     data = yaml.safe_load(await asyncio.to_thread(config.read_text))
     routing = RoutingTable.from_config(data, env)
     redactor = Redactor()
@@ -100,7 +106,7 @@ async def media_gateway(config: Path, env: dict[str, str]) -> AsyncIterator[str]
         ResilienceSettings(**TEST_RESILIENCE), KeyResolver(env, redactor=redactor)
     )
     media = MediaApp.from_config(
-        _not_found,
+        not_found,
         config_path=str(config),
         routing=routing,
         resilience=resilience,
@@ -109,7 +115,7 @@ async def media_gateway(config: Path, env: dict[str, str]) -> AsyncIterator[str]
     app = GatewayApp(
         media,
         routing=routing,
-        authenticator=Authenticator(MASTER_KEY, redactor=redactor),
+        authenticator=Authenticator(master_key, redactor=redactor),
         resilience=resilience,
         request_timeout_s=TEST_RESILIENCE["request_timeout_s"],
         redactor=redactor,

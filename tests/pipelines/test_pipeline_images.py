@@ -4,7 +4,7 @@ how each request kind maps onto the proxy's routes, and how bad inputs fail befo
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +42,6 @@ from schemas import Request
 
 PERSON, RED, BLUE = (205, 170, 150), (220, 20, 20), (20, 20, 220)
 LORA = "https://loras.example/fashion-style.safetensors"
-
-
-@pytest.fixture
-def fal(fal_emulator: FalHandle) -> Iterator[FalHandle]:
-    fal_emulator.reset()
-    fal_emulator.set_timings(queue_s=0.01, run_s=0.02)
-    yield fal_emulator
-    fal_emulator.reset()
-
-
-@pytest.fixture
-def vertex(vertex_emulator: VertexHandle) -> Iterator[VertexHandle]:
-    vertex_emulator.reset()
-    yield vertex_emulator
-    vertex_emulator.reset()
 
 
 @pytest.fixture

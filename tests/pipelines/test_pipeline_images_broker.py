@@ -6,27 +6,18 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from broker_support import broker_settings, progress, results_by_id, running_consumer, send
 from image_support import MASTER_KEY, image_config, media_gateway, png, provider_env
 from PIL import Image
 
 from artifacts import LocalArtifactStore
-from consumers import ConsumerService
-from consumers.handler_config import build_registry
-from consumers.settings import (
-    HandlerSpec,
-    KafkaSettings,
-    TopicSettings,
-    TopicsSettings,
-    load_kafka_settings,
-)
+from consumers.settings import HandlerSpec, KafkaSettings
 from emulators.testing import FalHandle, VertexHandle
 from pipelines._image_schemas import (
     ImageEditFailed,
@@ -42,7 +33,7 @@ from pipelines._image_schemas import (
 )
 from pipelines._refs import MediaRef
 from pipelines.images import event_schemas
-from schemas import EventCodec, JobProgress, Request, build_headers, event_type_of
+from schemas import EventCodec, Request
 
 CODEC = EventCodec(
     requests=[ImageGenerationRequested, ImageEditRequested, TryOnRequested],
@@ -74,48 +65,6 @@ class Stack(msgspec.Struct, kw_only=True):
 
 
 @pytest.fixture
-def fal(fal_emulator: FalHandle) -> Iterator[FalHandle]:
-    fal_emulator.reset()
-    fal_emulator.set_timings(queue_s=0.01, run_s=0.02)
-    yield fal_emulator
-    fal_emulator.reset()
-
-
-@pytest.fixture
-def vertex(vertex_emulator: VertexHandle) -> Iterator[VertexHandle]:
-    vertex_emulator.reset()
-    yield vertex_emulator
-    vertex_emulator.reset()
-
-
-def _settings(broker: Any, proxy_url: str, redis_url: str, config: Path, root: Path) -> Any:
-    tag = uuid.uuid4().hex[:8]
-    topics = TopicsSettings(
-        requests=TopicSettings(name=f"req-{tag}", partitions=1),
-        results=TopicSettings(name=f"res-{tag}", partitions=1),
-        status=TopicSettings(name=f"st-{tag}", partitions=1),
-        dead_letters=TopicSettings(name=f"dlq-{tag}", partitions=1),
-    )
-    for topic in topics.all():
-        broker.create_topic(topic.name, topic.partitions)
-    options = {"config": str(config), "allowed_roots": [str(root)]}
-    specs = [HandlerSpec(factory=f, tasks=[t], options=options) for f, t in HANDLERS.items()]
-    base = load_kafka_settings(None)
-    return msgspec.structs.replace(
-        base,
-        bootstrap_servers=broker.bootstrap_servers,
-        group_id=f"g-{tag}",
-        topics=topics,
-        dedupe_redis_url=redis_url,
-        dedupe_namespace=f"test-dedupe-{tag}",
-        commit_interval_s=0.2,
-        drain_timeout_s=5.0,
-        handlers=specs,
-        proxy=msgspec.structs.replace(base.proxy, url=proxy_url, timeout_s=20.0),
-    )
-
-
-@pytest.fixture
 async def stack(
     event_broker: Any, redis_server: Any, tmp_path: Path, fal: FalHandle, vertex: VertexHandle
 ) -> AsyncIterator[Stack]:
@@ -127,67 +76,31 @@ async def stack(
     (photos / "trousers.png").write_bytes(png(BLUE))
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 300)
     config = image_config(tmp_path)
+    options = {"config": str(config), "allowed_roots": [str(photos)]}
+    specs = [HandlerSpec(factory=f, tasks=[t], options=options) for f, t in HANDLERS.items()]
     async with media_gateway(config, provider_env(tmp_path, fal, vertex)) as url:
-        settings = _settings(event_broker, url, redis_server.url, config, photos)
-        running = ConsumerService(settings, build_registry(settings, proxy_api_key=MASTER_KEY))
-        await running.start()
-        try:
+        settings = broker_settings(event_broker, url, redis_server.url, specs)
+        async with running_consumer(settings, MASTER_KEY):
             yield Stack(
                 settings=settings, photos=photos, store=LocalArtifactStore(tmp_path / "store")
             )
-        finally:
-            await running.stop()
-
-
-async def _read(servers: str, topic: str, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        while len(records) < count:
-            batches = await consumer.getmany(timeout_ms=200)
-            for batch in batches.values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def _send(stack: Stack, *events: Request) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.servers, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            headers = build_headers(
-                event_id=event.event_id, event_type=event_type_of(event), source="urn:test"
-            )
-            await producer.send_and_wait(
-                stack.settings.topics.requests.name,
-                CODEC.encode(event),
-                key=event.subject.encode(),
-                headers=headers,
-            )
-    finally:
-        await producer.stop()
+    await send(stack.servers, stack.settings.topics.requests.name, CODEC, events)
 
 
 async def _results(stack: Stack, count: int) -> dict[str, Any]:
     """The first `count` results by request id, each checked against the published schema
     (strictly decoded, and validated as JSON)."""
-    schemas = event_schemas()
-    validator = jsonschema_rs.validator_for(
-        {**schemas["properties"]["results"], "$defs": schemas["$defs"]}
+    # Artifact references only: the images themselves never travel in a record.
+    return await results_by_id(
+        stack.settings,
+        count,
+        schemas=event_schemas(),
+        decode=CODEC.decode_result,
+        max_bytes=4096,
     )
-    found = {}
-    for record in await _read(stack.servers, stack.settings.topics.results.name, count):
-        # Artifact references only: the images themselves never travel in a record.
-        assert len(record.value) < 4096
-        validator.validate(msgspec.json.decode(record.value))
-        result = CODEC.decode_result(record.value)
-        found[result.request_id] = result
-    return found
 
 
 def _id() -> str:
@@ -256,11 +169,8 @@ async def test_one_event_of_each_kind_yields_stored_images_and_accounting(
     assert dressed.served.model == "vertex/gemini-3-pro-image-preview"
     assert dressed.served.cost_usd == pytest.approx(0.134)
     assert dressed.images[0].content_type == "image/png"
-    progress = [
-        msgspec.json.decode(r.value, type=JobProgress)
-        for r in await _read(stack.servers, stack.settings.topics.status.name, 9)
-    ]
-    stages = [p.stage for p in progress if p.request_id == generation.event_id]
+    reports = await progress(stack.servers, stack.settings.topics.status.name, 9)
+    stages = [p.stage for p in reports if p.request_id == generation.event_id]
     assert stages == ["resolving", "calling", "storing"]
 
 

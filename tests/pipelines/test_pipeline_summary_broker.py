@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
-import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from broker_support import broker_settings, checked, progress, read, running_consumer, send
 from pipeline_videos import encode_video
-from structured_support import kafka_settings_for, resources_for, start_proxy
+from structured_support import master_key
 
-from consumers import ConsumerService
-from consumers.handler_config import build_registry
-from consumers.settings import HandlerSpec, KafkaSettings, TopicSettings, TopicsSettings
+from consumers.settings import HandlerSpec, KafkaSettings
 from emulators.testing import EmulatorHandle
 from pipelines.summaries import (
     SummaryFailed,
@@ -25,102 +21,36 @@ from pipelines.summaries import (
     VideoRef,
     event_schemas,
 )
-from schemas import EventCodec, JobProgress, build_headers, event_type_of
+from schemas import EventCodec
 
 CODEC = EventCodec(requests=[SummaryRequested], results=[SummarySucceeded, SummaryFailed])
 
 
-@pytest.fixture(scope="module")
-def proxy(
-    tmp_path_factory: pytest.TempPathFactory,
-    anthropic_emulator: EmulatorHandle,
-    openai_emulator: EmulatorHandle,
-    gemini_emulator: EmulatorHandle,
-) -> Iterator[Any]:
-    """The gateway proxy in-process, the repository's config routing to the emulators, and
-    that config's path (the handler reads the same routing)."""
-    where = tmp_path_factory.mktemp("proxy")
-    running = start_proxy(where, anthropic_emulator, openai_emulator, gemini_emulator)
-    yield running, where / "litellm_config.yaml"
-    running.stop()
-
-
-def _settings(broker: Any, proxy: Any, redis_url: str, config: Path, root: Path) -> KafkaSettings:
-    tag = uuid.uuid4().hex[:8]
-    topics = TopicsSettings(
-        requests=TopicSettings(name=f"req-{tag}", partitions=1),
-        results=TopicSettings(name=f"res-{tag}", partitions=1),
-        status=TopicSettings(name=f"st-{tag}", partitions=1),
-        dead_letters=TopicSettings(name=f"dlq-{tag}", partitions=1),
-    )
-    for topic in topics.all():
-        broker.create_topic(topic.name, topic.partitions)
+@pytest.fixture
+async def service(
+    kafka_broker: Any, text_proxy: tuple[Any, Path], redis_server: Any, tmp_path: Path
+) -> AsyncIterator[tuple[KafkaSettings, Path]]:
+    """A consumer serving video summaries through the proxy, and its allowed video root."""
+    running_proxy, config = text_proxy
+    root = tmp_path / "videos"
+    root.mkdir()
     spec = HandlerSpec(
         factory="pipelines.summaries:VideoSummaries",
         tasks=["video-summarization"],
         options={"config": str(config), "allowed_roots": [str(root)]},
     )
-    base = kafka_settings_for(proxy)
-    return msgspec.structs.replace(
-        base,
-        bootstrap_servers=broker.bootstrap_servers,
-        group_id=f"g-{tag}",
-        topics=topics,
-        dedupe_redis_url=redis_url,
-        dedupe_namespace=f"test-dedupe-{tag}",
-        commit_interval_s=0.2,
-        drain_timeout_s=5.0,
-        handlers=[spec],
-    )
-
-
-@pytest.fixture
-async def service(
-    kafka_broker: Any, proxy: tuple[Any, Path], redis_server: Any, tmp_path: Path
-) -> AsyncIterator[tuple[KafkaSettings, Path]]:
-    """A consumer serving video summaries through the proxy, and its allowed video root."""
-    running_proxy, config = proxy
-    root = tmp_path / "videos"
-    root.mkdir()
-    settings = _settings(kafka_broker, running_proxy, redis_server.url, config, root)
-    key = resources_for(running_proxy).proxy_api_key
-    registry = build_registry(settings, proxy_api_key=key)
-    running = ConsumerService(settings, registry)
-    await running.start()
-    try:
+    settings = broker_settings(kafka_broker, running_proxy.url, redis_server.url, [spec])
+    async with running_consumer(settings, master_key()):
         yield settings, root
-    finally:
-        await running.stop()
 
 
-async def _read(servers: str, topic: str, count: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        while len(records) < count:
-            batches = await consumer.getmany(timeout_ms=200)
-            for batch in batches.values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
-
-
-async def _send(servers: str, topic: str, event: SummaryRequested) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
-    await producer.start()
-    try:
-        headers = build_headers(
-            event_id=event.event_id, event_type=event_type_of(event), source="urn:test"
-        )
-        await producer.send_and_wait(
-            topic, CODEC.encode(event), key=event.subject.encode(), headers=headers
-        )
-    finally:
-        await producer.stop()
+async def _outcome(settings: KafkaSettings, event: SummaryRequested) -> bytes:
+    """`event` sent; its one result, raw."""
+    servers = settings.bootstrap_servers or ""
+    await send(servers, settings.topics.requests.name, CODEC, [event])
+    [record] = await read(servers, settings.topics.results.name, 1)
+    value: bytes = record.value
+    return value
 
 
 def _summary_of(path: Path) -> SummaryRequested:
@@ -142,26 +72,17 @@ async def test_a_summary_event_yields_its_result_and_progress(
     video.write_bytes(encode_video(60, 320, 180))
     event = _summary_of(video)
     before = anthropic_emulator.stats()["requests"]
-    servers = settings.bootstrap_servers or ""
-    await _send(servers, settings.topics.requests.name, event)
-    [record] = await _read(servers, settings.topics.results.name, 1)
-    result = CODEC.decode_result(record.value)
+    result = checked(await _outcome(settings, event), event_schemas(), CODEC.decode_result)
     assert isinstance(result, SummarySucceeded), result
-    schemas = event_schemas()
-    schema = {**schemas["properties"]["results"], "$defs": schemas["$defs"]}
-    jsonschema_rs.validator_for(schema).validate(msgspec.json.decode(record.value))
     assert result.request_id == event.event_id and result.summary
     assert result.provider == "anthropic" and result.frames == 10
     assert (result.fallback, result.provider_attempts, result.sampling) == (False, 1, "uniform")
     assert result.cost_usd is not None and result.cost_usd > 0
     assert result.proxy_latency_ms is not None and result.proxy_latency_ms.total > 0
     assert anthropic_emulator.stats()["requests"] == before + 1
-    progress = [
-        msgspec.json.decode(r.value, type=JobProgress)
-        for r in await _read(servers, settings.topics.status.name, 3)
-    ]
-    assert [p.stage for p in progress][:3] == ["resolving", "decoding", "calling"]
-    assert {p.request_id for p in progress} == {event.event_id}
+    reports = await progress(settings.bootstrap_servers or "", settings.topics.status.name, 3)
+    assert [p.stage for p in reports][:3] == ["resolving", "decoding", "calling"]
+    assert {p.request_id for p in reports} == {event.event_id}
 
 
 async def test_an_undecodable_video_yields_a_failure_naming_it(
@@ -171,11 +92,7 @@ async def test_an_undecodable_video_yields_a_failure_naming_it(
     settings, root = service
     broken = root / "broken.mp4"
     broken.write_bytes(b"\x00 not a video " * 100)
-    event = _summary_of(broken)
-    servers = settings.bootstrap_servers or ""
-    await _send(servers, settings.topics.requests.name, event)
-    [record] = await _read(servers, settings.topics.results.name, 1)
-    result = CODEC.decode_result(record.value)
+    result = CODEC.decode_result(await _outcome(settings, _summary_of(broken)))
     assert isinstance(result, SummaryFailed) and result.error.type == "VideoUndecodable"
     assert result.attempts == 1 and result.error.retriable is False
 
@@ -191,14 +108,12 @@ async def test_a_summary_is_served_by_the_fallback_when_claude_is_down(
     video.write_bytes(encode_video(90, 320, 180))
     event = _summary_of(video)
     before = openai_emulator.stats()["requests"]
-    servers = settings.bootstrap_servers or ""
     anthropic_emulator.set_fault("503")
     try:
-        await _send(servers, settings.topics.requests.name, event)
-        [record] = await _read(servers, settings.topics.results.name, 1)
+        raw = await _outcome(settings, event)
     finally:
         anthropic_emulator.clear_faults()
-    result = CODEC.decode_result(record.value)
+    result = CODEC.decode_result(raw)
     assert isinstance(result, SummarySucceeded), result
     assert result.provider == "openai" and result.fallback is True
     assert result.provider_attempts == 4  # three on Claude, one on GPT-4o

@@ -4,7 +4,7 @@ masks (Moondream3, SAM-3) come back in the results, the mask stored as the input
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,54 +18,22 @@ from vision_support import (
     encoded,
     master_key,
     resources,
-    start_vision_proxy,
 )
 
 from artifacts import LocalArtifactStore
-from emulators.testing import EmulatorHandle, FalHandle
+from emulators.testing import FalHandle
 from pipelines._refs import MediaRef
 from pipelines._vision_schemas import FacesRequested, SegmentationRequested
 from pipelines.vision import FaceDetection, Segmenter, VisionOptions
 
 
-@pytest.fixture(scope="module")
-def proxy(
-    tmp_path_factory: pytest.TempPathFactory,
-    *,
-    anthropic_emulator: EmulatorHandle,
-    openai_emulator: EmulatorHandle,
-    gemini_emulator: EmulatorHandle,
-    fal_emulator: FalHandle,
-    onnx_models: Path,
-) -> Iterator[tuple[Any, Path]]:
-    """The proxy in-process over the repository's config, Fal its emulator, and that config."""
-    emulators = {
-        "anthropic": anthropic_emulator,
-        "openai": openai_emulator,
-        "gemini": gemini_emulator,
-    }
-    folder = tmp_path_factory.mktemp("vision")
-    running, config = start_vision_proxy(folder, emulators, fal_emulator, onnx_models)
-    yield running, config
-    running.stop()
-
-
-@pytest.fixture
-def fal(fal_emulator: FalHandle) -> Iterator[FalHandle]:
-    """The Fal emulator with short jobs, reset around the test."""
-    fal_emulator.reset()
-    fal_emulator.set_timings(queue_s=0.01, run_s=0.02)
-    yield fal_emulator
-    fal_emulator.reset()
-
-
 @pytest.fixture
 async def handlers(
-    proxy: tuple[Any, Path], tmp_path: Path, fal: FalHandle
+    vision_proxy: tuple[Any, Path], tmp_path: Path, fal: FalHandle
 ) -> AsyncIterator[tuple[FaceDetection, Segmenter, Path]]:
     """Both handlers pointed at the proxy, reading images from `tmp_path`; the Fal emulator's
     mask links (on 127.0.0.1) are allowed to the fetcher."""
-    running, config = proxy
+    running, config = vision_proxy
     options = VisionOptions(
         config=str(config), allowed_roots=[str(tmp_path)], fetch_allow=["127.0.0.1"]
     )
@@ -107,7 +75,7 @@ async def test_the_emulators_face_boxes_come_back_as_pixel_boxes(
 
 
 async def test_the_emulators_mask_is_stored_as_a_single_channel_png_of_the_input(
-    handlers: tuple[FaceDetection, Segmenter, Path], proxy: tuple[Any, Path]
+    handlers: tuple[FaceDetection, Segmenter, Path], vision_proxy: tuple[Any, Path]
 ) -> None:
     """SAM-3's emulated mask is stored as an "L" PNG of the input's size, pixel for pixel, and
     the fraction and box are those of its pixels."""
@@ -117,7 +85,7 @@ async def test_the_emulators_mask_is_stored_as_a_single_channel_png_of_the_input
     path.write_bytes(data)
     event = SegmentationRequested(event_id="ev-mask", subject="p", image=MediaRef(path=str(path)))
     result = await masks.handle(event, Progress().context())
-    store = LocalArtifactStore(proxy[1].parent / "store")
+    store = LocalArtifactStore(vision_proxy[1].parent / "store")
     stored = Image.open(io.BytesIO(bytes(await store.get(result.mask.artifact_id))))
     assert (stored.format, stored.mode, stored.size) == ("PNG", "L", (160, 120))
     pixels = np.asarray(stored)
@@ -137,10 +105,10 @@ async def test_the_emulators_mask_is_stored_as_a_single_channel_png_of_the_input
 
 
 async def test_a_mask_link_the_fetch_rules_refuse_fails_the_request(
-    proxy: tuple[Any, Path], tmp_path: Path, fal: FalHandle
+    vision_proxy: tuple[Any, Path], tmp_path: Path, fal: FalHandle
 ) -> None:
     """Without 127.0.0.1 allowed, the emulator's mask link is refused: AnswerInvalid."""
-    running, config = proxy
+    running, config = vision_proxy
     masks = Segmenter(
         VisionOptions(config=str(config), allowed_roots=[str(tmp_path)]),
         resources(running.url, master_key()),

@@ -1,6 +1,7 @@
 """What the vision-kind tests share: a config copy (the test's artifact store, the built ONNX
 models), the real in-process proxy over the Fal emulator, the handlers' resources, and what
-the Fal emulator answers for an image (computed by its own functions, as the expectation)."""
+the Fal emulator answers for an image (computed by its own functions, as the expectation);
+Progress is the image kinds' recording handler context."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from image_support import Progress
 from PIL import Image
 from provider_setup import emulator_env, write_config
 from structured_support import sibling
 
 from consumers.handler_config import HandlerResources
-from consumers.handlers import HandlerContext
 from consumers.settings import load_kafka_settings
 from core.redact import Redactor
 from database import Sealer
@@ -51,7 +52,13 @@ def vision_config(folder: Path, models_dir: Path | None = None, edit: Any = None
 
 
 def start_vision_proxy(
-    folder: Path, emulators: dict[str, EmulatorHandle], fal: FalHandle, models_dir: Path
+    folder: Path,
+    anthropic: EmulatorHandle,
+    openai_: EmulatorHandle,
+    gemini: EmulatorHandle,
+    *,
+    fal: FalHandle,
+    models_dir: Path,
 ) -> tuple[Any, Path]:
     """A started ThreadedProxy (Fal its emulator, a seeded key database) and its config."""
     support = sibling("proxy", "proxy_support")
@@ -66,7 +73,7 @@ def start_vision_proxy(
         data["gateway_settings"]["resilience"]["request_timeout_s"] = 10
 
     config = vision_config(folder, models_dir, with_keys)
-    env = emulator_env(emulators["anthropic"], emulators["openai"], emulators["gemini"])
+    env = emulator_env(anthropic, openai_, gemini)
     env |= {
         "GATEWAY_KEY_ENCRYPTION_KEY": seeded.kek,
         "FAL_KEY": "fal-vision-kinds-test-key",
@@ -120,16 +127,3 @@ def emulated_mask(data: bytes, prompt: str = "person") -> Image.Image:
         mask = Image.open(io.BytesIO(png)).convert("L").point(lambda v: 255 if v >= 128 else 0)
         merged = Image.composite(mask, merged, mask)
     return merged
-
-
-class Progress:
-    """A handler context whose progress stages are kept, in order."""
-
-    def __init__(self) -> None:
-        self.stages: list[str] = []
-
-    async def _report(self, stage: str, progress: float, message: str) -> None:
-        self.stages.append(stage)
-
-    def context(self) -> HandlerContext:
-        return HandlerContext(attempt=1, traceparent=None, report=self._report)

@@ -3,52 +3,37 @@ emulators), through the official openai SDK: try-on on both models, Fal -> Verte
 content-policy refusals and their fallback, safety settings from config, bad input, costs.
 
 The gateway here is the fast path and the media routes served in the test's loop (no LiteLLM
-app: the image routes never reach it), so each test may build it from its own config copy.
+app: the image routes never reach it), so each test may build it from its own config copy; it
+is the image-kind tests' `media_gateway`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import io
-import json
 import os
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-import uvicorn
 import yaml
 from PIL import Image
-from provider_setup import REPO_CONFIG, TEST_RESILIENCE
+from provider_setup import REPO_CONFIG
 
 from core.config import ConfigError
 from core.redact import Redactor
 from emulators.testing import FalHandle, VertexHandle
-from proxy.auth import Authenticator
-from proxy.fastpath import GatewayApp
 from proxy.keys import KeyResolver
 from proxy.media import MediaApp
 from proxy.resilience import Resilience
 from proxy.routing import RoutingTable
 from proxy.settings import ResilienceSettings
+from tests.pipelines.image_support import media_gateway, not_found, provider_env
 
 MASTER_KEY = "sk-gw-vertex-images-test-9c1d"
 PERSON, RED, BLUE = (205, 170, 150), (220, 20, 20), (20, 20, 220)
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield  # pytest owns the process's signals
-
-
-async def _not_found(_scope: Any, _receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 404, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
 
 
 def _config(folder: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
@@ -58,45 +43,6 @@ def _config(folder: Path, edit: Callable[[dict[str, Any]], None] | None = None) 
     path = folder / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-@contextlib.asynccontextmanager
-async def _gateway(config: Path, env: dict[str, str]) -> AsyncIterator[str]:
-    """The media routes behind the fast path on a free port, on ``config``; its base URL."""
-    data = yaml.safe_load(await asyncio.to_thread(config.read_text))
-    routing = RoutingTable.from_config(data, env)
-    redactor = Redactor()
-    resilience = Resilience(
-        ResilienceSettings(**TEST_RESILIENCE), KeyResolver(env, redactor=redactor)
-    )
-    media = MediaApp.from_config(
-        _not_found,
-        config_path=str(config),
-        routing=routing,
-        resilience=resilience,
-        redactor=redactor,
-    )
-    app = GatewayApp(
-        media,
-        routing=routing,
-        authenticator=Authenticator(MASTER_KEY, redactor=redactor),
-        resilience=resilience,
-        request_timeout_s=TEST_RESILIENCE["request_timeout_s"],
-        redactor=redactor,
-    )
-    await media.start()
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, loop="none", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                await task
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
-    finally:
-        server.should_exit = True
-        await task
-        await media.stop()
 
 
 @pytest.fixture
@@ -117,24 +63,15 @@ def fal(fal_emulator: FalHandle) -> Iterator[FalHandle]:
 @pytest.fixture
 def env(tmp_path: Path, vertex: VertexHandle, fal: FalHandle) -> dict[str, str]:
     """Keys and bases of both providers: a throw-away service account file for Vertex."""
-    account = tmp_path / "service-account.json"
-    account.write_text(json.dumps(vertex.service_account()))
-    os.chmod(account, 0o600)
-    return {
-        "FAL_KEY": "fal-vertex-test-key",
-        "FAL_API_BASE": fal.url,
-        "GOOGLE_APPLICATION_CREDENTIALS": str(account),
-        "GOOGLE_CLOUD_PROJECT": "emulated-project",
-        "VERTEX_API_BASE": vertex.url,
-    }
+    return provider_env(tmp_path, fal, vertex)
 
 
 @pytest.fixture
 async def sdk(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[openai.AsyncOpenAI]:
     """The official SDK against a gateway on the repository's config."""
     async with (
-        _gateway(_config(tmp_path), env) as url,
-        openai.AsyncOpenAI(base_url=url, api_key=MASTER_KEY, max_retries=0) as client,
+        media_gateway(_config(tmp_path), env, MASTER_KEY) as url,
+        openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0) as client,
     ):
         yield client
 
@@ -248,8 +185,8 @@ async def test_an_edit_of_the_configs_safety_settings_changes_what_is_sent(
         folder = tmp_path / str(index)
         folder.mkdir()
         async with (
-            _gateway(_config(folder, edit), env) as url,
-            openai.AsyncOpenAI(base_url=url, api_key=MASTER_KEY, max_retries=0) as client,
+            media_gateway(_config(folder, edit), env, MASTER_KEY) as url,
+            openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0) as client,
         ):
             await client.images.edit(model="virtual-try-on", image=_look(), prompt="try on")
         sent.append(vertex.calls()[-1]["safety_settings"])
@@ -349,7 +286,7 @@ def test_an_invalid_safety_setting_stops_the_start_naming_it(
     resilience = Resilience(ResilienceSettings(), KeyResolver({}))
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
         MediaApp.from_config(
-            _not_found,
+            not_found,
             config_path=str(config),
             routing=routing,
             resilience=resilience,
@@ -363,8 +300,8 @@ async def test_missing_vertex_credentials_name_what_to_set(
     """Without GOOGLE_APPLICATION_CREDENTIALS the try-on fails naming it and the project."""
     del env["GOOGLE_APPLICATION_CREDENTIALS"]
     async with (
-        _gateway(_config(tmp_path), env) as url,
-        openai.AsyncOpenAI(base_url=url, api_key=MASTER_KEY, max_retries=0) as client,
+        media_gateway(_config(tmp_path), env, MASTER_KEY) as url,
+        openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0) as client,
     ):
         with pytest.raises(openai.AuthenticationError) as caught:
             await client.images.edit(model="virtual-try-on", image=_look(), prompt="try on")
