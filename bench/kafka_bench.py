@@ -21,7 +21,7 @@ broker, in the same rounds, as what it is compared with.
 (b)  context only: the runtime (ConsumerService) with a no-op handler over the same preload,
      timed until its completed counter reaches N. A handler that awaits nothing takes a path
      no real handler takes; (b') is the verdict.
-(raw) the (b') baseline (`http_round_trip.raw_http_loop`): aiokafka + httpx, one chat call per
+(raw) the (b') baseline (`http_round_trip.raw_http_loop`): aiokafka + aiohttp, one chat call per
      record to the OpenAI emulator with the runtime's concurrency bound, the result produced,
      offsets committed once every earlier result is acknowledged.
 (b') the runtime with `ProxyCompletionHandler` pointed at the same emulator: one real HTTP
@@ -511,7 +511,7 @@ def http_round(  # noqa: PLR0917 - one round's part, printed as it goes
     raw = in_process(raw_http_loop, servers, raw_in, f"{raw_in}-out", n, url, concurrency)
     emu_us = (_cpu_s(emu_pid) - emu_cpu) / n * 1e6
     print(
-        f"[{round_no}] (raw) aiokafka + httpx, one chat call per record, {concurrency} at a "
+        f"[{round_no}] (raw) aiokafka + aiohttp, one chat call per record, {concurrency} at a "
         f"time: {raw['events_per_s']:,.0f}/s, {raw['cpu_us_per_event']:.0f} us CPU per event "
         f"(emulator {emu_us:.0f} us per call)"
     )
