@@ -86,12 +86,14 @@ class Shape(msgspec.Struct, frozen=True):
     fetch_wait_ms: int
     max_poll_records: int
     commit_interval_s: float
+    fetch_min_bytes: int = 1
 
     def describe(self) -> str:
         return (
             f"{self.partitions} partitions x max_in_flight_per_partition {self.in_flight} "
             f"(= {self.partitions * self.in_flight:,}), ordering_per_key {self.ordered}, "
             f"fetch_max_wait_ms {self.fetch_wait_ms}, max_poll_records {self.max_poll_records}"
+            + (f", fetch_min_bytes {self.fetch_min_bytes}" if self.fetch_min_bytes > 1 else "")
         )
 
 
@@ -115,15 +117,22 @@ def http_shape(in_flight: int) -> Shape:
     )
 
 
+# (c)'s fetch sizing, `--slow-fetch MIN_BYTES:WAIT_MS` (None: the settings' defaults).
+SLOW_FETCH: tuple[int, int] | None = None
+
+
 def slow_shape(broker_kind: str) -> Shape:
     """(c): 5,000/s x 2 s = 10,000 in flight: a user sizes 12 partitions x 1,024 (12,288, some
     headroom for keys spreading unevenly) and keeps every other default. The embedded broker
     holds each fetch for the full fetch_max_wait_ms where a real one answers once data arrives,
     so on it the wait is shortened to keep that out of latency."""
     wait = 10 if broker_kind == "embedded" else _TUNING.fetch_max_wait_ms
+    min_bytes = _TUNING.fetch_min_bytes
+    if SLOW_FETCH is not None:
+        min_bytes, wait = SLOW_FETCH
     return Shape(
         12, 1024, _DEFAULTS.ordering_per_key, wait, _TUNING.max_poll_records,
-        _DEFAULTS.commit_interval_s,
+        _DEFAULTS.commit_interval_s, min_bytes,
     )  # fmt: skip
 
 
@@ -257,7 +266,9 @@ def _settings(servers: str, tag: str, shape: Shape, variant: str, redis_url: str
                 dedupe_namespace=f"bench-{tag}",
                 commit_interval_s=shape.commit_interval_s,
                 consumer=ConsumerTuning(
-                    fetch_max_wait_ms=shape.fetch_wait_ms, max_poll_records=shape.max_poll_records
+                    fetch_max_wait_ms=shape.fetch_wait_ms,
+                    max_poll_records=shape.max_poll_records,
+                    fetch_min_bytes=shape.fetch_min_bytes,
                 ),
             )
         ),
@@ -423,6 +434,7 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
         "shape": shape.describe(),
         "max_rss_mb": measured["max_rss_mb"],
         "cpu_share": measured["cpu_share"],
+        "cpu_us_per_event": measured["cpu_us_per_event"],
         "events_per_s": len(done) / ((max(done.values()) - first - 2000.0) / 1000),
         "p50_added_ms": added[len(added) // 2],
         "p99_added_ms": added[int(len(added) * 0.99)],
@@ -611,4 +623,13 @@ if __name__ == "__main__":
     parser.add_argument(
         "--profile", metavar="PREFIX", help="write a cProfile of each (b)/(b') consumer process"
     )
-    main(parser.parse_args())
+    parser.add_argument(
+        "--slow-fetch",
+        metavar="MIN_BYTES:WAIT_MS",
+        help="(c)'s fetch_min_bytes and fetch_max_wait_ms (default: the settings' defaults)",
+    )
+    parsed = parser.parse_args()
+    if parsed.slow_fetch:
+        min_bytes, wait_ms = parsed.slow_fetch.split(":")
+        SLOW_FETCH = (int(min_bytes), int(wait_ms))
+    main(parsed)

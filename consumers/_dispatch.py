@@ -2,12 +2,13 @@
 
 Why a module of its own: the fetch loop (`consumers.service`) only appends records to their
 partition's backlog; everything between that and a settled outcome that is about scheduling
-lives here. The records that fit the partition's in-flight bound go to the pipeline as one
-batch task; a record whose key has earlier work pending waits for it in a task of its own
-(per-key order) and then runs as a batch of one; a record the pipeline detaches (its handler
-still runs) or hands back (a step failed) continues in a task of its own, tracked per offset
-so revocation and stop() wait for it (`consumers._rebalance.finish`). A settled record's
-offset is complete: commits advance over it (`consumers.offsets`).
+lives here. The records of one fetch that fit their partitions' in-flight bounds go to the
+pipeline as one batch task, across partitions; a record whose key has earlier work pending
+waits for it in a task of its own (per-key order) and then runs as a batch of one; a record
+the pipeline detaches (its handler still runs) or hands back (a step failed) continues in a
+task of its own, tracked per offset so revocation and stop() wait for it
+(`consumers._rebalance.finish`). A settled record's offset is complete: commits advance over
+it (`consumers.offsets`).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class _PartitionHooks:
     def settled(self, deliveries: Sequence[Delivery]) -> None:
         self._dispatcher.finished(self._state, [d.record for d in deliveries])
 
-    def detach(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
-        self._dispatcher.spawn(self._state, delivery, work)
+    def detach(self, delivery: Delivery, task: asyncio.Task[Any]) -> None:
+        self._dispatcher.track(self._state, delivery, task)
 
     def failed(self, delivery: Delivery, error: Exception) -> None:
         delivery.failures += 1
@@ -84,10 +85,31 @@ class Dispatcher:
 
     def schedule(self, state: PartitionState) -> None:
         """Start what the partition's bound lets start: one batch, plus waiters for busy keys."""
+        self.schedule_many([state])
+
+    def schedule_many(self, states: Sequence[PartitionState]) -> None:
+        """`schedule` for several partitions (one fetch's): their batches run as one task."""
+        entries: list[tuple[PartitionState, _PartitionHooks, list[Delivery]]] = []
+        for state in states:
+            taken = self._take(state)
+            if taken is not None:
+                entries.append((state, *taken))
+            self._pause_if_full(state)
+        if not entries:
+            return
+        task = asyncio.create_task(self._run_batch(entries))
+        for state, _, _ in entries:
+            state.batches.add(task)
+        task.add_done_callback(lambda done: _discard(entries, done))
+
+    def _take(self, state: PartitionState) -> tuple[_PartitionHooks, list[Delivery]] | None:
+        """The partition's next batch (its hooks and deliveries), None when none starts now."""
+        if not state.backlog:
+            return None  # the common case after a batch ends: nothing fetched meanwhile
         # While a batch runs, wait for half the bound to free up rather than starting a
         # trickle of tiny batches: every batch pays the same few round trips.
         if state.batches and state.bound - state.in_flight < max(1, state.bound // 2):
-            return self._pause_if_full(state)
+            return None
         hooks = _PartitionHooks(self, state)
         batch: list[Delivery] = []
         while state.backlog and state.has_room() and not state.revoked:
@@ -102,11 +124,7 @@ class Dispatcher:
                     self.spawn(state, delivery, self._after(previous, hooks, delivery))
                     continue
             batch.append(delivery)
-        if batch:
-            task = asyncio.create_task(self._run_batch(state, hooks, batch))
-            state.batches.add(task)
-            task.add_done_callback(state.batches.discard)
-        self._pause_if_full(state)
+        return (hooks, batch) if batch else None
 
     def _pause_if_full(self, state: PartitionState) -> None:
         if state.should_pause():
@@ -115,14 +133,21 @@ class Dispatcher:
             self._on_paused()
 
     async def _run_batch(
-        self, state: PartitionState, hooks: _PartitionHooks, batch: list[Delivery]
+        self, entries: list[tuple[PartitionState, _PartitionHooks, list[Delivery]]]
     ) -> None:
         try:
-            await self._pipeline.run(batch, hooks)
+            await self._pipeline.run_many([(batch, hooks) for _, hooks, batch in entries])
+        except asyncio.CancelledError:
+            # Cancelled with a revoked (or stopping) partition: a live partition's records in
+            # this shared batch are handed back rather than left unsettled.
+            if len(entries) > 1:
+                _hand_back(entries)
+            raise
         finally:
-            state.batches.discard(asyncio.current_task())
-        # Scheduling waited for this batch while it ran (see schedule).
-        self.finished(state, [])
+            _discard(entries, asyncio.current_task())
+        # Scheduling waited for this batch while it ran (see _take).
+        for state, _, _ in entries:
+            self.finished(state, [])
 
     def spawn(
         self, state: PartitionState, delivery: Delivery, work: Coroutine[Any, Any, None]
@@ -131,6 +156,21 @@ class Dispatcher:
         offset = delivery.record.offset
         state.tasks[offset] = asyncio.create_task(self._own(state, offset, work))
 
+    def track(self, state: PartitionState, delivery: Delivery, task: asyncio.Task[Any]) -> None:
+        """Track `task`, already running, for `delivery`, as `spawn` does its own tasks.
+
+        A done callback rather than a task awaiting it: one task per slow event, not two.
+        """
+        offset = delivery.record.offset
+        state.tasks[offset] = task
+        task.add_done_callback(lambda done: self._untrack(state, offset, done))
+
+    def _untrack(self, state: PartitionState, offset: int, task: asyncio.Task[Any]) -> None:
+        # A retry may have taken the offset over: only the current task's entry goes.
+        if state.tasks.get(offset) is task:
+            del state.tasks[offset]
+            self._release(state, offset)
+
     async def _own(
         self, state: PartitionState, offset: int, work: Coroutine[Any, Any, None]
     ) -> None:
@@ -138,10 +178,9 @@ class Dispatcher:
             await work
         finally:
             work.close()  # a no-op once it ran; never started when cancelled while queued
-            # A retry may have taken the offset over: only the current task's entry goes.
-            if state.tasks.get(offset) is asyncio.current_task():
-                del state.tasks[offset]
-                self._release(state, offset)
+            current = asyncio.current_task()
+            if current is not None:
+                self._untrack(state, offset, current)
 
     async def _after(
         self, previous: asyncio.Future[None], hooks: _PartitionHooks, delivery: Delivery
@@ -189,3 +228,21 @@ class Dispatcher:
                 _log.warning("consumer.resume_failed", error=exc.upstream)
             state.paused = False
             self._on_paused()
+
+
+def _discard(
+    entries: list[tuple[PartitionState, _PartitionHooks, list[Delivery]]], task: Any
+) -> None:
+    for state, _, _ in entries:
+        state.batches.discard(task)
+
+
+def _hand_back(entries: list[tuple[PartitionState, _PartitionHooks, list[Delivery]]]) -> None:
+    """Hand back the deliveries of live partitions that a cancelled batch leaves unsettled (not
+    settled, and not continued by a task of their own: detached or handed back already)."""
+    for state, hooks, batch in entries:
+        if state.draining or state.revoked:
+            continue  # its own cancellation: abandoned, redelivered to its next owner
+        for delivery in batch:
+            if delivery.outcome is None and delivery.record.offset not in state.tasks:
+                hooks.failed(delivery, ConsumerError("cancelled with another partition's batch"))

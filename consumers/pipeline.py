@@ -1,4 +1,5 @@
-"""The consume pipeline: one shape for a fetched batch of one or more records of one partition.
+"""The consume pipeline: one shape for a fetched batch of one or more records, of one or more
+partitions.
 
 Why one pipeline: every record takes the same steps whether it arrives in a batch of 500 or on
 its own (a record waiting for its key, a retry), as FastStream's batch subscriber differs from
@@ -11,8 +12,8 @@ broker asks once for the whole batch. The steps, in order:
    redelivered, or retried after a failed step) are looked up; found ones settle as Skipped;
 3. handle: every handler starts in a task of its own (`HandlerInvoker.handle`: rate limits,
    attempts, retries); the batch yields once, and those that finished in that one step go on
-   together, while each one still running finishes in a task of its own (`Hooks.detach`), so
-   a slow event never holds its batch;
+   together, while each one still running is detached (`Hooks.detach`): its task goes on to
+   steps 4 and 5 by itself, so a slow event never holds its batch;
 4. decide: the verdict, set once per record: its result (`results.result_for`) and, for a
    failure, its dead letter;
 5. make durable (`Durability.make_durable`), which alone differs between the exactly-once
@@ -31,9 +32,8 @@ Every record's outcome is set exactly once (`records.Delivery.settle`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -118,11 +118,20 @@ def decode_record(record: ConsumedRecord, codec: EventCodec, max_event_bytes: in
 
 
 class _Owners:
-    """The hooks of a round that spans partitions: each report goes to its delivery's own."""
+    """The hooks of deliveries of several partitions (a fetch's batch, a group-commit round):
+    each report goes to its delivery's own partition's hooks."""
 
-    def __init__(self, entries: list[tuple[list[Delivery], Hooks]]) -> None:
-        # Deliveries hash by identity.
-        self._of = {delivery: hooks for deliveries, hooks in entries for delivery in deliveries}
+    def __init__(self, entries: Sequence[tuple[Sequence[Delivery], Hooks]]) -> None:
+        # Deliveries hash by identity. Nested owners are flattened, so a round reports once
+        # per partition however its deliveries were batched.
+        self._of: dict[Delivery, Hooks] = {}
+        for deliveries, hooks in entries:
+            for delivery in deliveries:
+                self._of[delivery] = hooks.of(delivery) if isinstance(hooks, _Owners) else hooks
+
+    def of(self, delivery: Delivery) -> Hooks:
+        """The hooks of `delivery`'s partition."""
+        return self._of[delivery]
 
     def settled(self, deliveries: Sequence[Delivery]) -> None:
         # One report per partition (the runtime's hooks of one partition are equal).
@@ -132,8 +141,8 @@ class _Owners:
         for hooks, settled in by_owner.items():
             hooks.settled(settled)
 
-    def detach(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
-        self._of[delivery].detach(delivery, work)
+    def detach(self, delivery: Delivery, task: asyncio.Task[Any]) -> None:
+        self._of[delivery].detach(delivery, task)
 
     def failed(self, delivery: Delivery, error: Exception) -> None:
         self._of[delivery].failed(delivery, error)
@@ -160,9 +169,23 @@ class Pipeline:
             self._commit_round, on_round=metrics.group_commit_size.observe
         )
 
+    async def run_many(self, entries: Sequence[tuple[list[Delivery], Hooks]]) -> None:
+        """`run` for several partitions' deliveries at once (each entry one partition's, in
+        offset order, with its hooks): one fetch's records take each step together.
+
+        Why: at a few thousand events a second a fetch brings about one record per
+        partition, and a batch per partition paid its task, its screen and its yield per
+        record.
+        """
+        if len(entries) == 1:
+            await self.run(*entries[0])
+        elif entries:
+            await self.run([d for deliveries, _ in entries for d in deliveries], _Owners(entries))
+
     async def run(self, deliveries: list[Delivery], hooks: Hooks) -> None:
-        """Take `deliveries` (one partition's, in offset order) as far as they go now: each
-        is settled, detached (its handler still runs) or handed back (a step failed)."""
+        """Take `deliveries` (one partition's, in offset order, or several partitions' with
+        hooks that tell them apart) as far as they go now: each is settled, detached (its
+        handler still runs) or handed back (a step failed)."""
         for delivery in deliveries:
             if delivery.verdict is None and delivery.event is None:
                 self._decode(delivery)
@@ -199,7 +222,13 @@ class Pipeline:
     async def _handle(self, deliveries: list[Delivery], hooks: Hooks) -> list[Delivery]:
         """Start every handler, yield once; the deliveries decided in that step."""
         started = time.monotonic()
-        tasks: list[asyncio.Task[Handled] | None] = [self._start(d) for d in deliveries]
+        # A detached task reports to its own partition's hooks: its durable step must be
+        # cancellable with its partition alone (`consumers._group_commit`).
+        owners = hooks if isinstance(hooks, _Owners) else None
+        tasks = [
+            self._start(d, started, owners.of(d) if owners is not None else hooks)
+            for d in deliveries
+        ]
         try:
             # Handlers may rely on running in a task of their own (timeouts, cancel scopes).
             # They all take their first step during this one yield.
@@ -215,14 +244,19 @@ class Pipeline:
             if task is None:
                 settled.append(delivery)  # its partition is no longer ours
             elif not task.done():
-                hooks.detach(delivery, self._finish(delivery, task, started, hooks))
+                # Read by the task when its handler returns: it goes on by itself. Nothing
+                # runs between this check and the flag, so the task cannot miss it.
+                delivery.detached = True
+                hooks.detach(delivery, task)
             elif self._decided(delivery, task, started, hooks):
                 ready.append(delivery)
         if settled:
             hooks.settled(settled)
         return ready
 
-    def _start(self, delivery: Delivery) -> asyncio.Task[Handled] | None:
+    def _start(
+        self, delivery: Delivery, started: float, hooks: Hooks
+    ) -> asyncio.Task[Handled | None] | None:
         invoker = self._durability.invoker_for(delivery.record)
         if invoker is None:
             delivery.settle(Abandoned())
@@ -232,32 +266,46 @@ class Pipeline:
         token = bind_log_scope(event_scope(delivery.record, delivery.event))
         try:
             # The task copies the context bound above.
-            return asyncio.create_task(invoker.handle(delivery.event, delivery.traceparent))
+            return asyncio.create_task(self._handled(invoker, delivery, started, hooks))
         finally:
             reset_log_scope(token)
 
-    async def _finish(
-        self, delivery: Delivery, task: asyncio.Task[Handled], started: float, hooks: Hooks
-    ) -> None:
-        """The rest of a delivery whose handler outlived the batch's step."""
-        # Awaited directly (asyncio.wait costs a set, a future and callbacks per event): when
-        # we are cancelled, so is `task`, and we return once it has ended.
-        current = asyncio.current_task()
+    async def _handled(
+        self, invoker: HandlerInvoker, delivery: Delivery, started: float, hooks: Hooks
+    ) -> Handled | None:
+        """The handler's task: the handling, and, once the batch detached it, the rest.
+
+        Why one task for both: a second task per slow event (to await the handler and finish
+        it) was a third of the runtime's tasks at thousands of slow events a second. A task
+        that ends within the batch's step returns what it handled, for the batch to decide.
+        """
+        assert delivery.event is not None  # started only for decoded events
         try:
-            # The handler task's own failure is `_decided`'s to report.
-            with contextlib.suppress(Exception):
-                await task
+            handled = await invoker.handle(delivery.event, delivery.traceparent)
         except asyncio.CancelledError:
-            if current is not None and current.cancelling():
+            current = asyncio.current_task()
+            if not delivery.detached or (current is not None and current.cancelling()):
+                raise  # the batch's to report, or the runtime cancelled us (abandoned)
+            # The handler cancelled itself: hand the record back, as a failed step.
+            hooks.failed(delivery, ConsumerError("the handler's task was cancelled"))
+            return None
+        except Exception as exc:
+            if not delivery.detached:
                 raise
+            # The invoker returns every handler failure; what escapes it is a bug of ours.
+            hooks.failed(delivery, exc)
+            return None
+        if not delivery.detached:
+            return handled
+        current = asyncio.current_task()
         if current is not None and current.cancelling():
-            task.cancel()
             raise asyncio.CancelledError  # cancelled while the handler ignored its cancel
-        if self._decided(delivery, task, started, hooks):
+        if self._decide(delivery, handled, started, hooks):
             await self._durable([delivery], hooks)
+        return None
 
     def _decided(
-        self, delivery: Delivery, task: asyncio.Task[Handled], started: float, hooks: Hooks
+        self, delivery: Delivery, task: asyncio.Task[Handled | None], started: float, hooks: Hooks
     ) -> bool:
         """Set the verdict from a finished handler task; False when it did not finish cleanly."""
         if task.cancelled():
@@ -269,6 +317,11 @@ class Pipeline:
             hooks.failed(delivery, error if isinstance(error, Exception) else Exception(error))
             return False
         handled = task.result()
+        assert handled is not None  # a task that was not detached returns what it handled
+        return self._decide(delivery, handled, started, hooks)
+
+    def _decide(self, delivery: Delivery, handled: Handled, started: float, hooks: Hooks) -> bool:
+        """Set the verdict from what the handler returned; False when it cannot be made."""
         event, kind = delivery.event, delivery.kind
         assert event is not None and kind is not None  # both set when the task was started
         try:

@@ -8,7 +8,8 @@ once. A `ConsumedRecord` is what the pipeline reads of an aiokafka ConsumerRecor
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -114,6 +115,8 @@ class Delivery:
     # The verdict's messages were sent at least once: a failed send may still have landed.
     attempted: bool = False
     failures: int = 0
+    # Its handler outlived the batch's step: its own task finishes it (`Hooks.detach`).
+    detached: bool = False
     _outcome: Outcome | None = None
 
     @property
@@ -149,8 +152,9 @@ class Hooks(Protocol):
         """Their outcomes are set: their offsets may be committed, their slots are free."""
         ...
 
-    def detach(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
-        """Finish `delivery` with `work` in a task of its own (a handler still running)."""
+    def detach(self, delivery: Delivery, task: asyncio.Task[Any]) -> None:
+        """`task`, the delivery's handler task, finishes it on its own (decides and makes it
+        durable): track it until it ends (a handler still running)."""
         ...
 
     def failed(self, delivery: Delivery, error: Exception) -> None:

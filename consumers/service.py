@@ -150,6 +150,7 @@ class ConsumerService:
             enable_auto_commit=False,
             auto_offset_reset=c.auto_offset_reset,
             fetch_max_wait_ms=c.fetch_max_wait_ms,
+            fetch_min_bytes=c.fetch_min_bytes,
             session_timeout_ms=c.session_timeout_ms,
             heartbeat_interval_ms=c.heartbeat_interval_ms,
             max_poll_interval_ms=c.max_poll_interval_ms,
@@ -320,6 +321,7 @@ class ConsumerService:
                 _log.warning("consumer.fetch_failed", error=exc.upstream)
                 await asyncio.sleep(0.5)
                 continue
+            fetched: list[PartitionState] = []
             for tp, records in batches.items():
                 state = self._partitions.get(tp)
                 if state is None or state.revoked or state.draining:
@@ -328,7 +330,10 @@ class ConsumerService:
                 self.metrics.consumed.labels(tp.topic).inc(len(records))
                 state.backlog.extend(records)
                 state.next_fetch_offset = records[-1].offset + 1
-                self._dispatcher.schedule(state)
+                fetched.append(state)
+            # One batch for the whole fetch: at a few records per partition, a batch per
+            # partition paid its task and round trips per record.
+            self._dispatcher.schedule_many(fetched)
 
     def _refetch_later(self, tp: Any, records: list[Any]) -> None:
         """Drops records of a partition that has no live state, and rewinds its position.

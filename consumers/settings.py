@@ -138,6 +138,10 @@ class ConsumerTuning(_Config, frozen=True, kw_only=True):
     """aiokafka consumer timings (defaults suit production; tests shorten them)."""
 
     fetch_max_wait_ms: _Positive = 500
+    # The broker answers a fetch once this much data is there (or fetch_max_wait_ms passed).
+    # 1 answers at once; raising it (with a short fetch_max_wait_ms) makes fewer, larger
+    # fetches at high rates, each record waiting at most fetch_max_wait_ms for company.
+    fetch_min_bytes: _Positive = 1
     session_timeout_ms: _Positive = 10_000
     heartbeat_interval_ms: _Positive = 3_000
     max_poll_interval_ms: _Positive = 300_000

@@ -115,9 +115,20 @@ class TransactionalDurability:
     async def screen(self, deliveries: list[Delivery], hooks: Hooks) -> list[Delivery]:
         # A record's previous outcome is either committed with its offset (then it is not
         # redelivered) or invisible: there is nothing to look up before handling it again.
-        if deliveries and self.invoker_for(deliveries[0].record) is None:
-            return self._abandon(deliveries, hooks)
-        return deliveries
+        # A fetch's batch may hold several partitions: those no longer ours are abandoned.
+        ours: dict[tuple[str, int], bool] = {}
+        lost: list[Delivery] = []
+        for delivery in deliveries:
+            key = (delivery.record.topic, delivery.record.partition)
+            owned = ours.get(key)
+            if owned is None:
+                owned = ours[key] = self.invoker_for(delivery.record) is not None
+            if not owned:
+                lost.append(delivery)
+        if not lost:
+            return deliveries
+        self._abandon(lost, hooks)
+        return [d for d in deliveries if d.outcome is None]
 
     async def make_durable(
         self, deliveries: list[Delivery], hooks: Hooks

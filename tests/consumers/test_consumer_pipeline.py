@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +92,7 @@ class Recorder:
 
     settled: list[Delivery] = field(default_factory=list)
     settled_calls: int = 0
-    detached: list[tuple[Delivery, Coroutine[Any, Any, None]]] = field(default_factory=list)
+    detached: list[tuple[Delivery, asyncio.Task[Any]]] = field(default_factory=list)
     failed: list[tuple[Delivery, Exception]] = field(default_factory=list)
 
     def settled_hook(self, deliveries: Sequence[Delivery]) -> None:
@@ -102,7 +102,7 @@ class Recorder:
     def settled_offsets(self) -> list[int]:
         return sorted(d.record.offset for d in self.settled)
 
-    def work_of(self, delivery: Delivery) -> Coroutine[Any, Any, None]:
+    def work_of(self, delivery: Delivery) -> asyncio.Task[Any]:
         found = [work for d, work in self.detached if d is delivery]
         assert len(found) == 1, f"offset {delivery.record.offset} detached {len(found)} times"
         return found[0]
@@ -122,8 +122,8 @@ class _Hooks:
     def settled(self, deliveries: Sequence[Delivery]) -> None:
         self._recorder.settled_hook(deliveries)
 
-    def detach(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
-        self._recorder.detached.append((delivery, work))
+    def detach(self, delivery: Delivery, task: asyncio.Task[Any]) -> None:
+        self._recorder.detached.append((delivery, task))
 
     def failed(self, delivery: Delivery, error: Exception) -> None:
         delivery.failures += 1
@@ -268,7 +268,7 @@ async def rig(settings: KafkaSettings) -> AsyncIterator[Rig]:
         handler.gate.set()
         for recorder in rig.recorders if rig is not None else ():
             for _, work in recorder.detached:
-                work.close()  # a no-op once awaited; else a test that failed before it
+                work.cancel()  # a no-op once it ended; else a test that failed before it
         await publisher.stop()
         metrics.close()
         await store.stop()
@@ -351,6 +351,28 @@ async def test_a_slow_handler_is_detached_and_does_not_hold_the_batch(rig: Rig) 
     assert isinstance(slow_result, CompletionSucceeded)
     assert slow_result.content == "slow"
     assert await rig.store.is_published(slow.event_id)
+
+
+async def test_a_batch_of_several_partitions_reports_each_to_its_own(rig: Rig) -> None:
+    """One fetch's batch over two partitions' deliveries: each partition's hooks hear only of
+    their own deliveries, a slow one's included once its detached task ends."""
+    events = [request("first"), request("slow"), request("third"), request("fourth")]
+    deliveries = await rig.fetch(*events)
+    mine, theirs = Recorder(), Recorder()
+    rig.recorders += [mine, theirs]
+    entries = [(deliveries[:2], _Hooks(mine)), (deliveries[2:], _Hooks(theirs))]
+
+    await asyncio.wait_for(rig.pipeline.run_many(entries), SETTLE_TIMEOUT_S)
+
+    assert mine.settled == [deliveries[0]]
+    assert [d for d, _ in mine.detached] == [deliveries[1]]
+    assert theirs.settled_offsets() == [d.record.offset for d in deliveries[2:]]
+    assert (theirs.detached, mine.failed, theirs.failed) == ([], [], [])
+    rig.handler.gate.set()
+    await asyncio.wait_for(mine.work_of(deliveries[1]), SETTLE_TIMEOUT_S)
+    assert mine.settled == [deliveries[0], deliveries[1]]
+    assert len(theirs.settled) == 2
+    assert request_ids(await rig.results()) == sorted(e.event_id for e in events)
 
 
 async def test_slow_handlers_ending_together_are_made_durable_together(
