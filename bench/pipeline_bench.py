@@ -92,11 +92,19 @@ def write_config(tmp: Path, name: str, kafka: dict[str, Any] | None = None) -> P
     return path
 
 
-def consumer_kafka(tag: str, partitions: int, in_flight: int, tmp: Path) -> dict[str, Any]:
+def consumer_kafka(
+    tag: str, partitions: int, in_flight: int, tmp: Path, fetch: str | None = None
+) -> dict[str, Any]:
     """The kafka section of one measured step: fresh topics, group and dedupe namespace, the
     config's own handlers plus video summaries reading from tmp/videos."""
     proxy_config = str(tmp / "litellm_config.yaml")
+    # `--fetch MIN_BYTES:WAIT_MS`: fewer, larger fetches (the broker's cost is per request).
+    tuning = {}
+    if fetch:
+        min_bytes, wait_ms = (int(v) for v in fetch.split(":"))
+        tuning = {"consumer": {"fetch_min_bytes": min_bytes, "fetch_max_wait_ms": wait_ms}}
     return {
+        **tuning,
         "group_id": f"bench-{tag}",
         "topics": {
             "requests": {"name": f"req-{tag}", "partitions": partitions},
@@ -215,7 +223,7 @@ def measured(stack: Stack, kind: str, n: int, round_no: int) -> dict[str, Any]:
     """(1)'s measured step: `n` preloaded records of `kind` through a fresh consumer."""
     args = stack.args
     tag = f"{kind}-{round_no}-{uuid.uuid4().hex[:6]}"
-    kafka = consumer_kafka(tag, args.partitions, args.in_flight, stack.tmp)
+    kafka = consumer_kafka(tag, args.partitions, args.in_flight, stack.tmp, args.fetch)
     req, res = kafka["topics"]["requests"]["name"], kafka["topics"]["results"]["name"]
     profile = f"{args.profile}.{kind}.{round_no}" if args.profile else None
     warm = 2 * args.partitions * args.in_flight
@@ -406,6 +414,11 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=2000, help="(1)'s events per step")
     parser.add_argument("--kinds", default=",".join(KINDS), help="(1)'s workloads")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--fetch",
+        metavar="MIN_BYTES:WAIT_MS",
+        help="the consumer's fetch_min_bytes and fetch_max_wait_ms (default: the settings')",
+    )
     parser.add_argument("--in-flight", type=int, default=4, help="max_in_flight_per_partition")
     parser.add_argument("--summaries", type=int, default=20, help="(2)'s events; 0 skips it")
     parser.add_argument("--quick", action="store_true", help="1 round of 300 events, 5 summaries")
