@@ -9,6 +9,9 @@ one `EventKind` next to its handler and naming the handler in the config.
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -27,7 +30,7 @@ from schemas import (
     Usage,
 )
 
-__all__ = ["COMPLETION", "Completion", "EventKind", "KindError"]
+__all__ = ["COMPLETION", "Completion", "EventKind", "KindError", "kinds_schema"]
 
 Req = TypeVar("Req", bound=Request)
 Out = TypeVar("Out", bound=msgspec.Struct)
@@ -129,3 +132,20 @@ COMPLETION: EventKind[CompletionRequested, Completion] = EventKind(
     succeeded=CompletionSucceeded,
     failed=CompletionFailed,
 )
+
+
+def kinds_schema(kinds: Sequence[EventKind[Any, Any]]) -> dict[str, Any]:
+    """JSON Schema of `kinds`' events: a `oneOf` per family (requests, results) over `$defs`,
+    in the shape of `schemas.jsonschema`'s document, so a kind package can publish it beside
+    the built-in events and tests can validate its events against it."""
+    requests = [k.request for k in kinds]
+    results = [t for k in kinds for t in (k.succeeded, k.failed)]
+    union: list[Any] = [
+        functools.reduce(operator.or_, requests),
+        functools.reduce(operator.or_, results),
+    ]
+    found, components = msgspec.json.schema_components(union, ref_template="#/$defs/{name}")
+    return {
+        "properties": dict(zip(("requests", "results"), found, strict=True)),
+        "$defs": dict(sorted(components.items())),
+    }

@@ -28,9 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import io
-import operator
 import warnings
 from typing import Annotated, Any, ClassVar
 
@@ -40,7 +38,7 @@ from PIL import Image
 from consumers.errors import ProviderNotFound
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
-from consumers.kinds import EventKind
+from consumers.kinds import EventKind, kinds_schema
 from consumers.proxy_client import ProxyResponse
 from pipelines._errors import ImageTooLarge, ImageUndecodable, LoraNotFound, OutputUnusable
 from pipelines._image_schemas import (
@@ -102,19 +100,8 @@ IMAGE_KINDS: tuple[EventKind[Any, Any], ...] = (IMAGE_GENERATION, IMAGE_EDIT, TR
 
 
 def event_schemas() -> dict[str, Any]:
-    """JSON Schema of the image kinds' events: a `oneOf` per family over `$defs`, in the
-    shape of `schemas.jsonschema`'s document, so it can be published beside it."""
-    requests = [k.request for k in IMAGE_KINDS]
-    results = [t for k in IMAGE_KINDS for t in (k.succeeded, k.failed)]
-    union: list[Any] = [
-        functools.reduce(operator.or_, requests),
-        functools.reduce(operator.or_, results),
-    ]
-    found, components = msgspec.json.schema_components(union, ref_template="#/$defs/{name}")
-    return {
-        "properties": dict(zip(("requests", "results"), found, strict=True)),
-        "$defs": dict(sorted(components.items())),
-    }
+    """JSON Schema of the image kinds' events (`consumers.kinds.kinds_schema`)."""
+    return kinds_schema(IMAGE_KINDS)
 
 
 class ImageOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):

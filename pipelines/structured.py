@@ -24,8 +24,6 @@ request naming why (InputRefused, InputNotFound; InputUnavailable is retriable).
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
@@ -35,7 +33,7 @@ import msgspec
 from consumers.errors import HandlerError
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
-from consumers.kinds import Completion, EventKind
+from consumers.kinds import Completion, EventKind, kinds_schema
 from consumers.proxy_handler import ProxyCompletionHandler
 from pipelines._images import ImageUrls
 from pipelines._proxied import Proxied
@@ -113,19 +111,8 @@ STRUCTURED_KINDS: tuple[EventKind[Any, Any], ...] = (CAPTION, STYLING, ANALYSIS,
 
 
 def event_schemas() -> dict[str, Any]:
-    """JSON Schema of the structured kinds' events: a `oneOf` per family over `$defs`, in the
-    shape of `schemas.jsonschema`'s document, so it can be published beside it."""
-    requests = [k.request for k in STRUCTURED_KINDS]
-    results = [t for k in STRUCTURED_KINDS for t in (k.succeeded, k.failed)]
-    union: list[Any] = [
-        functools.reduce(operator.or_, requests),
-        functools.reduce(operator.or_, results),
-    ]
-    found, components = msgspec.json.schema_components(union, ref_template="#/$defs/{name}")
-    return {
-        "properties": dict(zip(("requests", "results"), found, strict=True)),
-        "$defs": dict(sorted(components.items())),
-    }
+    """JSON Schema of the structured kinds' events (`consumers.kinds.kinds_schema`)."""
+    return kinds_schema(STRUCTURED_KINDS)
 
 
 class InvalidAnswer(HandlerError):

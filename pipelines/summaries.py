@@ -43,7 +43,7 @@ import structlog
 
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
-from consumers.kinds import EventKind
+from consumers.kinds import EventKind, kinds_schema
 from consumers.proxy_handler import ProxyCompletionHandler
 from core.config import ConfigError
 from pipelines import _refs
@@ -142,16 +142,8 @@ VIDEO_SUMMARY: EventKind[SummaryRequested, Summary] = EventKind(
 
 
 def event_schemas() -> dict[str, Any]:
-    """JSON Schema of the summary kind's events: a `oneOf` per family over `$defs`, in the
-    shape of `schemas.jsonschema`'s document, so it can be published beside it."""
-    results: Any = SummarySucceeded | SummaryFailed
-    found, components = msgspec.json.schema_components(
-        [SummaryRequested, results], ref_template="#/$defs/{name}"
-    )
-    return {
-        "properties": dict(zip(("requests", "results"), found, strict=True)),
-        "$defs": dict(sorted(components.items())),
-    }
+    """JSON Schema of the summary kind's events (`consumers.kinds.kinds_schema`)."""
+    return kinds_schema([VIDEO_SUMMARY])
 
 
 class VideoSummariesOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -30,7 +30,7 @@ import structlog
 from consumers.errors import HandlerError
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
-from consumers.kinds import EventKind
+from consumers.kinds import EventKind, kinds_schema
 from pipelines._errors import InputRefused, JobCancelled, JobFailed, JobTimedOut
 from pipelines._jobs import JobMemory, poll_until, wait_ends
 from pipelines._media import MediaHandler, MediaOptions
@@ -109,15 +109,8 @@ LORA_TRAINING: EventKind[TrainingRequested, TrainedLora] = EventKind(
 
 
 def event_schemas() -> dict[str, Any]:
-    """JSON Schema of the training kind's events, in the shape of `schemas.jsonschema`'s."""
-    results: Any = TrainingSucceeded | TrainingFailed
-    found, components = msgspec.json.schema_components(
-        [TrainingRequested, results], ref_template="#/$defs/{name}"
-    )
-    return {
-        "properties": dict(zip(("requests", "results"), found, strict=True)),
-        "$defs": dict(sorted(components.items())),
-    }
+    """JSON Schema of the training kind's events (`consumers.kinds.kinds_schema`)."""
+    return kinds_schema([LORA_TRAINING])
 
 
 class LoraTrainingOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):

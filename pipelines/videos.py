@@ -33,7 +33,7 @@ from artifacts.links import OutputArtifact
 from consumers.errors import HandlerError
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
-from consumers.kinds import EventKind
+from consumers.kinds import EventKind, kinds_schema
 from pipelines._errors import (
     ImageUndecodable,
     JobCancelled,
@@ -116,15 +116,8 @@ VIDEO_GENERATION: EventKind[VideoGenerationRequested, GeneratedVideo] = EventKin
 
 
 def event_schemas() -> dict[str, Any]:
-    """JSON Schema of the video kind's events, in the shape of `schemas.jsonschema`'s."""
-    results: Any = VideoGenerationSucceeded | VideoGenerationFailed
-    found, components = msgspec.json.schema_components(
-        [VideoGenerationRequested, results], ref_template="#/$defs/{name}"
-    )
-    return {
-        "properties": dict(zip(("requests", "results"), found, strict=True)),
-        "$defs": dict(sorted(components.items())),
-    }
+    """JSON Schema of the video kind's events (`consumers.kinds.kinds_schema`)."""
+    return kinds_schema([VIDEO_GENERATION])
 
 
 class VideoGenerationOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):

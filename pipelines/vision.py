@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import json
-import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
@@ -37,7 +35,7 @@ from PIL import Image
 
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
-from consumers.kinds import EventKind
+from consumers.kinds import EventKind, kinds_schema
 from core.config import ConfigError
 from pipelines._errors import (
     AnswerInvalid,
@@ -103,19 +101,8 @@ _PERSON_PROMPTS = frozenset({"person", "persons", "people", "human", "humans", "
 
 
 def event_schemas() -> dict[str, Any]:
-    """JSON Schema of the vision kinds' events: a `oneOf` per family over `$defs`, in the
-    shape of `schemas.jsonschema`'s document, so it can be published beside it."""
-    requests = [k.request for k in VISION_KINDS]
-    results = [t for k in VISION_KINDS for t in (k.succeeded, k.failed)]
-    union: list[Any] = [
-        functools.reduce(operator.or_, requests),
-        functools.reduce(operator.or_, results),
-    ]
-    found, components = msgspec.json.schema_components(union, ref_template="#/$defs/{name}")
-    return {
-        "properties": dict(zip(("requests", "results"), found, strict=True)),
-        "$defs": dict(sorted(components.items())),
-    }
+    """JSON Schema of the vision kinds' events (`consumers.kinds.kinds_schema`)."""
+    return kinds_schema(VISION_KINDS)
 
 
 class LocalModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
