@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from proxy.asgi import Message, Scope
+from proxy.asgi import Message, Receive, Scope
 from proxy.errors import InvalidRequestError
 from proxy.media.errors import MediaInvalidRequestError
 from proxy.media.providers import ImageProvider
 
-__all__ = ["Incoming", "read_edit", "read_generation"]
+__all__ = ["Incoming", "read_edit", "read_form", "read_generation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,15 @@ def _edit_parser(
     return parse
 
 
+async def read_form(scope: Scope, receive: Receive) -> FormData:
+    """The request's multipart form; one that does not parse (a part without headers, a
+    broken boundary, a bad encoding) is the caller's 400, never a 500."""
+    try:
+        return await Request(scope, receive).form()
+    except (MultiPartException, HTTPException, ValueError, KeyError) as exc:
+        raise InvalidRequestError(f"the multipart form could not be read: {exc}") from exc
+
+
 async def read_edit(scope: Scope, body: bytes) -> Incoming:
     """An images.edit form: fields as text (lists when repeated), the images (`image`, or
     `image[]` repeated, as the openai SDK sends a list) and the `mask` as bytes."""
@@ -89,10 +98,7 @@ async def read_edit(scope: Scope, body: bytes) -> Incoming:
     async def receive() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    try:
-        form = await Request(scope, receive).form()
-    except (MultiPartException, HTTPException, ValueError) as exc:
-        raise InvalidRequestError(f"the multipart form could not be read: {exc}") from exc
+    form = await read_form(scope, receive)
     fields: dict[str, Any] = {}
     for name in form:
         values = [v for v in form.getlist(name) if isinstance(v, str)]

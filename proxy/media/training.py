@@ -38,6 +38,7 @@ from proxy.errors import (
     NotFoundError,
 )
 from proxy.media.errors import MediaInvalidRequestError, is_plugin_error, translated
+from proxy.media.incoming import read_form
 from proxy.media.jobs import Event, JobBook, event_view, fail, file_view, new_id, progress_events
 from proxy.media.providers import ImageProvider
 from proxy.media.settings import MediaSettings
@@ -180,7 +181,7 @@ class TrainingRoutes:
     # --- files -------------------------------------------------------------------------------
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send, user: str | None) -> bool:
-        form = await Request(scope, receive).form()
+        form = await read_form(scope, receive)
         purpose = form.get("purpose")
         if purpose not in _PURPOSES:
             raise InvalidRequestError(

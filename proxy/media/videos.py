@@ -25,8 +25,6 @@ from typing import Any
 import orjson
 import structlog
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from core.http import TIMEOUT_HEADER, parse_timeout
@@ -45,6 +43,7 @@ from proxy.asgi import (
 )
 from proxy.errors import ExternalServiceError, InvalidRequestError, NotFoundError
 from proxy.media.errors import MediaInvalidRequestError, translated
+from proxy.media.incoming import read_form
 from proxy.media.jobs import Event, JobBook, fail, new_id, progress_events
 from proxy.media.settings import MediaSettings
 from proxy.resilience import Resilience
@@ -160,10 +159,7 @@ class VideoRoutes:
         return route
 
     async def _form(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], bytes | None]:
-        try:
-            form = await Request(scope, receive).form()
-        except (MultiPartException, HTTPException, ValueError) as exc:
-            raise InvalidRequestError(f"the multipart form could not be read: {exc}") from exc
+        form = await read_form(scope, receive)
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         upload = form.get("input_reference")
         image = await upload.read() if isinstance(upload, UploadFile) else None

@@ -241,3 +241,27 @@ def test_an_unsigned_callback_is_refused(hook_proxy: ThreadedProxy, trainer: Fal
     }
     response = httpx.post(f"{hook_proxy.url}/gateway/webhooks/fal", content=raw, headers=headers)
     assert response.status_code == 401
+
+
+# A multipart body whose only part has no headers (no Content-Disposition): what a fuzzer sent.
+_HEADERLESS_PART = (
+    b"--b0undary\r\n[[225, 'FIELDS', 'x'], [], {'k': [true, -2966032]}]--b0undary--\r\n"
+)
+
+
+@pytest.mark.parametrize("path", ["/files", "/videos", "/images/edits"])
+def test_a_form_that_does_not_parse_is_a_400(sdk: openai.OpenAI, path: str) -> None:
+    """Every multipart route answers a malformed form with the caller's 400, not a 500."""
+    response = httpx.post(
+        f"{str(sdk.base_url).rstrip('/')}{path}",
+        content=_HEADERLESS_PART,
+        headers={
+            "authorization": f"Bearer {MASTER_KEY}",
+            "content-type": "multipart/form-data; boundary=b0undary",
+        },
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "multipart form" in error["message"]
