@@ -30,6 +30,7 @@ these, aiokafka's errors are translated into the `BrokerError` branch in one pla
     │   ├── BrokerRefused               retriable = False  (refused for good)
     │   │   └── RecordTooLarge          retriable = False  (over message.max.bytes)
     │   ├── OutOfSequence               retriable = True   (after a refusal: a new producer)
+    │   ├── ProducerRetired             retriable = True   (its producer was renewed unsent)
     │   ├── ProducerFencedError         retriable = False  (a newer producer took the id over)
     │   └── ClientStateError            retriable = False  (aiokafka's own state forbids it)
     └── DedupeStoreError                (`consumers.dedupe.errors`: its own branch)
@@ -56,6 +57,7 @@ __all__ = [
     "OutOfSequence",
     "OutcomeAlreadySet",
     "ProducerFencedError",
+    "ProducerRetired",
     "ProviderAuthError",
     "ProviderBadRequest",
     "ProviderFailed",
@@ -184,6 +186,13 @@ class RecordTooLarge(BrokerRefused):
 class OutOfSequence(BrokerError):
     """The broker refused a batch as out of order: an earlier batch to its partition was
     refused, and only a new producer (a new producer id) writes there again."""
+
+    retriable = True
+
+
+class ProducerRetired(BrokerError):
+    """A batch handed to a producer that was renewed (`EventPublisher.renew`) before it
+    acknowledged the batch: it was never acknowledged, so it is sent again on the new one."""
 
     retriable = True
 

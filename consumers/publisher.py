@@ -33,12 +33,13 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumers._lanes import Batch, Lane
+from consumers._lanes import Batch, Handed, Lane
 from consumers.errors import (
     BrokerError,
     NotStarted,
     OutOfSequence,
     ProducerFencedError,
+    ProducerRetired,
 )
 from consumers.kafka_errors import is_refusal, kafka_errors, translate
 from consumers.murmur2 import default_partitioner
@@ -75,6 +76,9 @@ class EventPublisher:
         # Concurrent refusals of one producer renew it once (see `renew`).
         self._renewing = asyncio.Lock()
         self._lanes: dict[tuple[str, int], Lane] = {}
+        self._handed = Handed()
+        # Stops of renewed producers that outlived their bound (see `_retire`).
+        self._stopping: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if self._producer is None:
@@ -119,7 +123,28 @@ class EventPublisher:
                 return
             fresh = await self._new_producer()
             old, self._producer = self._producer, fresh
-        await self._stop(old)
+        await self._retire(old)
+
+    async def _retire(self, producer: Any) -> None:
+        """Stop a producer that is no longer current, then fail the batches it never resolved
+        (`consumers._lanes.Handed`), so no delivery waits on them.
+
+        Why bounded: stopping flushes, and a flush waits for the broker's answer to every batch
+        in flight; past the request timeout and a margin the producer is given up on, its
+        batches failed (sent again on the current producer, at worst twice), and its stop goes
+        on in the background until `stop()`.
+        """
+        stopping = asyncio.create_task(self._stop(producer))
+        bound = self._settings.consumer.request_timeout_ms / 1000 + 5.0
+        try:
+            await asyncio.wait_for(asyncio.shield(stopping), bound)
+        except TimeoutError:
+            _log.warning("consumer.producer_stop_slow", bound_s=bound)
+            self._stopping.add(stopping)
+            stopping.add_done_callback(self._stopping.discard)
+        retired = self._handed.retire(producer)
+        if retired:
+            _log.warning("consumer.batches_retired", count=retired)
 
     def _retry_backoff_ms(self) -> int:
         backoff = self._settings.consumer.retry_backoff_ms
@@ -134,7 +159,9 @@ class EventPublisher:
     async def stop(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            await self._stop(producer)
+            await self._retire(producer)
+        if self._stopping:
+            await asyncio.gather(*self._stopping)
 
     async def _stop(self, producer: Any) -> None:
         try:
@@ -213,7 +240,9 @@ class EventPublisher:
                 lane.open.append(batch)
             acks.append(batch.acked)
             if lane.task is None:
-                lane.task = asyncio.create_task(lane.run(message.topic, partition, self._current))
+                lane.task = asyncio.create_task(
+                    lane.run(message.topic, partition, self._current, self._handed)
+                )
         return acks
 
     @staticmethod
@@ -356,9 +385,12 @@ class EventPublisher:
 
 
 def _needs_new_producer(error: BrokerError | None) -> bool:
-    """A refusal, or a batch refused as out of order after one: only a new producer (and the
-    message sent alone) tells whether the message itself is refused."""
-    return error is not None and (is_refusal(error) or isinstance(error, OutOfSequence))
+    """A refusal, a batch refused as out of order after one, or a batch its renewed producer
+    never sent: only a new producer (and the message sent alone) tells whether the message
+    itself is refused."""
+    return error is not None and (
+        is_refusal(error) or isinstance(error, (OutOfSequence, ProducerRetired))
+    )
 
 
 def _translated(error: BaseException) -> BrokerError:

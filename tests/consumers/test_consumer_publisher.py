@@ -12,6 +12,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumers import KafkaSettings
+from consumers._lanes import Batch, Handed
+from consumers.errors import ProducerRetired
 from consumers.publisher import EventPublisher
 from consumers.records import Message
 from consumers.settings import TopicSettings, TopicsSettings
@@ -124,3 +126,54 @@ async def test_messages_sent_alone_take_a_batch_each(
     assert await publisher.acknowledged(acks) == [None] * len(events)
     records = await read_all(kafka_broker.bootstrap_servers, topic, len(events))
     assert [CODEC.decode_result(r.value).event_id for r in records] == [e.event_id for e in events]
+
+
+async def test_a_batch_its_renewed_producer_never_sent_is_sent_on_the_new_one(
+    publisher: EventPublisher, kafka_broker: EmbeddedKafka, kafka_topic: Callable[..., str]
+) -> None:
+    """A delivery whose batch the old producer holds unresolved ends once that producer is
+    renewed: the batch is failed as retired and sent again on the new producer, once.
+
+    Why: a lane waiting in the old producer's `send_batch` while it was stopped got its batch
+    appended to a closed accumulator that no sender drains; the delivery waited forever, and
+    every group-commit round behind it (a partition that stopped flowing after a refused dead
+    letter). The old producer's `send_batch` is made to answer what such an accumulator gives:
+    a future nothing resolves.
+    """
+    topic = kafka_topic(1, "retired")
+    event = result("held")
+    old = publisher._current()
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def held(builder: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        return never
+
+    old.send_batch = held
+    delivery = asyncio.create_task(publisher.deliver([Message(topic, event, b"k")]))
+    await asyncio.sleep(0.5)
+    assert not delivery.done()  # held by the old producer
+    await publisher.renew()
+    # A hang detector only: the delivery ends as soon as the renewal does.
+    assert await asyncio.wait_for(delivery, 60) == [None]
+    assert publisher._current() is not old
+    (record,) = await read_all(kafka_broker.bootstrap_servers, topic, 1)
+    assert CODEC.decode_result(record.value).event_id == event.event_id
+
+
+async def test_a_batch_handed_to_a_retired_producer_fails_at_once() -> None:
+    """A lane that hands a batch to a producer after its retirement gets ProducerRetired at
+    once, and a batch retired while held fails then; neither waits for an answer."""
+    loop = asyncio.get_running_loop()
+    producer, handed = _Producer(), Handed()
+    held = Batch(None, loop.create_future(), False)
+    handed.add(producer, held, loop.create_future())  # an acknowledgement that never comes
+    assert not held.acked.done()
+    assert handed.retire(producer) == 1
+    assert isinstance(held.acked.exception(), ProducerRetired)
+    late = Batch(None, loop.create_future(), False)
+    handed.add(producer, late, loop.create_future())
+    assert isinstance(late.acked.exception(), ProducerRetired)
+
+
+class _Producer:
+    """Stands in for a producer object: `Handed` only tells producers apart."""
