@@ -8,6 +8,9 @@ again, and only `max_failures` failed look-ups in a row give up (with the last e
 `retriable` lets the runtime deliver the event again; the job id is remembered, so that
 delivery resumes the same job).
 
+`run_job` is that loop, once: a kind supplies how its job starts, is looked up, is cancelled
+and is read once it ended; what it remembers, forgets and raises is decided here.
+
 `JobMemory` is how a redelivered event finds its job: event id -> job, in this process's
 memory only. A delivery to another process, or after a restart, cannot know the job and
 creates a second one (the first still ends, and is billed, at the provider).
@@ -19,15 +22,29 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, Protocol, TypeVar
 
+import msgspec
 import structlog
 
-from consumers.errors import DeadlineExceeded
+from consumers.errors import DeadlineExceeded, HandlerError
 from core.http import seconds_until
+from pipelines._errors import JobCancelled, JobFailed, JobTimedOut
+from pipelines._media import MediaOptions
 from schemas import Request
 
-__all__ = ["JobMemory", "poll_until", "wait_ends"]
+__all__ = [
+    "CANCEL_S",
+    "JobMemory",
+    "JobOptions",
+    "StartedJob",
+    "poll_until",
+    "run_job",
+    "wait_ends",
+]
+
+# How long a cancel after the deadline may take (the event's own budget is spent by then).
+CANCEL_S = 15.0
 
 T = TypeVar("T")
 _log = structlog.get_logger("pipelines.jobs")
@@ -98,3 +115,79 @@ async def poll_until(
             if found is not None:
                 return found
         await asyncio.sleep(max(0.0, min(interval_s, ends - time.monotonic())))
+
+
+class JobOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A job kind's handler options: `MediaOptions` plus how its jobs are waited for."""
+
+    # Seconds between two look-ups of an unfinished job (each asks the provider once).
+    poll_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # The longest wait for an event without a deadline; then the job is cancelled.
+    max_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    # Failed look-ups in a row before the delivery gives up (it resumes the job when retried).
+    max_poll_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
+
+
+class StartedJob(Protocol):
+    """What starting a job gave: at least the provider's job id."""
+
+    @property
+    def job_id(self) -> str: ...
+
+
+S = TypeVar("S", bound=StartedJob)
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+async def run_job(
+    event: Request,
+    memory: JobMemory[S],
+    wait: JobOptions,
+    *,
+    start: Callable[[], Awaitable[S]],
+    look: Callable[[S], Awaitable[J | None]],
+    cancel: Callable[[S], Awaitable[object]],
+    finish: Callable[[S, J], Awaitable[R]],
+    timed_out: str,
+) -> R:
+    """`event`'s job run to its end: resumed from `memory` (or `start()`ed and remembered),
+    `look()`ed up until it ends, then `finish(job, ended)` (what the kind answers). A job
+    that failed or was cancelled at the provider is forgotten and its error raised; once the
+    wait ends first, the job is `cancel()`led, forgotten, and JobTimedOut raised with
+    `timed_out` (`{job_id}` names the job). Any other error keeps the job for a redelivery.
+    """
+    ends = wait_ends(event, wait.max_wait_s, started=time.monotonic())
+    remembered = memory.get(event.event_id)
+    if remembered is None:
+        remembered = await start()
+        memory.put(event.event_id, remembered)
+    job = remembered
+    try:
+        ended = await poll_until(
+            lambda: look(job),
+            ends=ends,
+            interval_s=wait.poll_interval_s,
+            max_failures=wait.max_poll_failures,
+            job_id=job.job_id,
+        )
+    except (JobFailed, JobCancelled):
+        memory.forget(event.event_id)  # ended for good: no delivery resumes it
+        raise
+    if ended is None:
+        await _cancel_quietly(cancel, job)
+        memory.forget(event.event_id)
+        raise JobTimedOut(timed_out.format(job_id=job.job_id))
+    # Forgotten only once finished: a delivery retried after a failed finish (a download,
+    # say) resumes the ended job rather than starting another.
+    answer = await finish(job, ended)
+    memory.forget(event.event_id)
+    return answer
+
+
+async def _cancel_quietly(cancel: Callable[[S], Awaitable[object]], job: S) -> None:
+    try:
+        await cancel(job)
+    except HandlerError as exc:
+        # The job may go on at the provider; the failure result says the deadline passed.
+        _log.warning("pipeline.cancel_failed", job=job.job_id, error=type(exc).__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pipelines._errors import AnswerInvalid, ImageTooLarge, ImageUndecodable, InputRefused
 from pipelines._vision_schemas import Face, Landmark, Region
+from plugins.onnx.faces import KEYPOINTS
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -40,15 +41,6 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 DEFAULT_MAX_PIXELS = 40_000_000
 # Pillow's names of those formats (MPO: a JPEG with a second picture, as cameras write).
 _FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP"})
-# MediaPipe's FaceKeyPoint order, which BlazeFace's keypoints follow (plugins.onnx.faces).
-_KEYPOINTS = (
-    "right_eye",
-    "left_eye",
-    "nose_tip",
-    "mouth_center",
-    "right_ear_tragion",
-    "left_ear_tragion",
-)
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -97,30 +89,36 @@ def _score(value: float | None) -> float | None:
 # The chat tasks' answers (plugins.fal.vision FACES_SCHEMA / MASKS_SCHEMA), read strictly.
 
 
-class _FaceAnswer(msgspec.Struct, frozen=True):
+class _Boxed(msgspec.Struct, frozen=True, kw_only=True):
+    """One object of an answer: its box in the provider's pixels, and how sure it is."""
+
     box: list[float]
     score: float | None = None
 
 
-class _FacesAnswer(msgspec.Struct, frozen=True):
-    width: int
-    height: int
-    faces: list[_FaceAnswer]
-
-
-class _MaskAnswer(msgspec.Struct, frozen=True):
+class _MaskAnswer(_Boxed, frozen=True, kw_only=True):
     url: str
-    box: list[float]
-    score: float | None = None
 
 
-class _MasksAnswer(msgspec.Struct, frozen=True):
+class _Answer(msgspec.Struct, frozen=True, kw_only=True):
+    """An answer's header: the size of the image the provider saw."""
+
     width: int
     height: int
+
+
+class _FacesAnswer(_Answer, frozen=True, kw_only=True):
+    faces: list[_Boxed]
+
+
+class _MasksAnswer(_Answer, frozen=True, kw_only=True):
     masks: list[_MaskAnswer]
 
 
-def _decoded(content: str | None, answer: type[Any], what: str) -> Any:
+A = TypeVar("A", bound=_Answer)
+
+
+def _decoded(content: str | None, answer: type[A], what: str) -> A:
     if not content:
         raise AnswerInvalid(f"the {what} answer has no content")
     try:
@@ -132,21 +130,22 @@ def _decoded(content: str | None, answer: type[Any], what: str) -> Any:
     return decoded
 
 
-def _rescaled(box: Sequence[float], answer: Any, width: int, height: int) -> list[float]:
-    """Pixels of the image the provider saw -> pixels of the input (the same size unless the
-    provider read the file differently)."""
+def _box_of(found: _Boxed, answer: _Answer, width: int, height: int) -> list[int] | None:
+    """`found`'s box in pixels of the `width` x `height` input (the provider may have read
+    the file at another size), as `[x, y, w, h]`; None when nothing of it is in the image."""
+    box = found.box
     if len(box) != 4:
         raise AnswerInvalid(f"a box has {len(box)} values, not 4")
     sx, sy = width / answer.width, height / answer.height
-    return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+    return _xywh([box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy], width, height)
 
 
 def faces_from_answer(content: str | None, width: int, height: int) -> list[Face]:
     """The faces of a face-detection chat answer, as boxes of the `width` x `height` input."""
-    answer: _FacesAnswer = _decoded(content, _FacesAnswer, "face-detection")
+    answer = _decoded(content, _FacesAnswer, "face-detection")
     faces = []
     for face in answer.faces:
-        box = _xywh(_rescaled(face.box, answer, width, height), width, height)
+        box = _box_of(face, answer, width, height)
         if box is not None:
             faces.append(Face(box=box, score=_score(face.score)))
     return faces
@@ -159,9 +158,10 @@ def faces_from_local(detections: Iterable[Any], width: int, height: int) -> list
         box = _xywh(found.box, width, height)
         if box is None:
             continue
+        # The keypoints come in MediaPipe's FaceKeyPoint order, which KEYPOINTS names.
         landmarks = [
             Landmark(name=name, x=round(float(x), 1), y=round(float(y), 1))
-            for name, (x, y) in zip(_KEYPOINTS, found.keypoints, strict=False)
+            for name, (x, y) in zip(KEYPOINTS, found.keypoints, strict=False)
         ]
         faces.append(Face(box=box, score=_score(found.score), landmarks=landmarks or None))
     return faces
@@ -181,11 +181,11 @@ def masks_from_answer(
     content: str | None, width: int, height: int
 ) -> tuple[list[str], list[Region]]:
     """The mask URLs of a segmentation chat answer and their objects' boxes in the input."""
-    answer: _MasksAnswer = _decoded(content, _MasksAnswer, "segmentation")
+    answer = _decoded(content, _MasksAnswer, "segmentation")
     urls, regions = [], []
     for mask in answer.masks:
         urls.append(mask.url)
-        box = _xywh(_rescaled(mask.box, answer, width, height), width, height)
+        box = _box_of(mask, answer, width, height)
         if box is not None:
             regions.append(Region(box=box, score=_score(mask.score)))
     return urls, regions

@@ -21,19 +21,16 @@ with the provider's reason. A redelivered event resumes its job when this proces
 from __future__ import annotations
 
 import re
-import time
 from typing import Annotated, Any
 
 import msgspec
-import structlog
 
-from consumers.errors import HandlerError
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
 from consumers.kinds import EventKind, kinds_schema
-from pipelines._errors import InputRefused, JobCancelled, JobFailed, JobTimedOut
-from pipelines._jobs import JobMemory, poll_until, wait_ends
-from pipelines._media import MediaHandler, MediaOptions
+from pipelines._errors import InputRefused, JobCancelled, JobFailed
+from pipelines._jobs import CANCEL_S, JobMemory, JobOptions, run_job
+from pipelines._media import MediaHandler
 from pipelines._proxy_http import Served, served_from
 from pipelines._refs import MediaRef
 from pipelines._training_inputs import check_archive_async, zip_async
@@ -55,9 +52,6 @@ DEFAULT_TASK = "lora-training"
 _ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 _JOBS = "/v1/fine_tuning/jobs"
 _EVENT_PAGE = 100
-# How long a cancel after the deadline may take (the event's own budget is spent by then).
-_CANCEL_S = 15.0
-_log = structlog.get_logger("pipelines.training")
 
 
 class TrainingRequested(Request, frozen=True, kw_only=True, tag="lora.training.requested"):
@@ -113,15 +107,11 @@ def event_schemas() -> dict[str, Any]:
     return kinds_schema([LORA_TRAINING])
 
 
-class LoraTrainingOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The training handler's options (`MediaOptions` plus the wait)."""
+class LoraTrainingOptions(JobOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The training handler's options (`JobOptions` plus the training images' limits)."""
 
-    # Seconds between two look-ups of a running job (each asks the provider once).
-    poll_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    # The longest wait for an event without a deadline; then the job is cancelled.
+    # A training takes far longer than a clip: three hours rather than `JobOptions`' one.
     max_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 3 * 3600.0
-    # Failed look-ups in a row before the delivery gives up (it resumes the job when retried).
-    max_poll_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
     # The provider trains on one image; a handful make a usable LoRA.
     min_images: Annotated[int, msgspec.Meta(ge=1)] = 1
     max_images: Annotated[int, msgspec.Meta(ge=1)] = 500
@@ -159,41 +149,27 @@ class LoraTraining(MediaHandler):
         self._jobs: JobMemory[_Started] = JobMemory()
 
     async def handle(self, event: TrainingRequested, ctx: HandlerContext) -> TrainedLora:
-        ends = wait_ends(event, self._training.max_wait_s, started=time.monotonic())
-        started = self._jobs.get(event.event_id)
-        if started is None:
-            started = await self._start(event, ctx)
-            self._jobs.put(event.event_id, started)
         seen = _Seen()
 
-        async def look() -> dict[str, Any] | None:
-            return await self._look(event, ctx, started.job_id, seen)
-
-        try:
-            job = await poll_until(
-                look,
-                ends=ends,
-                interval_s=self._training.poll_interval_s,
-                max_failures=self._training.max_poll_failures,
+        async def finish(started: _Started, job: dict[str, Any]) -> TrainedLora:
+            return TrainedLora(
+                lora=str(job["fine_tuned_model"]),
                 job_id=started.job_id,
+                steps=event.steps,
+                images=started.images,
+                trigger_word=event.trigger_word,
+                served=started.served,
             )
-        except (JobFailed, JobCancelled):
-            self._jobs.forget(event.event_id)  # ended for good: no delivery resumes it
-            raise
-        if job is None:
-            await self._cancel(event, ctx, started.job_id)
-            self._jobs.forget(event.event_id)
-            raise JobTimedOut(
-                f"the deadline passed while training job {started.job_id} ran; it was cancelled"
-            )
-        self._jobs.forget(event.event_id)
-        return TrainedLora(
-            lora=str(job["fine_tuned_model"]),
-            job_id=started.job_id,
-            steps=event.steps,
-            images=started.images,
-            trigger_word=event.trigger_word,
-            served=started.served,
+
+        return await run_job(
+            event,
+            self._jobs,
+            self._training,
+            start=lambda: self._start(event, ctx),
+            look=lambda started: self._look(event, ctx, started.job_id, seen),
+            cancel=lambda started: self._cancel(event, ctx, started.job_id),
+            finish=finish,
+            timed_out="the deadline passed while training job {job_id} ran; it was cancelled",
         )
 
     async def _archive(self, event: TrainingRequested) -> tuple[bytes, int]:
@@ -321,13 +297,9 @@ class LoraTraining(MediaHandler):
         """Cancel the job on a budget of its own (the event's has passed); a job that ended
         meanwhile answers 400, which changes nothing."""
         unbounded = msgspec.structs.replace(event, deadline=None)
-        try:
-            await self._proxy.call(
-                "POST", f"{_JOBS}/{job_id}/cancel", unbounded, ctx, timeout_s=_CANCEL_S
-            )
-        except HandlerError as exc:
-            # The job may go on at the provider; the failure result says the deadline passed.
-            _log.warning("pipeline.cancel_failed", job=job_id, error=type(exc).__name__)
+        await self._proxy.call(
+            "POST", f"{_JOBS}/{job_id}/cancel", unbounded, ctx, timeout_s=CANCEL_S
+        )
 
 
 _SEQ = re.compile(r"-(\d+)$")

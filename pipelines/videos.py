@@ -21,28 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from typing import Annotated, Any
 
 import av
 import msgspec
-import structlog
 from PIL import Image, UnidentifiedImageError
 
 from artifacts.links import OutputArtifact
-from consumers.errors import HandlerError
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
 from consumers.kinds import EventKind, kinds_schema
-from pipelines._errors import (
-    ImageUndecodable,
-    JobCancelled,
-    JobFailed,
-    JobTimedOut,
-    VideoUndecodable,
-)
-from pipelines._jobs import JobMemory, poll_until, wait_ends
-from pipelines._media import MediaHandler, MediaOptions
+from pipelines._errors import ImageUndecodable, JobFailed, VideoUndecodable
+from pipelines._jobs import CANCEL_S, JobMemory, JobOptions, run_job
+from pipelines._media import MediaHandler
 from pipelines._proxy_http import Served, served_from
 from pipelines._refs import MediaRef
 from schemas import Failed, Request, Result
@@ -62,8 +53,6 @@ __all__ = [
 
 DEFAULT_TASK = "video-generation"
 _VIDEOS = "/v1/videos"
-_CANCEL_S = 15.0
-_log = structlog.get_logger("pipelines.videos")
 
 
 class VideoGenerationRequested(
@@ -120,14 +109,8 @@ def event_schemas() -> dict[str, Any]:
     return kinds_schema([VIDEO_GENERATION])
 
 
-class VideoGenerationOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The video handler's options (`MediaOptions` plus the wait)."""
-
-    # Seconds between two look-ups of an unfinished video (each asks the provider once).
-    poll_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    # The longest wait for an event without a deadline; then the video is cancelled.
-    max_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
-    max_poll_failures: Annotated[int, msgspec.Meta(ge=1)] = 10
+class VideoGenerationOptions(JobOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The video handler's options (`JobOptions`: the media ones plus the wait)."""
 
 
 class _Started(msgspec.Struct, frozen=True):
@@ -185,39 +168,30 @@ class VideoGeneration(MediaHandler):
         self._jobs: JobMemory[_Started] = JobMemory()
 
     async def handle(self, event: VideoGenerationRequested, ctx: HandlerContext) -> GeneratedVideo:
-        ends = wait_ends(event, self._video.max_wait_s, started=time.monotonic())
-        started = self._jobs.get(event.event_id)
-        if started is None:
-            started = await self._start(event, ctx)
-            self._jobs.put(event.event_id, started)
         last: list[tuple[str, int, Any]] = []
+        video = await run_job(
+            event,
+            self._jobs,
+            self._video,
+            start=lambda: self._start(event, ctx),
+            look=lambda started: self._look(event, ctx, started.job_id, last),
+            cancel=lambda started: self._cancel(event, ctx, started.job_id),
+            finish=lambda started, _: self._stored(event, ctx, started),
+            timed_out="the deadline passed while video {job_id} was made; it was cancelled",
+        )
+        await ctx.report_progress(
+            "stored", 1.0, f"{video.duration_s:.1f} s, {video.width}x{video.height}"
+        )
+        return video
 
-        async def look() -> dict[str, Any] | None:
-            return await self._look(event, ctx, started.job_id, last)
-
-        try:
-            found = await poll_until(
-                look,
-                ends=ends,
-                interval_s=self._video.poll_interval_s,
-                max_failures=self._video.max_poll_failures,
-                job_id=started.job_id,
-            )
-        except (JobFailed, JobCancelled):
-            self._jobs.forget(event.event_id)  # ended for good: no delivery resumes it
-            raise
-        if found is None:
-            await self._cancel(event, ctx, started.job_id)
-            self._jobs.forget(event.event_id)
-            raise JobTimedOut(
-                f"the deadline passed while video {started.job_id} was made; it was cancelled"
-            )
+    async def _stored(
+        self, event: VideoGenerationRequested, ctx: HandlerContext, started: _Started
+    ) -> GeneratedVideo:
+        """The ended video downloaded, checked to decode, and kept as an artifact."""
         content = await self._proxy.call("GET", f"{_VIDEOS}/{started.job_id}/content", event, ctx)
         data = content.content
         duration, width, height = await asyncio.to_thread(probe_video, data)
         artifact = await self._artifacts.keep(data, "video/mp4")
-        self._jobs.forget(event.event_id)
-        await ctx.report_progress("stored", 1.0, f"{duration:.1f} s, {width}x{height}")
         return GeneratedVideo(
             video=artifact,
             job_id=started.job_id,
@@ -287,10 +261,4 @@ class VideoGeneration(MediaHandler):
     ) -> None:
         """Delete (and so cancel) the video on a budget of its own: the event's has passed."""
         unbounded = msgspec.structs.replace(event, deadline=None)
-        try:
-            await self._proxy.call(
-                "DELETE", f"{_VIDEOS}/{job_id}", unbounded, ctx, timeout_s=_CANCEL_S
-            )
-        except HandlerError as exc:
-            # The job may go on at the provider; the failure result says the deadline passed.
-            _log.warning("pipeline.cancel_failed", job=job_id, error=type(exc).__name__)
+        await self._proxy.call("DELETE", f"{_VIDEOS}/{job_id}", unbounded, ctx, timeout_s=CANCEL_S)

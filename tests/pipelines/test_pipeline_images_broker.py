@@ -20,10 +20,8 @@ from artifacts import LocalArtifactStore
 from consumers.settings import HandlerSpec, KafkaSettings
 from emulators.testing import FalHandle, VertexHandle
 from pipelines._image_schemas import (
-    ImageEditFailed,
     ImageEditRequested,
     ImageEditSucceeded,
-    ImageGenerationFailed,
     ImageGenerationRequested,
     ImageGenerationSucceeded,
     LoraRef,
@@ -32,19 +30,12 @@ from pipelines._image_schemas import (
     TryOnSucceeded,
 )
 from pipelines._refs import MediaRef
-from pipelines.images import event_schemas
+from pipelines.images import IMAGE_KINDS, event_schemas
 from schemas import EventCodec, Request
 
 CODEC = EventCodec(
-    requests=[ImageGenerationRequested, ImageEditRequested, TryOnRequested],
-    results=[
-        ImageGenerationSucceeded,
-        ImageGenerationFailed,
-        ImageEditSucceeded,
-        ImageEditFailed,
-        TryOnSucceeded,
-        TryOnFailed,
-    ],
+    requests=[k.request for k in IMAGE_KINDS],
+    results=[t for k in IMAGE_KINDS for t in (k.succeeded, k.failed)],
 )
 PERSON, RED, BLUE = (205, 170, 150), (220, 20, 20), (20, 20, 220)
 HANDLERS = {

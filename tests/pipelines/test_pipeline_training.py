@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from job_runs import handled
 from jobs_support import Progress, local_config, png, resources, zipped
 from proxy_stub import Answer, serving
 
@@ -38,14 +39,6 @@ def _event(**fields: Any) -> TrainingRequested:
     )
 
 
-async def _run(handler: LoraTraining, event: TrainingRequested) -> Any:
-    await handler.start()
-    try:
-        return await handler.handle(event, Progress().ctx)
-    finally:
-        await handler.stop()
-
-
 def test_a_request_needs_at_least_one_image() -> None:
     """An empty image list does not decode as a request."""
     body = {"type": "lora.training.requested", "event_id": "e", "subject": "s"}
@@ -60,7 +53,7 @@ async def test_a_zip_among_other_images_is_refused(tmp_path: Path) -> None:
     (tmp_path / "looks.zip").write_bytes(zipped({"b.png": png()}))
     refs = [MediaRef(path=str(tmp_path / "a.png")), MediaRef(path=str(tmp_path / "looks.zip"))]
     with pytest.raises(InputRefused, match="training image 1 is a zip"):
-        await _run(_handler(tmp_path), _event(images=refs))
+        await handled(_handler(tmp_path), _event(images=refs))
 
 
 def test_steps_are_bounded() -> None:
@@ -76,7 +69,7 @@ async def test_an_archive_that_is_not_a_zip_is_refused(tmp_path: Path) -> None:
     (tmp_path / "looks.zip").write_bytes(b"not a zip at all")
     event = _event(images=[MediaRef(path=str(tmp_path / "looks.zip"))])
     with pytest.raises(InputRefused, match="not a zip"):
-        await _run(_handler(tmp_path), event)
+        await handled(_handler(tmp_path), event)
 
 
 async def test_an_archive_member_that_does_not_decode_is_named(tmp_path: Path) -> None:
@@ -85,7 +78,7 @@ async def test_an_archive_member_that_does_not_decode_is_named(tmp_path: Path) -
     (tmp_path / "looks.zip").write_bytes(data)
     event = _event(images=[MediaRef(path=str(tmp_path / "looks.zip"))])
     with pytest.raises(ImageUndecodable, match=r"'b\.png'"):
-        await _run(_handler(tmp_path), event)
+        await handled(_handler(tmp_path), event)
 
 
 async def test_a_single_image_that_does_not_decode_is_named(tmp_path: Path) -> None:
@@ -94,14 +87,14 @@ async def test_a_single_image_that_does_not_decode_is_named(tmp_path: Path) -> N
     (tmp_path / "b.png").write_bytes(b"garbage")
     refs = [MediaRef(path=str(tmp_path / "a.png")), MediaRef(path=str(tmp_path / "b.png"))]
     with pytest.raises(ImageUndecodable, match="training image 1"):
-        await _run(_handler(tmp_path), _event(images=refs))
+        await handled(_handler(tmp_path), _event(images=refs))
 
 
 async def test_a_missing_artifact_is_not_found(tmp_path: Path) -> None:
     """An image artifact id the store does not hold fails with InputNotFound."""
     refs = [MediaRef(artifact_id="0" * 64)]
     with pytest.raises(InputNotFound):
-        await _run(_handler(tmp_path), _event(images=refs))
+        await handled(_handler(tmp_path), _event(images=refs))
 
 
 async def test_too_few_images_are_refused(tmp_path: Path) -> None:
@@ -109,7 +102,7 @@ async def test_too_few_images_are_refused(tmp_path: Path) -> None:
     (tmp_path / "looks.zip").write_bytes(zipped({"a.png": png(), "notes.txt": b"x"}))
     event = _event(images=[MediaRef(path=str(tmp_path / "looks.zip"))])
     with pytest.raises(InputRefused, match="at least 3"):
-        await _run(_handler(tmp_path, min_images=3), event)
+        await handled(_handler(tmp_path, min_images=3), event)
 
 
 def _scripted(statuses: list[Any], uploads: list[bytes] | None = None) -> tuple[Answer, list[str]]:
@@ -150,7 +143,7 @@ async def test_a_failed_look_up_is_followed_by_the_next_one(tmp_path: Path) -> N
     answer, calls = _scripted([{"status": "running"}, 503, _DONE])
     event = _event(images=[MediaRef(path=str(tmp_path / "a.png"))])
     async with serving(answer) as url:
-        lora = await _run(_handler(tmp_path, url), event)
+        lora = await handled(_handler(tmp_path, url), event)
     assert lora.lora == "https://cdn/lora.safetensors" and lora.job_id == "ftjob-1"
     assert lora.served.provider == "fal" and lora.served.cost_usd == 1.0
     assert lora.served.model == "fal/train" and lora.images == 1
@@ -183,7 +176,7 @@ async def test_a_failed_job_raises_the_providers_reason(tmp_path: Path) -> None:
     event = _event(images=[MediaRef(path=str(tmp_path / "a.png"))])
     async with serving(answer) as url:
         with pytest.raises(JobFailed, match="images_data_url: not a zip"):
-            await _run(_handler(tmp_path, url), event)
+            await handled(_handler(tmp_path, url), event)
 
 
 async def test_a_sole_zip_is_uploaded_as_it_is(tmp_path: Path) -> None:
@@ -194,7 +187,7 @@ async def test_a_sole_zip_is_uploaded_as_it_is(tmp_path: Path) -> None:
     answer, _ = _scripted([_DONE], uploads)
     event = _event(images=[MediaRef(path=str(tmp_path / "looks.zip"))])
     async with serving(answer) as url:
-        lora = await _run(_handler(tmp_path, url), event)
+        lora = await handled(_handler(tmp_path, url), event)
     assert lora.images == 2 and len(uploads) == 1 and archive in uploads[0]
 
 

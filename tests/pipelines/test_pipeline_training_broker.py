@@ -4,7 +4,6 @@ progress on the status topic, the LoRA then used for an image, a failed job and 
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 from broker_support import job_consumer, job_outcome
+from job_runs import fresh_request
 from jobs_support import png, proxy_client, validate
 
 from consumers.settings import KafkaSettings
@@ -69,13 +69,8 @@ def _images(folder: Path, count: int = 3) -> list[MediaRef]:
 
 
 def _training(folder: Path, **fields: Any) -> TrainingRequested:
-    return TrainingRequested(
-        event_id=str(uuid.uuid4()),
-        subject=f"look-{uuid.uuid4().hex[:6]}",
-        images=_images(folder),
-        trigger_word="sks",
-        steps=500,
-        **fields,
+    return fresh_request(
+        TrainingRequested, images=_images(folder), trigger_word="sks", steps=500, **fields
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from job_runs import handled
 from jobs_support import Progress, local_config, png, resources
 from pipeline_videos import encode_video
 from proxy_stub import Answer, serving
@@ -47,14 +48,6 @@ def _event(image: MediaRef) -> VideoGenerationRequested:
     )
 
 
-async def _run(handler: VideoGeneration, event: VideoGenerationRequested) -> Any:
-    await handler.start()
-    try:
-        return await handler.handle(event, Progress().ctx)
-    finally:
-        await handler.stop()
-
-
 def test_a_clip_is_read_for_its_duration_and_size() -> None:
     """An MP4 of 60 frames at 30 fps, 320x180, probes as 2 s of 320x180."""
     duration, width, height = probe_video(encode_video(60, 320, 180))
@@ -79,19 +72,19 @@ async def test_a_still_that_does_not_decode_is_refused(tmp_path: Path) -> None:
     """A .png that is no image fails with ImageUndecodable before any call."""
     (tmp_path / "still.png").write_bytes(b"garbage")
     with pytest.raises(ImageUndecodable):
-        await _run(_handler(tmp_path), _event(MediaRef(path=str(tmp_path / "still.png"))))
+        await handled(_handler(tmp_path), _event(MediaRef(path=str(tmp_path / "still.png"))))
 
 
 async def test_a_still_outside_the_allowed_roots_is_refused(tmp_path: Path) -> None:
     """A path outside `allowed_roots` is refused without reading it."""
     with pytest.raises(InputRefused, match="outside"):
-        await _run(_handler(tmp_path), _event(MediaRef(path="/etc/hostname")))
+        await handled(_handler(tmp_path), _event(MediaRef(path="/etc/hostname")))
 
 
 async def test_a_missing_artifact_is_not_found(tmp_path: Path) -> None:
     """An artifact id the store does not hold fails with InputNotFound."""
     with pytest.raises(InputNotFound):
-        await _run(_handler(tmp_path), _event(MediaRef(artifact_id="0" * 64)))
+        await handled(_handler(tmp_path), _event(MediaRef(artifact_id="0" * 64)))
 
 
 def _scripted(statuses: list[Any], content: bytes) -> tuple[Answer, list[str]]:
@@ -158,7 +151,9 @@ async def test_a_failed_video_raises_the_providers_reason(tmp_path: Path) -> Non
     answer, _ = _scripted([failed], b"")
     async with serving(answer) as url:
         with pytest.raises(JobFailed, match="content policy"):
-            await _run(_handler(tmp_path, url), _event(MediaRef(path=str(tmp_path / "still.png"))))
+            await handled(
+                _handler(tmp_path, url), _event(MediaRef(path=str(tmp_path / "still.png")))
+            )
 
 
 async def test_content_that_is_no_video_is_not_stored(tmp_path: Path) -> None:
@@ -167,7 +162,9 @@ async def test_content_that_is_no_video_is_not_stored(tmp_path: Path) -> None:
     answer, _ = _scripted([{"status": "completed", "progress": 100}], b"not an mp4" * 20)
     async with serving(answer) as url:
         with pytest.raises(VideoUndecodable):
-            await _run(_handler(tmp_path, url), _event(MediaRef(path=str(tmp_path / "still.png"))))
+            await handled(
+                _handler(tmp_path, url), _event(MediaRef(path=str(tmp_path / "still.png")))
+            )
     assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
 
 

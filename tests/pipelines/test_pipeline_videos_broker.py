@@ -4,7 +4,6 @@ MP4, with progress on the status topic, and a deadline that cancels the video.""
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 from broker_support import job_consumer, job_outcome
+from job_runs import fresh_request
 from jobs_support import validate
 from PIL import Image
 
@@ -75,9 +75,8 @@ def _still(folder: Path) -> MediaRef:
 
 
 def _request(folder: Path, **fields: Any) -> VideoGenerationRequested:
-    return VideoGenerationRequested(
-        event_id=str(uuid.uuid4()),
-        subject=f"look-{uuid.uuid4().hex[:6]}",
+    return fresh_request(
+        VideoGenerationRequested,
         image=_still(folder),
         prompt="the model turns slowly",
         seconds=5,
