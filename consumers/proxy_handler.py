@@ -4,21 +4,23 @@ Why HTTP and not the proxy's code: the consumers scale and deploy separately fro
 the task name is the proxy's model name. Every HTTP outcome is translated into the consumers'
 error tree in ONE function (`error_for_response` / `transport_errors`).
 
-The proxy owns retries and fallbacks (`proxy.resilience`). This handler tells it how long the
-answer may take (`x-gateway-timeout-ms`: the event's deadline, else `timeout_s`), waits a little
-longer than that for its answer, so it never starts a second chain while the first one runs,
-passes the event's priority for the proxy's budget queue (`x-gateway-priority`), and
-raises a retriable error only when the proxy marks the failure retriable (`x-gateway-retriable`,
-or a 429 with Retry-After): the invoker then sends it again at most `max_deliveries` times in
-all. Error messages are scrubbed by the redactor, which knows this handler's key: a proxy or
-provider echoing it never puts it into an exception, a result or a dead letter.
+The proxy owns retries and fallbacks (`proxy.resilience`). Every call on behalf of an event
+goes through `ProxyCaller` (this handler's base, and the pipelines' `ProxyHttp`): it tells the
+proxy how long the answer may take (`x-gateway-timeout-ms`: the event's deadline, else
+`timeout_s`), waits a little longer than that for its answer, so it never starts a second chain
+while the first one runs, passes the event's priority for the proxy's budget queue
+(`x-gateway-priority`), and raises a retriable error only when the proxy marks the failure
+retriable (`x-gateway-retriable`, or a 429 with Retry-After): the invoker then sends it again
+at most `max_deliveries` times in all. Error messages are scrubbed by the redactor, which knows
+the caller's key: a proxy or provider echoing it never puts it into an exception, a result or a
+dead letter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import msgspec
@@ -36,7 +38,7 @@ from consumers.errors import (
     ProviderUnavailable,
 )
 from consumers.handlers import Completion, HandlerContext
-from consumers.proxy_client import ANSWER_GRACE_S, ProxyClient, ProxyResponse
+from consumers.proxy_client import ANSWER_GRACE_S, Files, ProxyClient, ProxyResponse
 from consumers.settings import ProxyClientSettings
 from core.http import (
     PRIORITY_HEADER,
@@ -47,12 +49,21 @@ from core.http import (
     seconds_until,
 )
 from core.redact import Redactor
-from schemas import CompletionRequested, GatewayLatency, ToolCall, Usage, child_traceparent
+from schemas import (
+    CompletionRequested,
+    GatewayLatency,
+    Request,
+    ToolCall,
+    Usage,
+    child_traceparent,
+)
 
 __all__ = [
     "ANSWER_GRACE_S",
+    "ProxyCaller",
     "ProxyCompletionHandler",
     "accounting_of",
+    "attempts_of",
     "error_for_response",
     "transport_errors",
 ]
@@ -69,6 +80,7 @@ class _ChatResponse(msgspec.Struct):
 
 
 _RESPONSE = msgspec.json.Decoder(_ChatResponse)
+_ENCODER = msgspec.json.Encoder()
 # The gateway proxy's accounting headers (`proxy.accounting`): the answer's cost and its time.
 _COST_HEADER = "x-gateway-cost-usd"
 _LATENCY_HEADERS = {
@@ -98,7 +110,7 @@ def accounting_of(headers: Mapping[str, str]) -> tuple[float | None, GatewayLate
     return _number(headers, _COST_HEADER), latency
 
 
-def _attempts_of(headers: Mapping[str, str]) -> int:
+def attempts_of(headers: Mapping[str, str]) -> int:
     """`x-gateway-attempts`, at least 1 (a server that does not report it made one call)."""
     try:
         return max(1, int(headers.get("x-gateway-attempts", "1")))
@@ -164,8 +176,9 @@ def transport_errors() -> Iterator[None]:
         raise ProviderUnavailable(f"proxy unreachable: {type(exc).__name__}") from exc
 
 
-class ProxyCompletionHandler:
-    """Sends the event's messages to `{base_url}/v1/chat/completions` with the task as model."""
+class ProxyCaller:
+    """One pooled client of the proxy, its key and the process's redactor: requests on behalf
+    of an event, with its headers and deadline, their failures in the consumers' error tree."""
 
     def __init__(
         self,
@@ -186,18 +199,25 @@ class ProxyCompletionHandler:
         self._redactor = redactor if redactor is not None else Redactor()
         self._redactor.add(api_key)
         self._client = ProxyClient(base_url, api_key=api_key, timeout_s=timeout_s)
-        self._encoder = msgspec.json.Encoder()
 
     @classmethod
     def from_settings(
-        cls, proxy: ProxyClientSettings, *, api_key: str | None, redactor: Redactor | None = None
-    ) -> ProxyCompletionHandler:
-        """The handler `gateway_settings.kafka.proxy` describes; the key comes from the caller."""
+        cls,
+        proxy: ProxyClientSettings,
+        *,
+        api_key: str | None,
+        redactor: Redactor | None = None,
+        url: str | None = None,
+        timeout_s: float | None = None,
+        provider: str | None = None,
+    ) -> Self:
+        """The caller `gateway_settings.kafka.proxy` describes, with a handler's overrides;
+        the key comes from the caller."""
         return cls(
-            proxy.url,
+            url or proxy.url,
             api_key=api_key,
-            timeout_s=proxy.timeout_s,
-            provider=proxy.provider,
+            timeout_s=timeout_s or proxy.timeout_s,
+            provider=provider or proxy.provider,
             max_deliveries=proxy.max_deliveries,
             redactor=redactor,
         )
@@ -211,11 +231,68 @@ class ProxyCompletionHandler:
         """How many times the invoker may send one event here, the first included."""
         return self._max_deliveries
 
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
+
     async def start(self) -> None:
         await self._client.start()
 
     async def stop(self) -> None:
         await self._client.stop()
+
+    def budget_s(self, event: Request) -> float:
+        """Seconds one call for `event` may take: until its deadline, at most `timeout_s`."""
+        if event.deadline is None:
+            return self._timeout_s
+        return min(self._timeout_s, seconds_until(event.deadline))
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        event: Request,
+        ctx: HandlerContext,
+        *,
+        content: bytes | None = None,
+        json: Any = None,
+        data: dict[str, Any] | None = None,
+        files: Files | None = None,
+        timeout_s: float | None = None,
+    ) -> ProxyResponse:
+        """One request to the proxy on behalf of `event`, within its budget (at most
+        `timeout_s` when given); a non-2xx answer or a transport failure raises the consumers'
+        error for it (its message scrubbed)."""
+        if not self._client.started:
+            raise ProviderUnavailable(f"{type(self).__name__} used before start()")
+        budget = min(self.budget_s(event), timeout_s) if timeout_s else self.budget_s(event)
+        if budget <= 0:
+            raise DeadlineExceeded("the event's deadline passed before the proxy was asked")
+        headers = {"x-request-id": event.event_id, TIMEOUT_HEADER: format_timeout(budget)}
+        # Sent only when not normal: normal is the proxy's default, and other OpenAI-compatible
+        # servers a caller may face then see exactly the request they saw before.
+        if event.priority != "normal":
+            headers[PRIORITY_HEADER] = event.priority
+        if ctx.traceparent is not None:
+            headers["traceparent"] = child_traceparent(ctx.traceparent)
+        with transport_errors():
+            response = await self._client.request(
+                method,
+                path,
+                content=content,
+                json=json,
+                data=data,
+                files=files,
+                headers=headers,
+                timeout_s=budget + ANSWER_GRACE_S,
+            )
+        if response.status >= 300:
+            raise error_for_response(response, self._redactor)
+        return response
+
+
+class ProxyCompletionHandler(ProxyCaller):
+    """Sends the event's messages to `{base_url}/v1/chat/completions` with the task as model."""
 
     def _body(self, event: CompletionRequested) -> bytes:
         body: dict[str, Any] = {
@@ -230,37 +307,12 @@ class ProxyCompletionHandler:
             body["max_tokens"] = event.max_tokens
         if event.tools is not None:
             body["tools"] = event.tools
-        return self._encoder.encode(body)
-
-    def budget_s(self, event: CompletionRequested) -> float:
-        """Seconds this delivery may take: until the event's deadline, at most `timeout_s`."""
-        if event.deadline is None:
-            return self._timeout_s
-        return min(self._timeout_s, seconds_until(event.deadline))
+        return _ENCODER.encode(body)
 
     async def handle(self, event: CompletionRequested, ctx: HandlerContext) -> Completion:
-        if not self._client.started:
-            raise ProviderUnavailable("ProxyCompletionHandler used before start()")
-        budget = self.budget_s(event)
-        if budget <= 0:
-            raise DeadlineExceeded("the event's deadline passed before the proxy was asked")
-        headers = {"x-request-id": event.event_id, TIMEOUT_HEADER: format_timeout(budget)}
-        # Sent only when not normal: normal is the proxy's default, and other OpenAI-compatible
-        # servers this handler may face then see exactly the request they saw before.
-        if event.priority != "normal":
-            headers[PRIORITY_HEADER] = event.priority
-        if ctx.traceparent is not None:
-            headers["traceparent"] = child_traceparent(ctx.traceparent)
-        with transport_errors():
-            response = await self._client.request(
-                "POST",
-                "/v1/chat/completions",
-                content=self._body(event),
-                headers=headers,
-                timeout_s=budget + ANSWER_GRACE_S,
-            )
-        if response.status >= 300:
-            raise error_for_response(response, self._redactor)
+        response = await self.call(
+            "POST", "/v1/chat/completions", event, ctx, content=self._body(event)
+        )
         try:
             parsed = _RESPONSE.decode(response.content)
             message = parsed.choices[0].message
@@ -281,5 +333,5 @@ class ProxyCompletionHandler:
             cost_usd=cost_usd,
             proxy_latency_ms=latency,
             fallback=response.headers.get("x-gateway-fallback") == "true",
-            provider_attempts=_attempts_of(response.headers),
+            provider_attempts=attempts_of(response.headers),
         )

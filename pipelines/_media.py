@@ -18,6 +18,7 @@ from artifacts import DEFAULT_MAX_BYTES, GuardedFetcher
 from artifacts.links import OutputArtifact, output_of
 from artifacts.settings import ArtifactSettings, load_artifact_settings, open_store
 from consumers.handler_config import HandlerResources
+from pipelines._proxied import Proxied
 from pipelines._proxy_http import ProxyHttp
 from pipelines._refs import MediaResolver
 
@@ -79,7 +80,7 @@ class MediaArtifacts:
         return output_of(self.settings, ref)
 
 
-class MediaHandler:
+class MediaHandler(Proxied[ProxyHttp]):
     """Base of the media handlers: a proxy client and artifacts, one lifecycle."""
 
     def __init__(
@@ -95,17 +96,3 @@ class MediaHandler:
             timeout_s=options.timeout_s,
             provider=options.provider,
         )
-
-    @property
-    def provider(self) -> str:
-        return self._proxy.provider
-
-    @property
-    def max_deliveries(self) -> int:
-        return self._proxy.max_deliveries
-
-    async def start(self) -> None:
-        await self._proxy.start()
-
-    async def stop(self) -> None:
-        await self._proxy.stop()

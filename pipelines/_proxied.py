@@ -1,21 +1,26 @@
-"""The lifecycle a pipeline handler shares with the proxy handler it calls through.
+"""The lifecycle a pipeline handler shares with the proxy client it calls through.
 
-Why it exists: every pipeline handler reaches the proxy through one `ProxyCompletionHandler`
-(so timeouts, priority, error mapping and accounting headers stay in one place) and is, to the
-consumers' runtime, that handler's provider with its delivery count and its start and stop.
+Why it exists: every pipeline handler reaches the proxy through one `ProxyCaller` (the chat
+route's `ProxyCompletionHandler` or the media routes' `ProxyHttp`), so timeouts, priority,
+error mapping and accounting headers stay in one place, and is, to the consumers' runtime,
+that client's provider with its delivery count and its start and stop.
 """
 
 from __future__ import annotations
 
-from consumers.proxy_handler import ProxyCompletionHandler
+from typing import Generic, TypeVar
+
+from consumers.proxy_handler import ProxyCaller
 
 __all__ = ["Proxied"]
 
+Client = TypeVar("Client", bound=ProxyCaller)
 
-class Proxied:
-    """A handler whose provider, deliveries and lifecycle are its proxy handler's."""
 
-    _proxy: ProxyCompletionHandler
+class Proxied(Generic[Client]):
+    """A handler whose provider, deliveries and lifecycle are its proxy client's."""
+
+    _proxy: Client
 
     @property
     def provider(self) -> str:

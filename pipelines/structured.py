@@ -36,6 +36,7 @@ from consumers.handlers import HandlerContext
 from consumers.kinds import Completion, EventKind, kinds_schema
 from consumers.proxy_handler import ProxyCompletionHandler
 from pipelines._images import ImageUrls
+from pipelines._media import MediaOptions
 from pipelines._proxied import Proxied
 from pipelines._structured_schemas import (
     AnalysisFailed,
@@ -121,21 +122,13 @@ class InvalidAnswer(HandlerError):
     retriable = False
 
 
-class StructuredOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class StructuredOptions(MediaOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Per-entry overrides of `gateway_settings.kafka.proxy`, the answer's length cap, and
     what image references may name."""
 
-    # The config whose `gateway_settings.artifacts` names the store artifact ids are read
-    # from; None: the process's config (none known, as when embedded: references refused).
-    config: str | None = None
-    # Directories image paths may name (none: path references are refused).
-    allowed_roots: list[str] = msgspec.field(default_factory=list)
-    # Hosts or networks the guarded fetcher may reach despite the private-address rules.
-    fetch_allow: list[str] = msgspec.field(default_factory=list)
-    fetch_max_bytes: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    url: str | None = None
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    provider: str | None = None
+    # From `MediaOptions`: `config` (a None here is the process's config; none known, as when
+    # embedded: references refused), allowed_roots, fetch_allow, fetch_max_bytes and the
+    # proxy overrides url, timeout_s and provider.
     max_tokens: Annotated[int, msgspec.Meta(gt=0)] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
 
@@ -252,7 +245,7 @@ def _add_usage(a: Usage | None, b: Usage | None) -> Usage | None:
     )
 
 
-class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
+class StructuredHandler(Proxied[ProxyCompletionHandler], Generic[Req, Out, Ans]):
     """Asks the proxy for `task`'s structured answer and validates it (one re-ask)."""
 
     def __init__(
@@ -270,13 +263,9 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
             for k in ("url", "timeout_s", "provider")
             if getattr(options, k) is not None
         }
-        proxy = msgspec.structs.replace(resources.settings.proxy, **overrides)
-        self._proxy = ProxyCompletionHandler(
-            proxy.url,
+        self._proxy = ProxyCompletionHandler.from_settings(
+            msgspec.structs.replace(resources.settings.proxy, **overrides),
             api_key=resources.proxy_api_key,
-            timeout_s=proxy.timeout_s,
-            provider=proxy.provider,
-            max_deliveries=proxy.max_deliveries,
             redactor=resources.redactor,
         )
         self._images = ImageUrls.from_options(
@@ -289,8 +278,13 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
         self._decoder = msgspec.json.Decoder(task.answer, strict=True)
         self._format = task.response_format()
 
-    def _ask(self, event: Req, messages: list[ChatMessage], suffix: str) -> CompletionRequested:
-        return CompletionRequested(
+    async def _answer(
+        self, event: Req, messages: list[ChatMessage], ctx: HandlerContext, suffix: str = ""
+    ) -> tuple[Completion, Ans | str]:
+        """One ask of the proxy with `messages`, and its answer validated (else the error).
+
+        `suffix` ends the ask's event id, so the proxy's logs tell a re-ask from the first."""
+        ask = CompletionRequested(
             event_id=event.event_id + suffix,
             subject=event.subject,
             task=event.task,
@@ -301,6 +295,8 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
             max_tokens=self._options.max_tokens,
             temperature=self._options.temperature,
         )
+        completion = await self._proxy.handle(ask, ctx)
+        return completion, self._validate(completion)
 
     def _validate(self, completion: Completion) -> Ans | str:
         """The decoded answer, or the validation error (scrubbed) when it does not fit."""
@@ -319,18 +315,15 @@ class StructuredHandler(Proxied, Generic[Req, Out, Ans]):
             ChatMessage(role="system", content=self._task.instructions),
             ChatMessage(role="user", content=self._task.prompt(event, urls)),
         ]
-        first = await self._proxy.handle(self._ask(event, messages, ""), ctx)
-        answer, final = self._validate(first), first
-        answers = 1
+        first, answer = await self._answer(event, messages, ctx)
+        final, answers = first, 1
         if isinstance(answer, str):
             messages += [
                 ChatMessage(role="assistant", content=first.content or ""),
                 ChatMessage(role="user", content=retry_prompt(answer)),
             ]
-            # Its own x-request-id: the proxy's logs then tell the re-ask from the first ask.
-            final = await self._proxy.handle(self._ask(event, messages, ".revalidate"), ctx)
+            final, answer = await self._answer(event, messages, ctx, ".revalidate")
             answers = 2
-            answer = self._validate(final)
             if isinstance(answer, str):
                 raise InvalidAnswer(
                     f"{self._task.kind.name}: the answer did not validate twice: {answer}"

@@ -175,7 +175,7 @@ def _artifacts(options: VideoSummariesOptions, resources: HandlerResources) -> M
     return MediaArtifacts(local, options, resources)
 
 
-class VideoSummaries(Proxied):
+class VideoSummaries(Proxied[ProxyCompletionHandler]):
     """Summarises videos through the proxy's task, frames sampled per its serving provider."""
 
     kind = VIDEO_SUMMARY
@@ -197,14 +197,13 @@ class VideoSummaries(Proxied):
         self._roots = [Path(r).resolve() for r in options.allowed_roots]
         self._artifacts = _artifacts(options, resources)
         self._shots = ShotDetectors(config, needed=self._config.uses_keyframes)
-        proxy = resources.settings.proxy
-        self._proxy = ProxyCompletionHandler(
-            (options.url or proxy.url),
+        self._proxy = ProxyCompletionHandler.from_settings(
+            resources.settings.proxy,
             api_key=resources.proxy_api_key,
-            timeout_s=options.timeout_s or proxy.timeout_s,
-            provider=options.provider or proxy.provider,
-            max_deliveries=proxy.max_deliveries,
             redactor=resources.redactor,
+            url=options.url,
+            timeout_s=options.timeout_s,
+            provider=options.provider,
         )
 
     async def stop(self) -> None:
