@@ -103,8 +103,13 @@ class EventPublisher:
             retry_backoff_ms=self._retry_backoff_ms(),
             max_request_size=max(1_048_576, self._settings.max_event_bytes * 3),
         )
-        with kafka_errors():
-            await producer.start()
+        try:
+            with kafka_errors():
+                await producer.start()
+        except BaseException:
+            # A producer that did not start still holds its client: closed here, not leaked.
+            await self._stop(producer)
+            raise
         return producer
 
     async def renew(self, refused_by: Any = None) -> None:

@@ -7,7 +7,8 @@ the results and status topics BEFORE publishing, so a fast answer cannot be miss
 committed records only (transactions mode publishes results in transactions).
 
 Exit codes: 0 a success result (or sent without `--wait`), 1 a failure result, 3 no result
-within the timeout.
+within the timeout, 4 the Kafka broker could not be reached (one line naming the address; each
+connection attempt is bounded by kafka.consumer.request_timeout_ms).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any, TextIO
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
+from consumers.errors import BrokerTimeout, BrokerUnavailable
+from consumers.kafka_errors import kafka_errors
 from consumers.kinds import COMPLETION, EventKind
 from consumers.publisher import EventPublisher
 from consumers.settings import KafkaSettings
@@ -42,9 +45,17 @@ from schemas import (
     TextPart,
 )
 
-__all__ = ["TIMED_OUT", "SendRequest", "new_envelope", "send", "send_event"]
+__all__ = [
+    "BROKER_UNREACHABLE",
+    "TIMED_OUT",
+    "SendRequest",
+    "new_envelope",
+    "send",
+    "send_event",
+]
 
 TIMED_OUT = 3
+BROKER_UNREACHABLE = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,10 +133,17 @@ async def send_event(
     its result (indented JSON when `pretty`, then its artifacts). Returns an exit code."""
     out = out or sys.stdout
     codec = EventCodec(requests=[kind.request], results=[kind.succeeded, kind.failed])
-    watcher = await _watcher(settings, bootstrap_servers) if wait else None
     publisher = EventPublisher(settings, bootstrap_servers, codec, redactor=redactor)
+    watcher: AIOKafkaConsumer | None = None
     try:
-        await publisher.start()
+        try:
+            # The watcher first: subscribed before publishing, a fast answer is not missed.
+            watcher = await _watcher(settings, bootstrap_servers) if wait else None
+            await publisher.start()
+        except (BrokerUnavailable, BrokerTimeout):
+            # aiokafka has already logged each address it tried; one line says what it means.
+            sys.stderr.write(f"send: could not reach the Kafka broker at {bootstrap_servers}\n")
+            return BROKER_UNREACHABLE
         await publisher.publish(
             settings.topics.requests.name, event, key=event.subject, subject=event.subject
         )
@@ -157,11 +175,17 @@ async def _watcher(settings: KafkaSettings, bootstrap_servers: str) -> AIOKafkaC
         auto_offset_reset="latest",
         fetch_max_wait_ms=100,
         isolation_level="read_committed",
+        request_timeout_ms=settings.consumer.request_timeout_ms,
     )
-    await watcher.start()
-    await watcher.seek_to_end()
-    for tp in watcher.assignment():
-        await watcher.position(tp)  # resolves the end offsets now, before we publish
+    try:
+        with kafka_errors():
+            await watcher.start()
+            await watcher.seek_to_end()
+            for tp in watcher.assignment():
+                await watcher.position(tp)  # resolves the end offsets now, before we publish
+    except BaseException:
+        await watcher.stop()  # a consumer that failed to start still holds its client
+        raise
     return watcher
 
 

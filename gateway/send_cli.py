@@ -32,11 +32,21 @@ __all__ = ["register"]
 
 DEFAULT_CONFIG = Path("litellm_config.yaml")
 
+# The codes `gateway.send` returns, written out here so that `--help` imports no Kafka client.
+_EXIT_CODES = """exit codes:
+  0  sent (with --wait: a success result)
+  1  a failure result (--wait)
+  2  a bad kind, field or config: nothing sent
+  3  no result within --timeout (--wait)
+  4  the Kafka broker could not be reached (the line names the address)"""
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     send = sub.add_parser(
         "send",
         help="publish a request event of any kind (see --list); --wait shows progress and result",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     send.add_argument(
         "kind", nargs="?", help="the request kind, e.g. styling.requested (default: a completion)"
