@@ -29,14 +29,12 @@ and logs how many.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import mimetypes
 import re
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
-from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
@@ -63,6 +61,7 @@ from proxy.errors import (
     LinkExpiredError,
     LinkInvalidError,
 )
+from proxy.lifecycle import Periodic, with_lifespan
 
 __all__ = ["ArtifactLinks"]
 
@@ -93,22 +92,19 @@ class ArtifactLinks:
         self._store = store if store is not None else open_store(settings)
         self._sweep_on = sweep
         self._clock = clock
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(self._sweep, settings.gc_interval_s)
         self._log = structlog.get_logger("proxy.artifacts")
 
     async def start(self) -> None:
-        if self._sweep_on and self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep())
+        if self._sweep_on:
+            self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+        await self._sweeper.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._inner(scope, self._lifespan(receive), send)
+            await self._inner(scope, with_lifespan(receive, self.start, self.stop), send)
             return
         path = scope.get("path") or ""
         if scope["type"] != "http" or not path.startswith(LINK_PATH):
@@ -149,33 +145,16 @@ class ArtifactLinks:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    def _lifespan(self, receive: Receive) -> Receive:
-        """Start the sweep with the server and stop it with it."""
-
-        async def wrapped() -> Any:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.start()
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-            return message
-
-        return wrapped
-
     async def _sweep(self) -> None:
-        """Collect, then wait `gc_interval_s`, for ever; a failed round is logged and the next
-        one tries again (not a retry of the same call: the next collection is due anyway)."""
+        """One collection (the sweeper's round, every `gc_interval_s`); a failed one is logged
+        and the next one tries again (not a retry of the same call: the next one is due anyway)."""
         retention_s = self._settings.retention_s
-        while True:
-            try:
-                removed = await self._store.collect_garbage(retention_s)
-            except ArtifactError as exc:
-                self._log.warning(
-                    "artifact_collection_failed", error=self._redactor.scrub(str(exc))
-                )
-            else:
-                self._log.info("artifacts_collected", removed=removed, retention_s=retention_s)
-            await asyncio.sleep(self._settings.gc_interval_s)
+        try:
+            removed = await self._store.collect_garbage(retention_s)
+        except ArtifactError as exc:
+            self._log.warning("artifact_collection_failed", error=self._redactor.scrub(str(exc)))
+        else:
+            self._log.info("artifacts_collected", removed=removed, retention_s=retention_s)
 
 
 @contextlib.contextmanager

@@ -51,6 +51,7 @@ from proxy.asgi import (
 )
 from proxy.contract import RequestContract
 from proxy.errors import DeadlineExceededError, ExternalServiceError, InvalidRequestError
+from proxy.lifecycle import with_lifespan
 from proxy.routing import Deployment, RoutingTable
 
 __all__ = ["EmbeddingsApp", "EmbeddingsProvider", "EmbeddingsSettings"]
@@ -287,20 +288,9 @@ class EmbeddingsApp:
         for provider in self._providers.values():
             await provider.stop()
 
-    def _lifespan(self, receive: Receive) -> Receive:
-        async def wrapped() -> Any:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.start()
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-            return message
-
-        return wrapped
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._inner(scope, self._lifespan(receive), send)
+            await self._inner(scope, with_lifespan(receive, self.start, self.stop), send)
             return
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _PATHS:
             await self._inner(scope, receive, send)

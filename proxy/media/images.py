@@ -51,6 +51,7 @@ from proxy.errors import (
     ExternalServiceError,
     InvalidRequestError,
 )
+from proxy.lifecycle import with_lifespan
 from proxy.media.errors import translated
 from proxy.media.incoming import Incoming, read_edit, read_generation
 from proxy.media.jobs import JobBook
@@ -169,7 +170,7 @@ class MediaApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._inner(scope, self._lifespan(receive), send)
+            await self._inner(scope, with_lifespan(receive, self.start, self.stop), send)
             return
         if scope["type"] != "http":
             await self._inner(scope, receive, send)
@@ -247,19 +248,6 @@ class MediaApp:
         await self._error(
             send, InvalidRequestError(f"{message} (tasks serving edits: {edits})", param="model")
         )
-
-    def _lifespan(self, receive: Receive) -> Receive:
-        """Start the providers with the server and stop them with it."""
-
-        async def wrapped() -> Any:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.start()
-            elif message["type"] == "lifespan.shutdown":
-                await self.stop()
-            return message
-
-        return wrapped
 
     def _serves(self, route: TaskRoute, method: str) -> bool:
         return all(hasattr(self._providers.get(d.provider), method) for d in _every(route))

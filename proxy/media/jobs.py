@@ -28,6 +28,7 @@ import structlog
 from core.redact import Redactor
 from database import Database, DatabaseError, JobEvent, JobRecords, StoredFile, StoredJob
 from proxy.errors import AllProvidersFailedError, ExternalServiceError, NotFoundError
+from proxy.lifecycle import Periodic
 from proxy.media.errors import translated
 from proxy.resilience import Resilience
 from proxy.routing import Deployment, RoutingTable, TaskRoute
@@ -113,10 +114,9 @@ class JobBook:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._own: Database | None = None
         self._kinds: dict[str, Refresh] = {}
-        self._sweep_s = sweep_s
         # False: another process sharing the database sweeps; reads here still refresh.
         self._sweep_on = sweep
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(self._sweep, sweep_s)
         self._routing = routing
         self._resilience = resilience
         self._providers = providers
@@ -144,13 +144,10 @@ class JobBook:
             await database.start()
         self._records = JobRecords(database)
         if self._kinds and self._sweep_on:
-            self._sweeper = asyncio.create_task(self._sweep())
+            self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+        await self._sweeper.stop()
         if self._own is not None:
             await self._own.stop()
             self._own = None
@@ -235,18 +232,17 @@ class JobBook:
             return current
 
     async def _sweep(self) -> None:
-        """Refresh every unfinished job, round after round: what resumes jobs after a restart.
-        Not a retry: each round is one look-up per job, and a failed one is simply not applied."""
-        while True:
-            try:
-                for job in await self.records.unfinished():
-                    if job.kind in self._kinds:
-                        with contextlib.suppress(ExternalServiceError):
-                            await self.refresh(job, self._kinds[job.kind], finished=False)
-            except DatabaseError as exc:
-                # The next round reads again; the jobs stay as they are meanwhile.
-                self._log.warning("job_sweep_failed", error=str(exc))
-            await asyncio.sleep(self._sweep_s)
+        """Refresh every unfinished job, one round of the sweeper (every `sweep_s`): what
+        resumes jobs after a restart. Not a retry: each round is one look-up per job, and a
+        failed one is simply not applied."""
+        try:
+            for job in await self.records.unfinished():
+                if job.kind in self._kinds:
+                    with contextlib.suppress(ExternalServiceError):
+                        await self.refresh(job, self._kinds[job.kind], finished=False)
+        except DatabaseError as exc:
+            # The next round reads again; the jobs stay as they are meanwhile.
+            self._log.warning("job_sweep_failed", error=str(exc))
 
 
 def _job_gone(error: ExternalServiceError) -> bool:
