@@ -23,8 +23,10 @@ from schemas import (
     ChatMessage,
     CompletionRequested,
     EventCodec,
+    Request,
     ResultEvent,
     build_headers,
+    event_type_of,
 )
 
 CODEC = EventCodec()
@@ -114,6 +116,25 @@ async def produce(
         for value in raw:
             futures.append(await producer.send(topic, value, key=b"raw"))
         await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def send_requests(
+    bootstrap: str, topic: str, codec: EventCodec, events: Iterable[Request]
+) -> None:
+    """Publish request events of any kind, one at a time: each encoded by `codec`, keyed by
+    subject, with CloudEvents headers naming its own event type."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            headers = build_headers(
+                event_id=event.event_id, event_type=event_type_of(event), source="urn:test"
+            )
+            await producer.send_and_wait(
+                topic, codec.encode(event), key=event.subject.encode(), headers=headers
+            )
     finally:
         await producer.stop()
 

@@ -8,8 +8,14 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaProducer
-from consumer_support import ConsumerProcess, TopicReader, fast_settings, request, write_config
+from consumer_support import (
+    ConsumerProcess,
+    TopicReader,
+    fast_settings,
+    request,
+    send_requests,
+    write_config,
+)
 from label_kind import LABEL, LabelFailed, LabelRequested, LabelSucceeded
 
 from consumers import COMPLETION, Completion, HandlerContext, HandlerRegistry, handler
@@ -17,13 +23,7 @@ from consumers.errors import NoHandler
 from consumers.handler_config import build_registry
 from consumers.settings import HandlerSpec, load_kafka_settings
 from core.config import ConfigError
-from schemas import (
-    CompletionRequested,
-    CompletionSucceeded,
-    EventCodec,
-    build_headers,
-    event_type_of,
-)
+from schemas import CompletionRequested, CompletionSucceeded, EventCodec
 
 CODEC = EventCodec(requests=[LabelRequested], results=[LabelSucceeded, LabelFailed])
 LABELLER = {"factory": "label_kind:TitleLabeller", "tasks": ["labeling"]}
@@ -33,21 +33,6 @@ def _label(title: str, task: str = "labeling") -> LabelRequested:
     return LabelRequested(
         event_id=str(uuid.uuid4()), subject=str(uuid.uuid4()), task=task, title=title
     )
-
-
-async def _produce(servers: str, topic: str, events: list[Any]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            headers = build_headers(
-                event_id=event.event_id, event_type=event_type_of(event), source="urn:test"
-            )
-            await producer.send_and_wait(
-                topic, CODEC.encode(event), key=event.subject.encode(), headers=headers
-            )
-    finally:
-        await producer.stop()
 
 
 async def test_a_second_kind_configured_alone_gets_its_results(
@@ -67,7 +52,7 @@ async def test_a_second_kind_configured_alone_gets_its_results(
     proc = await ConsumerProcess(config, handler=None, options={}, log=tmp_path / "c.log").start()
     try:
         servers = event_broker.bootstrap_servers
-        await _produce(servers, settings.topics.requests.name, [*labels, chat])
+        await send_requests(servers, settings.topics.requests.name, CODEC, [*labels, chat])
         async with TopicReader(servers, settings.topics.results.name) as reader:
             await reader.until(lambda rd: len(rd.records) >= 3)
             results = {
@@ -95,7 +80,7 @@ async def test_a_kind_without_a_handler_for_its_task_fails_with_its_own_result(
     await start_service(settings, registry)
     event = _label("Linen Shirt", task="unknown-task")
     servers = event_broker.bootstrap_servers
-    await _produce(servers, settings.topics.requests.name, [event])
+    await send_requests(servers, settings.topics.requests.name, CODEC, [event])
     async with TopicReader(servers, settings.topics.results.name) as results:
         await results.until(lambda rd: len(rd.records) >= 1)
         failed = CODEC.decode_result(results.records[0].value)

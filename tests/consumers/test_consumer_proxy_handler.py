@@ -47,6 +47,18 @@ def _ctx(traceparent: str | None = None) -> HandlerContext:
     return HandlerContext(attempt=1, traceparent=traceparent, report=_no_progress)
 
 
+async def _handled(
+    handler: ProxyCompletionHandler, event: Any = None, traceparent: str | None = None
+) -> Any:
+    """`event` (a "hello" request when None) handled by `handler`, started and stopped around
+    the call."""
+    await handler.start()
+    try:
+        return await handler.handle(event or request("hello"), _ctx(traceparent))
+    finally:
+        await handler.stop()
+
+
 async def _call(
     answer: Answer,
     *,
@@ -56,11 +68,7 @@ async def _call(
 ) -> Any:
     async with serving(answer) as url:
         handler = ProxyCompletionHandler(url, api_key=KEY, timeout_s=timeout_s)
-        await handler.start()
-        try:
-            return await handler.handle(event or request("hello"), _ctx(traceparent))
-        finally:
-            await handler.stop()
+        return await _handled(handler, event, traceparent)
 
 
 def _answer(seen: list[httpx.Request]) -> Any:
@@ -209,12 +217,8 @@ def _closed_port() -> int:
 async def test_a_refused_connection_is_retriable() -> None:
     """A proxy that is not listening is ProviderUnavailable, retriable, naming no address."""
     handler = ProxyCompletionHandler(f"http://127.0.0.1:{_closed_port()}", api_key=KEY)
-    await handler.start()
-    try:
-        with pytest.raises(ProviderUnavailable) as caught:
-            await handler.handle(request("hello"), _ctx())
-    finally:
-        await handler.stop()
+    with pytest.raises(ProviderUnavailable) as caught:
+        await _handled(handler)
     assert caught.value.retriable
     assert "127.0.0.1" not in str(caught.value)
 
@@ -263,12 +267,8 @@ async def test_keys_the_process_knows_are_masked_too() -> None:
         )
     ) as url:
         handler = ProxyCompletionHandler(url, api_key=KEY, redactor=redactor)
-        await handler.start()
-        try:
-            with pytest.raises(ProviderBadRequest) as caught:
-                await handler.handle(request("hello"), _ctx())
-        finally:
-            await handler.stop()
+        with pytest.raises(ProviderBadRequest) as caught:
+            await _handled(handler)
     assert "plain-provider-key-from-elsewhere" not in str(caught.value)
     # And the handler taught the shared redactor its own key, for the process's logs and events.
     assert redactor.scrub(KEY) == "[REDACTED]"
@@ -278,10 +278,6 @@ async def test_calls_a_real_openai_compatible_server(openai_emulator: Any) -> No
     """Against the OpenAI emulator over HTTP the handler returns its completion."""
     before = openai_emulator.stats()["requests"]
     handler = ProxyCompletionHandler(f"{openai_emulator.url}", api_key="sk-test-" + "x" * 20)
-    await handler.start()
-    try:
-        completion = await handler.handle(request("Describe a red dress"), _ctx())
-    finally:
-        await handler.stop()
+    completion = await _handled(handler, request("Describe a red dress"))
     assert completion.content
     assert openai_emulator.stats()["requests"] == before + 1

@@ -1,10 +1,12 @@
-"""Helpers shared by the `gateway` command's tests: running it, config copies, fake keys."""
+"""Helpers shared by the `gateway` command's tests: running it (`send` against a broker too),
+config copies, fake keys."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,6 +61,20 @@ async def run_gateway(
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def send_to(servers: str, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run `gateway send *args` to completion against the broker at `servers`, its output
+    captured as text."""
+    return subprocess.run(
+        [str(GATEWAY), "send", *args],
+        cwd=ROOT,
+        env=base_env(KAFKA_BOOTSTRAP_SERVERS=servers),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def child_pids(pid: int) -> set[int]:

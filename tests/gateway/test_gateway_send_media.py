@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import av
 import httpx
 import pytest
-from gateway_support import GATEWAY, ROOT, base_env
+from gateway_support import base_env, send_to
 from PIL import Image
 from provider_setup import write_config
 from test_gateway_up import _KAFKA_LINE, Gateway
@@ -62,14 +61,8 @@ def stack(
 def _send(stack: tuple[Gateway, Path, Path], kind: str, *args: str) -> tuple[dict[str, Any], str]:
     gateway, config, _ = stack
     servers = gateway.matched(_KAFKA_LINE).group(2)
-    done = subprocess.run(
-        [str(GATEWAY), "send", kind, *args, "--config", str(config), "--wait", "--timeout", "90"],
-        cwd=ROOT,
-        env=base_env(KAFKA_BOOTSTRAP_SERVERS=servers),
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
+    done = send_to(
+        servers, kind, *args, "--config", str(config), "--wait", "--timeout", "90", timeout_s=150
     )
     assert done.returncode == 0, (done.stdout, done.stderr)
     start = done.stdout.index("\n{") + 1

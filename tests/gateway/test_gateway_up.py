@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from gateway_support import GATEWAY, ROOT, base_env, child_pids, free_port
+from gateway_support import GATEWAY, ROOT, base_env, child_pids, free_port, send_to
 from provider_setup import FAKE_KEYS, emulator_env, write_config
 
 from emulators.testing import EmulatorHandle
@@ -103,15 +103,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 def _round_trip(servers: str, task: str = "captioning") -> subprocess.CompletedProcess[str]:
     """`gateway send --wait` of one request for `task` to the broker at `servers`."""
-    return subprocess.run(
-        [str(GATEWAY), "send", "--task", task, "--text", "kafka round trip", "--wait"],
-        cwd=ROOT,
-        env=base_env(KAFKA_BOOTSTRAP_SERVERS=servers),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return send_to(servers, "--task", task, "--text", "kafka round trip", "--wait", timeout_s=60)
 
 
 def test_embedded_default_is_announced(embedded: Gateway) -> None:

@@ -2,8 +2,9 @@
 service running a registry built from those settings, requests sent to and records read off
 the topics, and each result checked against the published schema, then decoded.
 
-Reading goes through the consumer tests' own TopicReader, and the job kinds' settings through
-their fast_settings (tests/consumers/consumer_support.py), rather than copies of them.
+Sending and reading go through the consumer tests' own send_requests and TopicReader, and the
+job kinds' settings through their fast_settings (tests/consumers/consumer_support.py), rather
+than copies of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import msgspec
-from aiokafka import AIOKafkaProducer
 from jobs_support import consumer_settings, validate
 from structured_support import master_key, sibling
 
@@ -29,7 +29,7 @@ from consumers.settings import (
     TopicsSettings,
     load_kafka_settings,
 )
-from schemas import EventCodec, JobProgress, Request, build_headers, event_type_of
+from schemas import EventCodec, JobProgress, Request
 
 __all__ = [
     "broker_settings",
@@ -118,18 +118,7 @@ async def job_consumer(
 
 async def send(servers: str, topic: str, codec: EventCodec, events: Iterable[Request]) -> None:
     """Each event as a request record: keyed by subject, with its CloudEvents headers."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            headers = build_headers(
-                event_id=event.event_id, event_type=event_type_of(event), source="urn:test"
-            )
-            await producer.send_and_wait(
-                topic, codec.encode(event), key=event.subject.encode(), headers=headers
-            )
-    finally:
-        await producer.stop()
+    await sibling("consumers", "consumer_support").send_requests(servers, topic, codec, events)
 
 
 async def read(servers: str, topic: str, count: int, timeout_s: float = 110.0) -> list[Any]:

@@ -87,6 +87,16 @@ def _generation(**fields: Any) -> ImageGenerationRequested:
     return ImageGenerationRequested(event_id="e-1", subject="look-1", **fields)
 
 
+def _edit(image: MediaRef, prompt: str = "x", **fields: Any) -> ImageEditRequested:
+    return ImageEditRequested(
+        event_id="e-2", subject="look-2", image=image, prompt=prompt, **fields
+    )
+
+
+def _try_on(person: MediaRef, *garments: MediaRef) -> TryOnRequested:
+    return TryOnRequested(event_id="e-3", subject="look-3", person=person, garments=list(garments))
+
+
 async def test_a_generation_maps_prompt_size_seed_n_and_loras(
     tmp_path: Path, photos: Path, proxy_url: str
 ) -> None:
@@ -149,12 +159,10 @@ async def test_an_edit_with_a_mask_is_an_inpainting_at_the_images_size(
     """An edit sends the image, its mask and `n` as a form; Fal answers `n` images at the
     image's size."""
     handler = ImageEditing(_options(tmp_path, photos), resources_for(proxy_url))
-    event = ImageEditRequested(
-        event_id="e-2",
-        subject="look-2",
-        image=MediaRef(path=str(photos / "person.png")),
+    event = _edit(
+        MediaRef(path=str(photos / "person.png")),
+        "make the shirt green",
         mask=MediaRef(path=str(photos / "mask.png")),
-        prompt="make the shirt green",
         n=2,
     )
     images = await _run(handler, event)
@@ -168,12 +176,9 @@ async def test_a_mask_of_another_size_fails_naming_the_mask(
     """The proxy's check that mask and image match comes back naming `mask`."""
     (photos / "small-mask.png").write_bytes(png((255, 255, 255), (32, 32)))
     handler = ImageEditing(_options(tmp_path, photos), resources_for(proxy_url))
-    event = ImageEditRequested(
-        event_id="e-3",
-        subject="look-3",
-        image=MediaRef(path=str(photos / "person.png")),
+    event = _edit(
+        MediaRef(path=str(photos / "person.png")),
         mask=MediaRef(path=str(photos / "small-mask.png")),
-        prompt="x",
     )
     with pytest.raises(ProviderBadRequest, match="mask"):
         await _run(handler, event)
@@ -185,14 +190,10 @@ async def test_a_try_on_sends_the_person_then_the_garments_in_one_call(
     """A person and two garments reach Gemini as one call with three images, the default
     instruction standing in for none."""
     handler = VirtualTryOn(_options(tmp_path, photos), resources_for(proxy_url))
-    event = TryOnRequested(
-        event_id="e-4",
-        subject="look-4",
-        person=MediaRef(path=str(photos / "person.png")),
-        garments=[
-            MediaRef(path=str(photos / "shirt.png")),
-            MediaRef(path=str(photos / "trousers.png")),
-        ],
+    event = _try_on(
+        MediaRef(path=str(photos / "person.png")),
+        MediaRef(path=str(photos / "shirt.png")),
+        MediaRef(path=str(photos / "trousers.png")),
     )
     images = await _run(handler, event)
     assert images.served.model == "vertex/gemini-3-pro-image-preview"
@@ -224,12 +225,7 @@ async def test_a_bad_person_image_fails_before_any_provider_call(
     called."""
     handler = VirtualTryOn(_options(tmp_path, photos), resources_for(proxy_url))
     path = ref if ref.startswith("/") else str(photos / ref)
-    event = TryOnRequested(
-        event_id="e-5",
-        subject="look-5",
-        person=MediaRef(path=path),
-        garments=[MediaRef(path=str(photos / "shirt.png"))],
-    )
+    event = _try_on(MediaRef(path=path), MediaRef(path=str(photos / "shirt.png")))
     with pytest.raises(error, match=names):
         await _run(handler, event)
     assert vertex.calls() == []
@@ -240,14 +236,8 @@ async def test_a_missing_artifact_fails_with_input_not_found(
 ) -> None:
     """An artifact id the store does not hold is InputNotFound naming the input."""
     handler = ImageEditing(_options(tmp_path, photos), resources_for(proxy_url))
-    event = ImageEditRequested(
-        event_id="e-6",
-        subject="look-6",
-        image=MediaRef(artifact_id="a" * 64),
-        prompt="x",
-    )
     with pytest.raises(InputNotFound, match="the image to edit"):
-        await _run(handler, event)
+        await _run(handler, _edit(MediaRef(artifact_id="a" * 64)))
 
 
 async def test_a_stored_image_artifact_is_edited(
@@ -257,10 +247,7 @@ async def test_a_stored_image_artifact_is_edited(
     store = LocalArtifactStore(tmp_path / "store")
     ref = await store.put(png(RED, (80, 80)), "image/png")
     handler = ImageEditing(_options(tmp_path, photos), resources_for(proxy_url))
-    event = ImageEditRequested(
-        event_id="e-7", subject="look-7", image=MediaRef(artifact_id=ref.id), prompt="x"
-    )
-    images = await _run(handler, event)
+    images = await _run(handler, _edit(MediaRef(artifact_id=ref.id)))
     assert images.sizes == ["80x80"]
 
 
@@ -269,11 +256,8 @@ async def test_a_private_address_url_is_refused_without_a_fetch(
 ) -> None:
     """A garment URL on a loopback address is InputRefused naming the garment."""
     handler = VirtualTryOn(_options(tmp_path, photos), resources_for(proxy_url))
-    event = TryOnRequested(
-        event_id="e-8",
-        subject="look-8",
-        person=MediaRef(path=str(photos / "person.png")),
-        garments=[MediaRef(url="http://127.0.0.1:9/shirt.png")],
+    event = _try_on(
+        MediaRef(path=str(photos / "person.png")), MediaRef(url="http://127.0.0.1:9/shirt.png")
     )
     with pytest.raises(InputRefused, match="garment image 0 URL was refused"):
         await _run(handler, event)
@@ -288,14 +272,8 @@ async def test_an_oversized_download_is_refused(
     async with server_module.tiny_server({"/big.png": big}) as server:
         options = _options(tmp_path, photos, fetch_allow=["127.0.0.1"], fetch_max_bytes=50_000)
         handler = ImageEditing(options, resources_for(proxy_url))
-        event = ImageEditRequested(
-            event_id="e-9",
-            subject="look-9",
-            image=MediaRef(url=server.url("/big.png")),
-            prompt="x",
-        )
         with pytest.raises(InputRefused, match="the image to edit URL was refused"):
-            await _run(handler, event)
+            await _run(handler, _edit(MediaRef(url=server.url("/big.png"))))
 
 
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding() -> None:

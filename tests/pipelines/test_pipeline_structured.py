@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import typing
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 import pytest
-from structured_support import context, png_data_url, resources_for, start_proxy
+from structured_support import context, png_data_url, resources_for
 
 from consumers.errors import ProviderBadRequest
 from pipelines._structured_schemas import (
@@ -37,24 +38,11 @@ from pipelines.structured import (
 )
 
 
-@pytest.fixture(scope="module")
-def proxy(
-    tmp_path_factory: pytest.TempPathFactory,
-    anthropic_emulator: Any,
-    openai_emulator: Any,
-    gemini_emulator: Any,
-) -> Iterator[Any]:
-    """The gateway proxy in this process, its providers the three emulators."""
-    running = start_proxy(
-        tmp_path_factory.mktemp("structured"), anthropic_emulator, openai_emulator, gemini_emulator
-    )
-    yield running
-    running.stop()
-
-
 @pytest.fixture
-async def started(proxy: Any) -> AsyncIterator[Any]:
-    """Factory: a started handler of `cls` (or a task) pointed at the proxy, stopped after."""
+async def started(text_proxy: tuple[Any, Path]) -> AsyncIterator[Any]:
+    """Factory: a started handler of `cls` (or a task) pointed at the module's proxy over the
+    emulators (conftest.py), stopped after."""
+    proxy, _ = text_proxy
     handlers: list[Any] = []
 
     async def build(cls: Any, options: StructuredOptions | None = None) -> Any:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import httpx
 import msgspec
 import pytest
+from caption_support import CAPTION
 from PIL import Image
 from proxy_stub import serving
 from structured_support import context
@@ -26,17 +27,6 @@ from pipelines._refs import MediaRef
 from pipelines._structured_schemas import CaptionRequested, VisibilityRequested
 from pipelines.structured import CAPTION_TASK, StructuredHandler, StructuredOptions
 from schemas import EventCodec
-
-CAPTION = {
-    "title": "Red dress",
-    "category": "dresses",
-    "colors": ["red"],
-    "materials": ["silk"],
-    "pattern": "solid",
-    "fit": "regular",
-    "style_tags": ["evening"],
-    "description": "A red silk dress.",
-}
 
 
 class _Proxy:
@@ -112,7 +102,7 @@ async def test_an_artifact_image_is_sent_as_a_data_url(tmp_path: Path) -> None:
     proxy = _Proxy()
     caption = await _run(_handler(tmp_path, proxy), _caption(MediaRef(artifact_id=ref.id)))
     assert proxy.image_urls() == ["data:image/png;base64," + base64.b64encode(png).decode()]
-    assert caption.images == 1 and caption.caption.title == "Red dress"
+    assert caption.images == 1 and caption.caption.title == "Red silk midi dress"
 
 
 async def test_without_the_option_the_processs_config_names_the_store(tmp_path: Path) -> None:

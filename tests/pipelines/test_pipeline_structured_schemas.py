@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from caption_support import CAPTION
 
 from consumers.handler_config import build_registry
 from consumers.settings import HandlerSpec, load_kafka_settings
@@ -31,16 +32,6 @@ from pipelines.structured import (
 )
 from schemas import ErrorInfo, EventCodec
 
-CAPTION = {
-    "title": "Red silk midi dress",
-    "category": "dresses",
-    "colors": ["red"],
-    "materials": ["silk"],
-    "pattern": "solid",
-    "fit": "regular",
-    "style_tags": ["evening"],
-    "description": "A red silk midi dress with a wrap front.",
-}
 FACTORIES = {
     "pipelines.structured:Captioning": "captioning",
     "pipelines.structured:Styler": "styling",

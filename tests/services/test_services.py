@@ -3,9 +3,6 @@ even when the process that started it is SIGKILLed."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,26 +11,10 @@ import psycopg
 import pytest
 import redis
 from confluent_kafka import Consumer, Producer
+from services_support import gone, server_of_killed_launcher
 
 from services import KafkaCluster, PostgresServer, RedisServer, ServiceNotRunning
 from services.kafka import _cluster_id, kafka_classpath
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _gone(pid: int, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # A zombie still answers kill(0); its parent (this test) reaps only its own children.
-        status = Path(f"/proc/{pid}/stat")
-        if status.exists() and status.read_text().split()[2] == "Z":
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_redis_server_answers_and_stops_without_trace() -> None:
@@ -45,7 +26,7 @@ def test_redis_server_answers_and_stops_without_trace() -> None:
     assert client.set("k", "v") and client.get("k") == b"v"
     client.close()
     server.stop()
-    assert _gone(pid)
+    assert gone(pid)
     with pytest.raises(ServiceNotRunning):
         _ = server.url
 
@@ -58,26 +39,12 @@ def test_postgres_server_runs_queries_and_stops_without_trace() -> None:
             conn.execute("CREATE TABLE t (x int)")
             conn.execute("INSERT INTO t VALUES (41)")
             assert conn.execute("SELECT x + 1 FROM t").fetchone() == (42,)
-    assert _gone(pid)
+    assert gone(pid)
 
 
-def test_a_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+def test_a_server_dies_with_the_process_that_started_it() -> None:
     """SIGKILL of the launching process (no finaliser runs) still ends its server."""
-    script = (
-        "import sys, time\n"
-        "from services import RedisServer\n"
-        "s = RedisServer(); s.start()\n"
-        "print(s._process.pid, flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ}
-    )
-    assert proc.stdout is not None
-    child = int(proc.stdout.readline())
-    proc.kill()
-    proc.wait()
-    assert _gone(child)
+    assert gone(server_of_killed_launcher("RedisServer"))
 
 
 def test_the_kafka_classpath_is_cached_and_complete() -> None:
@@ -126,7 +93,7 @@ def test_a_three_node_cluster_replicates_and_stops_every_jvm(
     assert sorted(kafka_cluster3.in_sync_replicas(topic, 0)) == [1, 2, 3]
     pids = [kafka_cluster3._process(n).pid for n in kafka_cluster3.node_ids]
     kafka_cluster3.stop()
-    assert all(_gone(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
     assert not kafka_cluster3.running
 
 

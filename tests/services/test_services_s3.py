@@ -4,10 +4,6 @@ and says how to build it when it is missing."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +11,9 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 import pytest
+from services_support import gone, server_of_killed_launcher
 
 from services import S3Server, ServiceNotInstalled, versitygw_binary
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _gone(pid: int, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        status = Path(f"/proc/{pid}/stat")
-        if status.exists() and status.read_text().split()[2] == "Z":
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _client(server: S3Server, secret: str | None = None) -> Any:
@@ -56,7 +37,7 @@ def test_the_server_stores_objects_and_stops_without_trace() -> None:
         s3.put_object(Bucket="launcher-bucket", Key="a/b", Body=b"bytes")
         got = s3.get_object(Bucket="launcher-bucket", Key="a/b")
         assert got["Body"].read() == b"bytes"
-    assert _gone(pid)
+    assert gone(pid)
     assert not workdir.exists()
 
 
@@ -76,21 +57,7 @@ def test_the_credentials_are_not_on_the_command_line(s3_server: S3Server) -> Non
 
 def test_the_server_dies_with_the_process_that_started_it() -> None:
     """SIGKILL of the launching process (no finaliser runs) still ends versitygw."""
-    script = (
-        "import time\n"
-        "from services import S3Server\n"
-        "s = S3Server(); s.start()\n"
-        "print(s._process.pid, flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ}
-    )
-    assert proc.stdout is not None
-    child = int(proc.stdout.readline())
-    proc.kill()
-    proc.wait()
-    assert _gone(child)
+    assert gone(server_of_killed_launcher("S3Server"))
 
 
 def test_a_missing_binary_says_how_to_build_it(
