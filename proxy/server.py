@@ -193,7 +193,7 @@ class ProxyServer:
         )
         from proxy.transport import Transport  # noqa: PLC0415 - imports litellm
 
-        self._transport = Transport(self._redactor)
+        self._transport = Transport(self._redactor, max_connections=limits.max_upstream_connections)
         await self._transport.start()
         from proxy.openapi import (  # noqa: PLC0415
             OpenApiRoute,

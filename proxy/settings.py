@@ -106,7 +106,8 @@ class TracingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`gateway_settings.limits`: request sizes the gateway's own routes accept (a larger one
-    is a 413 before the body has been read whole)."""
+    is a 413 before the body has been read whole), and how many calls one proxy process keeps
+    open to the providers it calls directly."""
 
     # JSON bodies (chat, embeddings, image generation, fine-tuning jobs). Images travel inside
     # chat requests as base64 data URLs (4/3 of their size): 32 MiB holds a conversation with
@@ -115,10 +116,18 @@ class LimitsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Multipart forms (image edits, videos, file uploads): Gemini edits take 14 images of
     # 7 MB each and training archives may be 100 MB (the database's file limit).
     max_form_bytes: int = 128 * 1024 * 1024
+    # Connections (so calls in flight: HTTP/1.1) one proxy process holds to each provider base
+    # URL on its direct path (OpenAI, Anthropic, Gemini); calls beyond wait for one to free.
+    # Why this many: a model answers in seconds, so calls in flight are req/s x latency: 64
+    # capped a worker at 64 req/s against a model taking 1 s. Budgets (`concurrency`) are the
+    # place to limit what a provider gets.
+    max_upstream_connections: int = 512
 
     def __post_init__(self) -> None:
-        if min(self.max_body_bytes, self.max_form_bytes) < 1:
-            raise ValueError("max_body_bytes and max_form_bytes must be positive")
+        if min(self.max_body_bytes, self.max_form_bytes, self.max_upstream_connections) < 1:
+            raise ValueError(
+                "max_body_bytes, max_form_bytes and max_upstream_connections must be positive"
+            )
 
 
 # The variable naming the Redis that holds the budgets (the consumers' too), read once here.

@@ -21,7 +21,7 @@ __all__ = ["ClientPool"]
 class ClientPool:
     """Lazily created `aiohttp.ClientSession`s keyed by base URL."""
 
-    def __init__(self, *, max_connections: int = 64) -> None:
+    def __init__(self, *, max_connections: int = 512) -> None:
         # Sized for the proxy's concurrency: one keep-alive connection per request in flight.
         self._max_connections = max_connections
         self._sessions: dict[str, aiohttp.ClientSession] = {}

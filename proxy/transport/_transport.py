@@ -75,7 +75,7 @@ class _Provider:
 class Transport:
     """Calls the providers it owns directly; owned by the proxy server (`start`/`aclose`)."""
 
-    def __init__(self, redactor: Redactor | None = None, *, max_connections: int = 64) -> None:
+    def __init__(self, redactor: Redactor | None = None, *, max_connections: int = 512) -> None:
         self._redactor = redactor if redactor is not None else Redactor()
         self._pool = ClientPool(max_connections=max_connections)
         self._providers: dict[str, _Provider] = {
