@@ -21,7 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import msgspec
 
 from consumers.errors import NoHandler
-from consumers.kinds import COMPLETION, Completion, EventKind
+from consumers.kinds import COMPLETION, Completion, EventKind, kinds_codec
 from schemas import EventCodec, Request
 
 __all__ = [
@@ -191,12 +191,7 @@ class HandlerRegistry:
 
     def codec(self) -> EventCodec:
         """The codec of every kind the registry knows (requests and results decoders)."""
-        kinds = self.kinds()
-        return EventCodec(
-            requests=[k.request for k in kinds],
-            results=[t for k in kinds for t in (k.succeeded, k.failed)],
-            failures={k.succeeded: k.failed for k in kinds},
-        )
+        return kinds_codec(self.kinds())
 
     def unique(self) -> list[AnyHandler]:
         """Each registered handler once (for start/stop)."""

@@ -22,6 +22,7 @@ from schemas import (
     CompletionRequested,
     CompletionSucceeded,
     ErrorInfo,
+    EventCodec,
     Failed,
     GatewayLatency,
     Request,
@@ -30,7 +31,7 @@ from schemas import (
     Usage,
 )
 
-__all__ = ["COMPLETION", "Completion", "EventKind", "KindError", "kinds_schema"]
+__all__ = ["COMPLETION", "Completion", "EventKind", "KindError", "kinds_codec", "kinds_schema"]
 
 Req = TypeVar("Req", bound=Request)
 Out = TypeVar("Out", bound=msgspec.Struct)
@@ -132,6 +133,16 @@ COMPLETION: EventKind[CompletionRequested, Completion] = EventKind(
     succeeded=CompletionSucceeded,
     failed=CompletionFailed,
 )
+
+
+def kinds_codec(kinds: Sequence[EventKind[Any, Any]]) -> EventCodec:
+    """The codec of `kinds`' events: their requests and results, and each success's failure
+    type (what replaces a refused result)."""
+    return EventCodec(
+        requests=[k.request for k in kinds],
+        results=[t for k in kinds for t in (k.succeeded, k.failed)],
+        failures={k.succeeded: k.failed for k in kinds},
+    )
 
 
 def kinds_schema(kinds: Sequence[EventKind[Any, Any]]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer
 
 from consumers.errors import BrokerTimeout, BrokerUnavailable
 from consumers.kafka_errors import kafka_errors
-from consumers.kinds import COMPLETION, EventKind
+from consumers.kinds import COMPLETION, EventKind, kinds_codec
 from consumers.publisher import EventPublisher
 from consumers.settings import KafkaSettings
 from core.redact import Redactor
@@ -37,7 +37,6 @@ from schemas import (
     ChatMessage,
     CompletionRequested,
     ContentPart,
-    EventCodec,
     Failed,
     ImagePart,
     ImageURL,
@@ -132,7 +131,7 @@ async def send_event(
     """Publish `event` (of `kind`); with `wait`, print each of its progress events and then
     its result (indented JSON when `pretty`, then its artifacts). Returns an exit code."""
     out = out or sys.stdout
-    codec = EventCodec(requests=[kind.request], results=[kind.succeeded, kind.failed])
+    codec = kinds_codec([kind])
     publisher = EventPublisher(settings, bootstrap_servers, codec, redactor=redactor)
     watcher: AIOKafkaConsumer | None = None
     try:

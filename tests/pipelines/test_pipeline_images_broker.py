@@ -17,6 +17,7 @@ from image_support import MASTER_KEY, image_config, media_gateway, png, provider
 from PIL import Image
 
 from artifacts import LocalArtifactStore
+from consumers.kinds import kinds_codec
 from consumers.settings import HandlerSpec, KafkaSettings
 from emulators.testing import FalHandle, VertexHandle
 from pipelines._image_schemas import (
@@ -31,12 +32,9 @@ from pipelines._image_schemas import (
 )
 from pipelines._refs import MediaRef
 from pipelines.images import IMAGE_KINDS, event_schemas
-from schemas import EventCodec, Request
+from schemas import Request
 
-CODEC = EventCodec(
-    requests=[k.request for k in IMAGE_KINDS],
-    results=[t for k in IMAGE_KINDS for t in (k.succeeded, k.failed)],
-)
+CODEC = kinds_codec(IMAGE_KINDS)
 PERSON, RED, BLUE = (205, 170, 150), (220, 20, 20), (20, 20, 220)
 HANDLERS = {
     "pipelines.images:ImageGeneration": "image-generation",

@@ -14,17 +14,14 @@ from PIL import Image
 from structured_support import kafka_settings_for, master_key, png_data_url
 
 from artifacts import LocalArtifactStore
+from consumers.kinds import kinds_codec
 from consumers.settings import HandlerSpec
 from pipelines._refs import MediaRef
 from pipelines._structured_schemas import CaptionRequested, VisibilityRequested
 from pipelines.structured import STRUCTURED_KINDS, event_schemas
-from schemas import EventCodec
 from services import RedisServer
 
-CODEC = EventCodec(
-    requests=[k.request for k in STRUCTURED_KINDS],
-    results=[t for k in STRUCTURED_KINDS for t in (k.succeeded, k.failed)],
-)
+CODEC = kinds_codec(STRUCTURED_KINDS)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from broker_support import job_consumer, job_outcome
 from job_runs import fresh_request
 from jobs_support import png, proxy_client, validate
 
+from consumers.kinds import kinds_codec
 from consumers.settings import KafkaSettings
 from emulators.testing import FalHandle
 from pipelines._refs import MediaRef
@@ -25,14 +26,11 @@ from pipelines.training import (
     TrainingSucceeded,
     event_schemas,
 )
-from schemas import EventCodec
 from services import RedisServer
 
 pytestmark = pytest.mark.real_broker
 
-CODEC = EventCodec(
-    requests=[LORA_TRAINING.request], results=[LORA_TRAINING.succeeded, LORA_TRAINING.failed]
-)
+CODEC = kinds_codec([LORA_TRAINING])
 
 
 @pytest.fixture

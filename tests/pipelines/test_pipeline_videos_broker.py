@@ -17,6 +17,7 @@ from jobs_support import validate
 from PIL import Image
 
 from artifacts.settings import load_artifact_settings, open_store
+from consumers.kinds import kinds_codec
 from consumers.settings import KafkaSettings
 from emulators.testing import FalHandle
 from pipelines._refs import MediaRef
@@ -28,15 +29,11 @@ from pipelines.videos import (
     event_schemas,
     probe_video,
 )
-from schemas import EventCodec
 from services import RedisServer
 
 pytestmark = pytest.mark.real_broker
 
-CODEC = EventCodec(
-    requests=[VIDEO_GENERATION.request],
-    results=[VIDEO_GENERATION.succeeded, VIDEO_GENERATION.failed],
-)
+CODEC = kinds_codec([VIDEO_GENERATION])
 
 
 @pytest.fixture

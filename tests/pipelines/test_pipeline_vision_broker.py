@@ -15,6 +15,7 @@ from broker_support import broker_settings, progress, results_by_id, running_con
 from PIL import Image
 from vision_support import emulated_boxes, encoded, master_key
 
+from consumers.kinds import kinds_codec
 from consumers.settings import HandlerSpec, KafkaSettings
 from emulators.testing import FalHandle
 from pipelines._refs import MediaRef
@@ -27,14 +28,10 @@ from pipelines._vision_schemas import (
     SegmentationSucceeded,
 )
 from pipelines.vision import VISION_KINDS, event_schemas
-from schemas import EventCodec
 from services import RedisServer
 from tests.plugins.onnx_vision_data import GROUP_FACES, group_photo
 
-CODEC = EventCodec(
-    requests=[k.request for k in VISION_KINDS],
-    results=[t for k in VISION_KINDS for t in (k.succeeded, k.failed)],
-)
+CODEC = kinds_codec(VISION_KINDS)
 STRICT = msgspec.json.Decoder(
     FacesSucceeded | FacesFailed | SegmentationSucceeded | SegmentationFailed, strict=True
 )
