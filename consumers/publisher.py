@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError
 from consumers._lanes import Batch, Handed, Lane
 from consumers.errors import (
     BrokerError,
+    BrokerTimeout,
     NotStarted,
     OutOfSequence,
     ProducerFencedError,
@@ -52,6 +53,12 @@ from schemas import Event, EventCodec, Failed, Result, build_headers, event_type
 __all__ = ["EventPublisher"]
 
 _log = structlog.get_logger(__name__)
+
+# How long a renewed producer's stop may keep its unresolved batches before they fail and are
+# sent again on the new producer. A healthy flush takes milliseconds.
+_RETIRE_BOUND_S = 5.0
+# How long a new producer may take to start (bootstrap and producer id).
+_START_BOUND_S = 10.0
 
 
 class EventPublisher:
@@ -77,7 +84,7 @@ class EventPublisher:
         self._renewing = asyncio.Lock()
         self._lanes: dict[tuple[str, int], Lane] = {}
         self._handed = Handed()
-        # Stops of renewed producers that outlived their bound (see `_retire`).
+        # Renewed producers being retired in the background (see `renew`, `_retire`).
         self._stopping: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -103,12 +110,20 @@ class EventPublisher:
             retry_backoff_ms=self._retry_backoff_ms(),
             max_request_size=max(1_048_576, self._settings.max_event_bytes * 3),
         )
+        # Bounded: aiokafka asks for a producer id again and again until it gets one, and a
+        # renewal must not hold every delivery behind it (a healthy start takes milliseconds;
+        # a delivery whose renewal timed out is handed back and retried).
+        bound = min(_START_BOUND_S, self._settings.consumer.request_timeout_ms / 1000)
         try:
             with kafka_errors():
-                await producer.start()
-        except BaseException:
+                await asyncio.wait_for(producer.start(), bound)
+        except BaseException as exc:
             # A producer that did not start still holds its client: closed here, not leaked.
             await self._stop(producer)
+            if isinstance(exc, TimeoutError):
+                raise BrokerTimeout(
+                    f"the producer did not start within {bound:.0f} s", upstream="TimeoutError"
+                ) from exc
             raise
         return producer
 
@@ -128,28 +143,29 @@ class EventPublisher:
                 return
             fresh = await self._new_producer()
             old, self._producer = self._producer, fresh
-        await self._retire(old)
+        # In the background: the caller goes on with the new producer at once.
+        retiring = asyncio.create_task(self._retire(old))
+        self._stopping.add(retiring)
+        retiring.add_done_callback(self._stopping.discard)
 
     async def _retire(self, producer: Any) -> None:
         """Stop a producer that is no longer current, then fail the batches it never resolved
         (`consumers._lanes.Handed`), so no delivery waits on them.
 
         Why bounded: stopping flushes, and a flush waits for the broker's answer to every batch
-        in flight; past the request timeout and a margin the producer is given up on, its
-        batches failed (sent again on the current producer, at worst twice), and its stop goes
-        on in the background until `stop()`.
+        the producer holds, which aiokafka's idempotent producer retries without end. Past
+        `_RETIRE_BOUND_S` the producer is given up on: its batches fail (and are sent again on
+        the current producer: at worst twice) while its stop goes on.
         """
         stopping = asyncio.create_task(self._stop(producer))
-        bound = self._settings.consumer.request_timeout_ms / 1000 + 5.0
         try:
-            await asyncio.wait_for(asyncio.shield(stopping), bound)
+            await asyncio.wait_for(asyncio.shield(stopping), _RETIRE_BOUND_S)
         except TimeoutError:
-            _log.warning("consumer.producer_stop_slow", bound_s=bound)
-            self._stopping.add(stopping)
-            stopping.add_done_callback(self._stopping.discard)
+            _log.warning("consumer.producer_stop_slow", bound_s=_RETIRE_BOUND_S)
         retired = self._handed.retire(producer)
         if retired:
             _log.warning("consumer.batches_retired", count=retired)
+        await stopping
 
     def _retry_backoff_ms(self) -> int:
         backoff = self._settings.consumer.retry_backoff_ms
@@ -166,7 +182,7 @@ class EventPublisher:
             producer, self._producer = self._producer, None
             await self._retire(producer)
         if self._stopping:
-            await asyncio.gather(*self._stopping)
+            await asyncio.gather(*list(self._stopping))
 
     async def _stop(self, producer: Any) -> None:
         try:
