@@ -5,6 +5,7 @@
                                 [--slow-events 100000] [--rate 5000]
                                 [--dedupe redis|memory|both]
                                 [--exactly-once dedupe|transactions|both] [--profile PREFIX]
+                                [--split-latency] [--gc-thresholds G0,G1,G2]
 
 Every measured part runs in its own process, started fresh, holding only what it measures:
 the broker is a `python -m emulators.kafka` child (`--broker embedded`, the default) or a
@@ -32,6 +33,10 @@ broker, in the same rounds, as what it is compared with.
      producer process (10,000 in flight): the offered rate the load achieved, the sustained
      rate, added latency (result timestamp minus request timestamp minus 2 s) and the consumer
      process's peak RSS. Targets: >= 4,500/s, p99 <= 100 ms, <= 1 GB.
+     `--split-latency` (Kafka) has the broker stamp requests as it appends them and splits the
+     added latency into the load's side and the consumer's, the consumer's into fetch to call,
+     the 2 s timer's lateness and call to send, with the event loop's lateness and the
+     collector's pauses per generation (`--gc-thresholds` tries other collector settings).
 (b), (b') and (c) run per exactly-once mode: dedupe (per `--dedupe` store) and, on Kafka only,
 transactions, whose results count once their transaction committed.
 """
@@ -41,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import multiprocessing
 import os
 import resource
@@ -119,6 +125,7 @@ def http_shape(in_flight: int) -> Shape:
 
 # (c)'s fetch sizing, `--slow-fetch MIN_BYTES:WAIT_MS` (None: the settings' defaults).
 SLOW_FETCH: tuple[int, int] | None = None
+_GC_ENV = "KAFKA_BENCH_GC_THRESHOLDS"
 
 
 def slow_shape(broker_kind: str) -> Shape:
@@ -150,8 +157,20 @@ class NoOp:
 
 
 class Sleeper(NoOp):
+    """The 2 s handler; `started` records when each event's call began (wall-clock ms), which
+    `--split-latency` sets apart from the broker's append and the result's send."""
+
+    def __init__(self, *, record: bool = False) -> None:
+        self.started: dict[bytes, tuple[int, int]] | None = {} if record else None
+
     async def handle(self, event: CompletionRequested, ctx: HandlerContext) -> Completion:
+        began = time.time()
         await asyncio.sleep(2.0)
+        if self.started is not None:
+            self.started[event.event_id.encode()] = (
+                int(began * 1000),
+                int((time.time() - began - 2.0) * 1000),
+            )
         return Completion(provider="bench", model="sleep", content="ok")
 
 
@@ -324,10 +343,18 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
     """
     settings = _settings(servers, tag, shape, variant, redis_url)
     store = MemoryDedupeStore() if variant == "memory" else None
-    handler: Any = NoOp() if work == "noop" else Sleeper() if work == "slow" else None
+    handler: Any = (
+        NoOp()
+        if work == "noop"
+        else Sleeper(record=work == "slow-traced")
+        if work.startswith("slow")
+        else None
+    )
     handler = handler or proxy_handler(work)
     async with ConsumerService(settings, handler, dedupe=store) as svc:
         settle_heap()  # as `gateway consume` does once its service started
+        if os.environ.get(_GC_ENV):  # --gc-thresholds, handed to this spawned process
+            gc.set_threshold(*(int(v) for v in os.environ[_GC_ENV].split(",")))
         if ready is not None:
             while not svc.assignment():  # noqa: ASYNC110 - the service exposes no such event
                 await asyncio.sleep(0.02)
@@ -337,7 +364,9 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
         profiler = cProfile.Profile() if profile else None
         if profiler is not None:
             profiler.enable()
+        watch = _LoopWatch() if work == "slow-traced" else None
         settled, progressed = 0.0, time.perf_counter()
+        samples, paused_samples, most_paused = 0, 0, 0.0
         # A run whose events stop settling (a broker refusing, results failing) ends after
         # STALL_S without progress, reporting how many settled, rather than hanging.
         give_up = time.perf_counter() + (deadline_s or float("inf"))
@@ -350,6 +379,13 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
                 started = time.perf_counter()
                 cpu_started = time.process_time()
             await asyncio.sleep(0.02)
+            if started is not None:
+                # The paused-partitions gauge, read directly (collecting costs more): how
+                # often the in-flight bound held fetching back.
+                now_paused = svc.metrics.paused._value.get()
+                samples += 1
+                paused_samples += now_paused > 0
+                most_paused = max(most_paused, now_paused)
             if sum(_settled(svc)) > settled or started is None:
                 settled, progressed = sum(_settled(svc)), time.perf_counter()
         elapsed = time.perf_counter() - (started or 0.0)
@@ -365,6 +401,10 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
         "cpu_us_per_event": cpu / n * 1e6,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "failed": failed,
+        "started": getattr(handler, "started", None),
+        "loop": watch.stop() if watch is not None else None,
+        "paused_share": paused_samples / max(1, samples),
+        "most_paused": most_paused,
     }
 
 
@@ -407,22 +447,51 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     variant: str,
     redis_url: str,
     consumer_nice: int = 0,
+    split: bool = False,
 ) -> dict[str, Any]:
     """(c): the 2 s handler at `rate`/s offered by a separate load process. `consumer_nice`
     < 0 raises the consumer's scheduling priority above every other process's (the broker,
-    Redis, the load): the nearest a shared machine comes to a core of the consumer's own."""
+    Redis, the load): the nearest a shared machine comes to a core of the consumer's own.
+    `split` (Kafka only) has the broker stamp each request when it appends it
+    (LogAppendTime), so the added latency splits into the load's side (send to append: the
+    load's producer and the broker's ingest) and the consumer's (append to result, less 2 s:
+    its fetch, processing and publish)."""
     tag = uuid.uuid4().hex[:6]
     shape = slow_shape(broker_kind)
     topics = _topics(tag, shape.partitions)
-    run(create_topics, servers, [t.name for t in topics.all()], shape.partitions)
+    names = [t.name for t in topics.all()]
+    if split:
+        requests_topic = topics.requests.name
+        run(create_topics, servers, [n for n in names if n != requests_topic], shape.partitions)
+        run(
+            create_topics,
+            servers,
+            [requests_topic],
+            shape.partitions,
+            {"message.timestamp.type": "LogAppendTime"},
+        )
+    else:
+        run(create_topics, servers, names, shape.partitions)
     ready = multiprocessing.get_context("spawn").Event()
     consumer, queue = start_process(
-        runtime, servers, tag, n, variant, redis_url, shape, "slow", ready, None, n / rate + 40
+        runtime,
+        servers,
+        tag,
+        n,
+        variant,
+        redis_url,
+        shape,
+        "slow-traced" if split else "slow",
+        ready,
+        None,
+        n / rate + 40,
     )
     if consumer_nice:
         os.setpriority(os.PRIO_PROCESS, consumer.pid, consumer_nice)
     ready.wait(timeout=60)  # the load starts once the consumer owns its partitions
+    machine = _MachineSampler(consumer.pid) if split else None
     offered = in_process(paced_load, servers, topics.requests.name, n, rate)
+    busy = machine.stop() if machine is not None else None
     sent = offered.pop("sent_at")
     measured = queue.get()
     consumer.join()
@@ -430,6 +499,7 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     # process for the 2 cores.
     done = in_process(result_times, servers, topics.results.name, n)
     done = {k: ts for k, ts in done.items() if k in sent}
+    appended = in_process(result_times, servers, topics.requests.name, n) if split else {}
     run(drop_dedupe_keys, redis_url, tag)
     added = sorted(done[k] - sent[k] - 2000.0 for k in done)
     first = min(sent.values())
@@ -437,12 +507,49 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     # and periodic pauses (garbage collection) look different here.
     slowest = sorted(done, key=lambda k: done[k] - sent[k])[-max(1, n // 100) :]
     when = sorted((sent[k] - first) / 1000 for k in slowest)
+    sides: dict[str, Any] = {}
+    if appended:
+        load_side = sorted(appended[k] - sent[k] for k in done if k in appended)
+        consumer_side = sorted(done[k] - appended[k] - 2000.0 for k in done if k in appended)
+        late = [k for k in slowest if k in appended]
+        began = measured["started"] or {}
+        traced = [k for k in done if k in appended and k in began]
+        # Where the consumer side goes: append to the handler's call (fetch, decode,
+        # scheduling), the 2 s timer's lateness, and the call's end to the result's send (the
+        # group commit's wait, claim and hand-over to the producer).
+        parts = {
+            "to_call": sorted(began[k][0] - appended[k] for k in traced),
+            "timer_late": sorted(float(began[k][1]) for k in traced),
+            "to_send": sorted(done[k] - began[k][0] - 2000 - began[k][1] for k in traced),
+        }
+        loop = measured["loop"]
+        # Consumer-side lag by second of the load: a steady deficit grows, a stall spikes.
+        by_second: dict[int, list[float]] = defaultdict(list)
+        for k in done:
+            if k in appended:
+                by_second[int((sent[k] - first) / 1000)].append(done[k] - appended[k] - 2000.0)
+        sides = {
+            "parts": {name: _percentiles(v) for name, v in parts.items() if v},
+            "busy": busy,
+            "loop": loop,
+            "consumer_side_by_s": [
+                round(statistics.median(v)) for _, v in sorted(by_second.items())
+            ],
+            "load_side_ms": _percentiles(load_side),
+            "consumer_side_ms": _percentiles(consumer_side),
+            # Of the slowest 1 %: how much of their added latency each side holds.
+            "slowest_load_share": sum(appended[k] - sent[k] for k in late)
+            / max(1.0, sum(done[k] - sent[k] - 2000.0 for k in late)),
+        }
     return {
+        **sides,
         **offered,
         "results": len(done),
         "failed": measured["failed"],
         "shape": shape.describe(),
         "max_rss_mb": measured["max_rss_mb"],
+        "paused_share": measured["paused_share"],
+        "most_paused": measured["most_paused"],
         "cpu_share": measured["cpu_share"],
         "cpu_us_per_event": measured["cpu_us_per_event"],
         "events_per_s": len(done) / ((max(done.values()) - first - 2000.0) / 1000),
@@ -455,6 +562,72 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
             round(when[-1], 1),
         ],
     }
+
+
+class _LoopWatch:
+    """The event loop's lateness (a 5 ms sleep's overshoot) and the garbage collector's pauses
+    per generation, while a traced (c) runs: a loop held by one long step shows as lateness,
+    and a collection as the pause that caused it."""
+
+    def __init__(self) -> None:
+        self._late: list[float] = []
+        self._gc: dict[int, list[float]] = defaultdict(list)
+        self._gc_began = 0.0
+        gc.callbacks.append(self._on_gc)
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        else:
+            self._gc[info["generation"]].append((time.perf_counter() - self._gc_began) * 1000)
+
+    async def _watch(self) -> None:
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(0.005)
+            self._late.append((time.perf_counter() - began - 0.005) * 1000)
+
+    def stop(self) -> dict[str, Any]:
+        self._task.cancel()
+        gc.callbacks.remove(self._on_gc)
+        late = sorted(self._late) or [0.0]
+        return {
+            "late_ms": _percentiles(late),
+            "late_over_50ms": sum(1 for v in late if v > 50),
+            "gc": {g: (len(v), max(v), sum(v)) for g, v in sorted(self._gc.items())},
+        }
+
+
+class _MachineSampler:
+    """While the load runs: the whole machine's busy share of its cores and the consumer's
+    share of one core, from /proc, so a lagging consumer is seen to be short of CPU (machine
+    busy) or waiting on something else (cores idle)."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._start = (_machine_jiffies(), _cpu_s(pid), time.perf_counter())
+
+    def stop(self) -> dict[str, float]:
+        (busy0, total0), cpu0, t0 = self._start
+        busy1, total1 = _machine_jiffies()
+        return {
+            "machine_busy": (busy1 - busy0) / max(1, total1 - total0),
+            "consumer_core_share": (_cpu_s(self._pid) - cpu0) / (time.perf_counter() - t0),
+        }
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of every core, from /proc/stat's first line."""
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _percentiles(values: list[float]) -> tuple[float, float, float]:
+    """p50, p99 and max of sorted values."""
+    return values[len(values) // 2], values[int(len(values) * 0.99)], values[-1]
 
 
 def _cpu_s(pid: int) -> float:
@@ -606,6 +779,7 @@ def main(args: argparse.Namespace) -> None:
                 variant,
                 redis_url,
                 args.consumer_nice,
+                args.split_latency,
             )
             print(
                 f"(c) 2 s handler, {VARIANT_NAMES[variant]}, {c['shape']}: offered "
@@ -619,6 +793,40 @@ def main(args: argparse.Namespace) -> None:
                 f"between {c['slowest_sent_at_s'][0]} and {c['slowest_sent_at_s'][2]} s "
                 f"(median {c['slowest_sent_at_s'][1]} s)"
             )
+            if "load_side_ms" in c:
+                load, cons = c["load_side_ms"], c["consumer_side_ms"]
+                print(
+                    f"    split at the broker's append: load side (send to append) p50 "
+                    f"{load[0]:.0f} p99 {load[1]:.0f} max {load[2]:.0f} ms; consumer side "
+                    f"(append to result, less 2 s) p50 {cons[0]:.0f} p99 {cons[1]:.0f} max "
+                    f"{cons[2]:.0f} ms; the load side holds {c['slowest_load_share']:.0%} of "
+                    "the slowest 1 %'s added latency"
+                )
+                busy = c["busy"]
+                print(
+                    f"    while the load ran: machine {busy['machine_busy']:.0%} busy, consumer "
+                    f"{busy['consumer_core_share']:.0%} of one core; some partition paused "
+                    f"(in-flight bound full) {c['paused_share']:.0%} of the run, at most "
+                    f"{c['most_paused']:.0f} at once; consumer-side p50 by "
+                    f"second of the load (ms): {c['consumer_side_by_s']}"
+                )
+                print(
+                    "    consumer side, p50 / p99 / max (ms): "
+                    + "; ".join(
+                        f"{name.replace('_', ' ')} {v[0]:.0f} / {v[1]:.0f} / {v[2]:.0f}"
+                        for name, v in c["parts"].items()
+                    )
+                )
+                loop = c["loop"]
+                print(
+                    f"    event loop lateness p50 / p99 / max {loop['late_ms'][0]:.1f} / "
+                    f"{loop['late_ms'][1]:.1f} / {loop['late_ms'][2]:.0f} ms "
+                    f"({loop['late_over_50ms']} times over 50 ms); collections per generation "
+                    "(count, longest ms, total ms): "
+                    + "; ".join(
+                        f"gen{g} {n}, {mx:.1f}, {tot:.0f}" for g, (n, mx, tot) in loop["gc"].items()
+                    )
+                )
 
 
 if __name__ == "__main__":
@@ -639,6 +847,11 @@ if __name__ == "__main__":
         help="(c): the consumer's niceness (e.g. -10: scheduled before the broker, Redis and "
         "the load, as on a core of its own; needs the privilege to raise priority)",
     )
+    parser.add_argument(
+        "--split-latency",
+        action="store_true",
+        help="(c), Kafka only: split the added latency at the broker's append (LogAppendTime)",
+    )
     parser.add_argument("--dedupe", choices=["redis", "memory", "both"], default="both")
     parser.add_argument(
         "--exactly-once",
@@ -653,7 +866,15 @@ if __name__ == "__main__":
         metavar="MIN_BYTES:WAIT_MS",
         help="(c)'s fetch_min_bytes and fetch_max_wait_ms (default: the settings' defaults)",
     )
+    parser.add_argument(
+        "--gc-thresholds",
+        metavar="G0,G1,G2",
+        help="the consumer's garbage-collector thresholds after start-up (default: the "
+        "runtime's own, consumers.gc_tuning)",
+    )
     parsed = parser.parse_args()
+    if parsed.gc_thresholds:
+        os.environ[_GC_ENV] = parsed.gc_thresholds
     if parsed.slow_fetch:
         min_bytes, wait_ms = parsed.slow_fetch.split(":")
         SLOW_FETCH = (int(min_bytes), int(wait_ms))

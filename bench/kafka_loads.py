@@ -91,11 +91,15 @@ def _requests(n: int) -> list[Record]:
     return records
 
 
-async def create_topics(servers: str, names: list[str], partitions: int) -> None:
+async def create_topics(
+    servers: str, names: list[str], partitions: int, configs: dict[str, str] | None = None
+) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=servers)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        await admin.create_topics(
+            [NewTopic(n, partitions, 1, topic_configs=configs or {}) for n in names]
+        )
     finally:
         await admin.close()
 
