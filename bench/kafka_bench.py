@@ -80,7 +80,12 @@ from schemas import CompletionRequested
 from services import RedisServer
 
 # What (b), (b') and (c) measure: a dedupe store ("redis", "memory") or "transactions".
-VARIANT_NAMES = {"redis": "dedupe=redis", "memory": "dedupe=memory", "transactions": "transactions"}
+VARIANT_NAMES = {
+    "raw": "raw aiokafka loop (baseline)",
+    "redis": "dedupe=redis",
+    "memory": "dedupe=memory",
+    "transactions": "transactions",
+}
 
 
 class Shape(msgspec.Struct, frozen=True):
@@ -219,6 +224,71 @@ async def baseline(servers: str, topic: str, out: str, n: int) -> dict[str, floa
     await producer.stop()
     await consumer.stop()
     return {"events_per_s": n / elapsed, "cpu_us_per_event": cpu / n * 1e6}
+
+
+async def raw_slow_loop(  # noqa: PLR0917 - spawned processes get positional arguments
+    servers: str, topic: str, out: str, n: int, ready: Any, deadline_s: float
+) -> dict[str, float]:
+    """(c)'s baseline: the loop a developer would write on aiokafka for a 2 s handler, with
+    the runtime's fetch and producer settings and its collector tuning: each record in a task
+    of its own that sleeps 2 s and produces a 1 KB result; offsets auto-committed (no
+    dedupe, no ordering, no bound). What the machine allows any consumer at this load."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        group_id=f"raw-slow-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        max_poll_records=_TUNING.max_poll_records,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, enable_idempotence=True, acks="all", linger_ms=2,
+        max_batch_size=1_048_576,
+    )  # fmt: skip
+    await consumer.start()
+    await producer.start()
+    settle_heap()
+    while not consumer.assignment():  # noqa: ASYNC110 - aiokafka exposes no such event
+        await asyncio.sleep(0.02)
+    ready.set()
+    result = b"r" * 1024
+    acked = 0
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(key: bytes | None) -> None:
+        nonlocal acked
+        await asyncio.sleep(2.0)
+        await (await producer.send(out, result, key=key))
+        acked += 1
+
+    seen = 0
+    started: float | None = None
+    cpu_started = 0.0
+    give_up = time.perf_counter() + deadline_s
+    while acked < n and time.perf_counter() < give_up:
+        batches = await consumer.getmany(timeout_ms=100)
+        for records in batches.values():
+            if started is None:
+                started, cpu_started = time.perf_counter(), time.process_time()
+            for record in records:
+                task = asyncio.create_task(handle(record.key))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            seen += len(records)
+    elapsed = time.perf_counter() - (started or 0.0)
+    cpu = time.process_time() - cpu_started
+    await producer.stop()
+    await consumer.stop()
+    return {
+        "settled": acked,
+        "cpu_share": cpu / elapsed,
+        "cpu_us_per_event": cpu / n * 1e6,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "failed": 0.0,
+        "paused_share": 0.0,
+        "most_paused": 0.0,
+        "started": None,
+        "loop": None,
+    }
 
 
 async def baseline_transactions(servers: str, topic: str, out: str, n: int) -> dict[str, float]:
@@ -473,19 +543,16 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     else:
         run(create_topics, servers, names, shape.partitions)
     ready = multiprocessing.get_context("spawn").Event()
-    consumer, queue = start_process(
-        runtime,
-        servers,
-        tag,
-        n,
-        variant,
-        redis_url,
-        shape,
-        "slow-traced" if split else "slow",
-        ready,
-        None,
-        n / rate + 40,
-    )
+    if variant == "raw":
+        consumer, queue = start_process(
+            raw_slow_loop, servers, topics.requests.name, topics.results.name, n, ready,
+            n / rate + 40,
+        )  # fmt: skip
+    else:
+        consumer, queue = start_process(
+            runtime, servers, tag, n, variant, redis_url, shape,
+            "slow-traced" if split else "slow", ready, None, n / rate + 40,
+        )  # fmt: skip
     if consumer_nice:
         os.setpriority(os.PRIO_PROCESS, consumer.pid, consumer_nice)
     ready.wait(timeout=60)  # the load starts once the consumer owns its partitions
@@ -770,7 +837,8 @@ def main(args: argparse.Namespace) -> None:
                 figures[f"b' cpu {variant}"],
                 " (target >= 0.7)",
             )
-        for variant in measured if args.slow_events > 0 else []:
+        slow_variants = (["raw"] if args.slow_raw else []) + measured
+        for variant in slow_variants if args.slow_events > 0 else []:
             c = slow_run(
                 servers,
                 args.broker,
@@ -810,6 +878,8 @@ def main(args: argparse.Namespace) -> None:
                     f"{c['most_paused']:.0f} at once; consumer-side p50 by "
                     f"second of the load (ms): {c['consumer_side_by_s']}"
                 )
+                if not c["loop"]:
+                    continue  # the raw loop records no parts
                 print(
                     "    consumer side, p50 / p99 / max (ms): "
                     + "; ".join(
@@ -846,6 +916,11 @@ if __name__ == "__main__":
         default=0,
         help="(c): the consumer's niceness (e.g. -10: scheduled before the broker, Redis and "
         "the load, as on a core of its own; needs the privilege to raise priority)",
+    )
+    parser.add_argument(
+        "--slow-raw",
+        action="store_true",
+        help="(c): run its raw aiokafka baseline first (the same load, a plain task per record)",
     )
     parser.add_argument(
         "--split-latency",
