@@ -195,8 +195,13 @@ async def test_backpressure_pauses_at_the_in_flight_bound_and_resumes(
     await produce(kafka_broker.bootstrap_servers, settings.topics.requests.name, events)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
-    while service.metrics.paused._value.get() < 1:
-        assert loop.time() < deadline, "partition was never paused"
+    # The partition pauses as its third event is taken, before that event's handler has
+    # started (the screen comes first): wait for both.
+    while service.metrics.paused._value.get() < 1 or handler.concurrent < 3:
+        assert loop.time() < deadline, (
+            f"paused partitions {service.metrics.paused._value.get()}, "
+            f"handlers running {handler.concurrent}"
+        )
         await asyncio.sleep(0.02)
     assert service.in_flight == 3
     assert handler.concurrent == 3
