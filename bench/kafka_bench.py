@@ -179,6 +179,15 @@ class Sleeper(NoOp):
         return Completion(provider="bench", model="sleep", content="ok")
 
 
+def _raw_producer(servers: str) -> AIOKafkaProducer:
+    """The raw loops' producer, with the runtime publisher's settings (idempotent, acks=all,
+    2 ms linger, 1 MiB batches)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=servers, enable_idempotence=True, acks="all", linger_ms=2,
+        max_batch_size=1_048_576,
+    )  # fmt: skip
+
+
 async def baseline(servers: str, topic: str, out: str, n: int) -> dict[str, float]:
     """Raw consume -> produce one 1 KB result per record -> periodic commit, until acked."""
     consumer = AIOKafkaConsumer(
@@ -189,10 +198,7 @@ async def baseline(servers: str, topic: str, out: str, n: int) -> dict[str, floa
         auto_offset_reset="earliest",
         fetch_max_wait_ms=50,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=servers, enable_idempotence=True, acks="all", linger_ms=2,
-        max_batch_size=1_048_576,
-    )  # fmt: skip
+    producer = _raw_producer(servers)
     await consumer.start()
     await producer.start()
     result = b"r" * 1024
@@ -240,10 +246,7 @@ async def raw_slow_loop(  # noqa: PLR0917 - spawned processes get positional arg
         auto_offset_reset="earliest",
         max_poll_records=_TUNING.max_poll_records,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=servers, enable_idempotence=True, acks="all", linger_ms=2,
-        max_batch_size=1_048_576,
-    )  # fmt: skip
+    producer = _raw_producer(servers)
     await consumer.start()
     await producer.start()
     settle_heap()
@@ -260,7 +263,6 @@ async def raw_slow_loop(  # noqa: PLR0917 - spawned processes get positional arg
         await (await producer.send(out, result, key=key))
         acked += 1
 
-    seen = 0
     started: float | None = None
     cpu_started = 0.0
     give_up = time.perf_counter() + deadline_s
@@ -273,7 +275,6 @@ async def raw_slow_loop(  # noqa: PLR0917 - spawned processes get positional arg
                 task = asyncio.create_task(handle(record.key))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-            seen += len(records)
     elapsed = time.perf_counter() - (started or 0.0)
     cpu = time.process_time() - cpu_started
     await producer.stop()
@@ -569,6 +570,7 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     appended = in_process(result_times, servers, topics.requests.name, n) if split else {}
     run(drop_dedupe_keys, redis_url, tag)
     added = sorted(done[k] - sent[k] - 2000.0 for k in done)
+    p50, p99, most = _percentiles(added)
     first = min(sent.values())
     # When the slowest 1 % were sent (seconds into the load): a start-up stall, a steady drift
     # and periodic pauses (garbage collection) look different here.
@@ -576,11 +578,11 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     when = sorted((sent[k] - first) / 1000 for k in slowest)
     sides: dict[str, Any] = {}
     if appended:
-        load_side = sorted(appended[k] - sent[k] for k in done if k in appended)
-        consumer_side = sorted(done[k] - appended[k] - 2000.0 for k in done if k in appended)
+        both = [k for k in done if k in appended]
+        consumer_side = {k: done[k] - appended[k] - 2000.0 for k in both}
         late = [k for k in slowest if k in appended]
         began = measured["started"] or {}
-        traced = [k for k in done if k in appended and k in began]
+        traced = [k for k in both if k in began]
         # Where the consumer side goes: append to the handler's call (fetch, decode,
         # scheduling), the 2 s timer's lateness, and the call's end to the result's send (the
         # group commit's wait, claim and hand-over to the producer).
@@ -589,21 +591,19 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
             "timer_late": sorted(float(began[k][1]) for k in traced),
             "to_send": sorted(done[k] - began[k][0] - 2000 - began[k][1] for k in traced),
         }
-        loop = measured["loop"]
         # Consumer-side lag by second of the load: a steady deficit grows, a stall spikes.
         by_second: dict[int, list[float]] = defaultdict(list)
-        for k in done:
-            if k in appended:
-                by_second[int((sent[k] - first) / 1000)].append(done[k] - appended[k] - 2000.0)
+        for k, lag in consumer_side.items():
+            by_second[int((sent[k] - first) / 1000)].append(lag)
         sides = {
             "parts": {name: _percentiles(v) for name, v in parts.items() if v},
             "busy": busy,
-            "loop": loop,
+            "loop": measured["loop"],
             "consumer_side_by_s": [
                 round(statistics.median(v)) for _, v in sorted(by_second.items())
             ],
-            "load_side_ms": _percentiles(load_side),
-            "consumer_side_ms": _percentiles(consumer_side),
+            "load_side_ms": _percentiles(sorted(appended[k] - sent[k] for k in both)),
+            "consumer_side_ms": _percentiles(sorted(consumer_side.values())),
             # Of the slowest 1 %: how much of their added latency each side holds.
             "slowest_load_share": sum(appended[k] - sent[k] for k in late)
             / max(1.0, sum(done[k] - sent[k] - 2000.0 for k in late)),
@@ -620,9 +620,9 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
         "cpu_share": measured["cpu_share"],
         "cpu_us_per_event": measured["cpu_us_per_event"],
         "events_per_s": len(done) / ((max(done.values()) - first - 2000.0) / 1000),
-        "p50_added_ms": added[len(added) // 2],
-        "p99_added_ms": added[int(len(added) * 0.99)],
-        "max_added_ms": added[-1],
+        "p50_added_ms": p50,
+        "p99_added_ms": p99,
+        "max_added_ms": most,
         "slowest_sent_at_s": [
             round(when[0], 1),
             round(when[len(when) // 2], 1),
