@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -71,10 +71,11 @@ class Durability(Protocol):
         ...
 
     async def make_durable(
-        self, deliveries: list[Delivery], hooks: Hooks
+        self, deliveries: list[Delivery], hooks: Hooks, handed: Callable[[], None]
     ) -> list[tuple[Delivery, Exception]]:
         """Make each decided delivery's verdict durable and settle it; returns, with its error,
-        each one whose step failed and must run again."""
+        each one whose step failed and must run again. Calls `handed()` once the part that
+        must run one round at a time is done (`consumers._group_commit`), if it ends sooner."""
         ...
 
 
@@ -364,17 +365,23 @@ class Pipeline:
         """Step 5 for `deliveries`, in the next group-commit round."""
         await self._group_commit.join(deliveries, hooks)
 
-    async def _commit_round(self, entries: list[tuple[list[Delivery], Hooks]]) -> None:
+    async def _commit_round(
+        self, entries: list[tuple[list[Delivery], Hooks]], handed: Callable[[], None]
+    ) -> None:
         if len(entries) == 1:
             deliveries, hooks = entries[0]
-            await self._make_durable(deliveries, hooks)
+            await self._make_durable(deliveries, hooks, handed)
             return
         owners = _Owners(entries)
-        await self._make_durable([d for deliveries, _ in entries for d in deliveries], owners)
+        await self._make_durable(
+            [d for deliveries, _ in entries for d in deliveries], owners, handed
+        )
 
-    async def _make_durable(self, deliveries: Sequence[Delivery], hooks: Hooks) -> None:
+    async def _make_durable(
+        self, deliveries: Sequence[Delivery], hooks: Hooks, handed: Callable[[], None]
+    ) -> None:
         try:
-            failures = await self._durability.make_durable(list(deliveries), hooks)
+            failures = await self._durability.make_durable(list(deliveries), hooks, handed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
