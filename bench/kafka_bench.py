@@ -6,6 +6,7 @@
                                 [--dedupe redis|memory|both]
                                 [--exactly-once dedupe|transactions|both] [--profile PREFIX]
                                 [--split-latency] [--gc-thresholds G0,G1,G2]
+                                [--slow-in-flight 1024] [--slow-raw]
 
 Every measured part runs in its own process, started fresh, holding only what it measures:
 the broker is a `python -m emulators.kafka` child (`--broker embedded`, the default) or a
@@ -34,8 +35,9 @@ broker, in the same rounds, as what it is compared with.
      rate, added latency (result timestamp minus request timestamp minus 2 s) and the consumer
      process's peak RSS. Targets: >= 4,500/s, p99 <= 100 ms, <= 1 GB.
      `--split-latency` (Kafka) has the broker stamp requests as it appends them and splits the
-     added latency into the load's side and the consumer's, the consumer's into fetch to call,
-     the 2 s timer's lateness and call to send, with the event loop's lateness and the
+     added latency into the load's side and the consumer's, the consumer's into append to
+     fetch (when `getmany` returned each record), fetch to call, the 2 s timer's lateness and
+     call to send, with the event loop's lateness and the
      collector's pauses per generation (`--gc-thresholds` tries other collector settings).
 (b), (b') and (c) run per exactly-once mode: dedupe (per `--dedupe` store) and, on Kafka only,
 transactions, whose results count once their transaction committed.
@@ -130,6 +132,8 @@ def http_shape(in_flight: int) -> Shape:
 
 # (c)'s fetch sizing, `--slow-fetch MIN_BYTES:WAIT_MS` (None: the settings' defaults).
 SLOW_FETCH: tuple[int, int] | None = None
+# (c)'s max_in_flight_per_partition, `--slow-in-flight`.
+SLOW_IN_FLIGHT = 1024
 _GC_ENV = "KAFKA_BENCH_GC_THRESHOLDS"
 
 
@@ -143,7 +147,7 @@ def slow_shape(broker_kind: str) -> Shape:
     if SLOW_FETCH is not None:
         min_bytes, wait = SLOW_FETCH
     return Shape(
-        12, 1024, _DEFAULTS.ordering_per_key, wait, _TUNING.max_poll_records,
+        12, SLOW_IN_FLIGHT, _DEFAULTS.ordering_per_key, wait, _TUNING.max_poll_records,
         _DEFAULTS.commit_interval_s, min_bytes,
     )  # fmt: skip
 
@@ -436,6 +440,7 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
         if profiler is not None:
             profiler.enable()
         watch = _LoopWatch() if work == "slow-traced" else None
+        fetched = _trace_fetches(svc) if work == "slow-traced" else None
         settled, progressed = 0.0, time.perf_counter()
         samples, paused_samples, most_paused = 0, 0, 0.0
         # A run whose events stop settling (a broker refusing, results failing) ends after
@@ -473,6 +478,7 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "failed": failed,
         "started": getattr(handler, "started", None),
+        "fetched": fetched,
         "loop": watch.stop() if watch is not None else None,
         "paused_share": paused_samples / max(1, samples),
         "most_paused": most_paused,
@@ -583,20 +589,14 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
         late = [k for k in slowest if k in appended]
         began = measured["started"] or {}
         traced = [k for k in both if k in began]
-        # Where the consumer side goes: append to the handler's call (fetch, decode,
-        # scheduling), the 2 s timer's lateness, and the call's end to the result's send (the
-        # group commit's wait, claim and hand-over to the producer).
-        parts = {
-            "to_call": sorted(began[k][0] - appended[k] for k in traced),
-            "timer_late": sorted(float(began[k][1]) for k in traced),
-            "to_send": sorted(done[k] - began[k][0] - 2000 - began[k][1] for k in traced),
-        }
+        parts, parts_by_s = _consumer_parts(sent, done, appended, measured, traced, first)
         # Consumer-side lag by second of the load: a steady deficit grows, a stall spikes.
         by_second: dict[int, list[float]] = defaultdict(list)
         for k, lag in consumer_side.items():
             by_second[int((sent[k] - first) / 1000)].append(lag)
         sides = {
             "parts": {name: _percentiles(v) for name, v in parts.items() if v},
+            "parts_by_s": parts_by_s,
             "busy": busy,
             "loop": measured["loop"],
             "consumer_side_by_s": [
@@ -629,6 +629,65 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
             round(when[-1], 1),
         ],
     }
+
+
+def _consumer_parts(  # noqa: PLR0917 - the run's maps, by key
+    sent: dict[bytes, int],
+    done: dict[bytes, int],
+    appended: dict[bytes, int],
+    measured: dict[str, Any],
+    traced: list[bytes],
+    first: int,
+) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """The consumer side's parts per event (sorted), and each part's p90 by second of the
+    load."""
+    began = measured["started"] or {}
+    # Where the consumer side goes: append to the handler's call (fetch, decode,
+    # scheduling), the 2 s timer's lateness, and the call's end to the result's send (the
+    # group commit's wait, claim and hand-over to the producer).
+    each = {
+        "to_call": {k: began[k][0] - appended[k] for k in traced},
+        "timer_late": {k: float(began[k][1]) for k in traced},
+        "to_send": {k: done[k] - began[k][0] - 2000 - began[k][1] for k in traced},
+    }
+    got = measured.get("fetched") or {}
+    if got:
+        fetched = [k for k in traced if k in got]
+        each["to_fetch"] = {k: got[k] - appended[k] for k in fetched}
+        each["fetch_to_call"] = {k: began[k][0] - got[k] for k in fetched}
+    parts = {name: sorted(v.values()) for name, v in each.items()}
+    # Each part's p90 by second of the load: a start-up transient and a steady cost look
+    # different here, and the part that holds the transient shows.
+    parts_by_s: dict[str, list[int]] = {}
+    for name in ("to_fetch", "fetch_to_call", "to_send"):
+        if name not in each:
+            continue
+        per_second: dict[int, list[float]] = defaultdict(list)
+        for k, v in each[name].items():
+            per_second[int((sent[k] - first) / 1000)].append(v)
+        parts_by_s[name] = [
+            round(sorted(v)[int(len(v) * 0.9)]) for _, v in sorted(per_second.items())
+        ]
+    return parts, parts_by_s
+
+
+def _trace_fetches(svc: ConsumerService) -> dict[bytes, int]:
+    """When each record's fetch returned to the service (wall-clock ms, by key): splits fetch
+    to call into the broker's and aiokafka's part and the runtime's scheduling."""
+    fetched: dict[bytes, int] = {}
+    consumer = svc._consumer  # the measured process's own, instrumented for the bench
+    getmany = consumer.getmany
+
+    async def traced(*args: Any, **kwargs: Any) -> Any:
+        batches = await getmany(*args, **kwargs)
+        now = int(time.time() * 1000)
+        for records in batches.values():
+            for record in records:
+                fetched[record.key] = now
+        return batches
+
+    consumer.getmany = traced
+    return fetched
 
 
 class _LoopWatch:
@@ -676,20 +735,22 @@ class _MachineSampler:
         self._start = (_machine_jiffies(), _cpu_s(pid), time.perf_counter())
 
     def stop(self) -> dict[str, float]:
-        (busy0, total0), cpu0, t0 = self._start
-        busy1, total1 = _machine_jiffies()
+        (busy0, total0, steal0), cpu0, t0 = self._start
+        busy1, total1, steal1 = _machine_jiffies()
         return {
             "machine_busy": (busy1 - busy0) / max(1, total1 - total0),
+            # Time the hypervisor gave these virtual cores to someone else.
+            "steal": (steal1 - steal0) / max(1, total1 - total0),
             "consumer_core_share": (_cpu_s(self._pid) - cpu0) / (time.perf_counter() - t0),
         }
 
 
-def _machine_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of every core, from /proc/stat's first line."""
+def _machine_jiffies() -> tuple[int, int, int]:
+    """(busy, total, steal) jiffies of every core, from /proc/stat's first line."""
     with open("/proc/stat") as stat:
         fields = [int(f) for f in stat.readline().split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    return sum(fields) - idle, sum(fields), fields[7]
 
 
 def _percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -872,7 +933,8 @@ def main(args: argparse.Namespace) -> None:
                 )
                 busy = c["busy"]
                 print(
-                    f"    while the load ran: machine {busy['machine_busy']:.0%} busy, consumer "
+                    f"    while the load ran: machine {busy['machine_busy']:.0%} busy "
+                    f"({busy['steal']:.0%} stolen by the hypervisor), consumer "
                     f"{busy['consumer_core_share']:.0%} of one core; some partition paused "
                     f"(in-flight bound full) {c['paused_share']:.0%} of the run, at most "
                     f"{c['most_paused']:.0f} at once; consumer-side p50 by "
@@ -885,6 +947,12 @@ def main(args: argparse.Namespace) -> None:
                     + "; ".join(
                         f"{name.replace('_', ' ')} {v[0]:.0f} / {v[1]:.0f} / {v[2]:.0f}"
                         for name, v in c["parts"].items()
+                    )
+                )
+                print(
+                    "    p90 by second of the load (ms): "
+                    + "; ".join(
+                        f"{name.replace('_', ' ')} {v}" for name, v in c["parts_by_s"].items()
                     )
                 )
                 loop = c["loop"]
@@ -942,6 +1010,12 @@ if __name__ == "__main__":
         help="(c)'s fetch_min_bytes and fetch_max_wait_ms (default: the settings' defaults)",
     )
     parser.add_argument(
+        "--slow-in-flight",
+        type=int,
+        default=SLOW_IN_FLIGHT,
+        help="(c)'s max_in_flight_per_partition, over its 12 partitions",
+    )
+    parser.add_argument(
         "--gc-thresholds",
         metavar="G0,G1,G2",
         help="the consumer's garbage-collector thresholds after start-up (default: the "
@@ -950,6 +1024,7 @@ if __name__ == "__main__":
     parsed = parser.parse_args()
     if parsed.gc_thresholds:
         os.environ[_GC_ENV] = parsed.gc_thresholds
+    SLOW_IN_FLIGHT = parsed.slow_in_flight
     if parsed.slow_fetch:
         min_bytes, wait_ms = parsed.slow_fetch.split(":")
         SLOW_FETCH = (int(min_bytes), int(wait_ms))
