@@ -6,7 +6,7 @@
                                 [--dedupe redis|memory|both]
                                 [--exactly-once dedupe|transactions|both] [--profile PREFIX]
                                 [--split-latency] [--gc-thresholds G0,G1,G2]
-                                [--slow-in-flight 1024] [--slow-raw]
+                                [--slow-in-flight 2048] [--slow-raw]
 
 Every measured part runs in its own process, started fresh, holding only what it measures:
 the broker is a `python -m emulators.kafka` child (`--broker embedded`, the default) or a
@@ -133,13 +133,15 @@ def http_shape(in_flight: int) -> Shape:
 # (c)'s fetch sizing, `--slow-fetch MIN_BYTES:WAIT_MS` (None: the settings' defaults).
 SLOW_FETCH: tuple[int, int] | None = None
 # (c)'s max_in_flight_per_partition, `--slow-in-flight`.
-SLOW_IN_FLIGHT = 1024
+SLOW_IN_FLIGHT = 2048
 _GC_ENV = "KAFKA_BENCH_GC_THRESHOLDS"
 
 
 def slow_shape(broker_kind: str) -> Shape:
-    """(c): 5,000/s x 2 s = 10,000 in flight: a user sizes 12 partitions x 1,024 (12,288, some
-    headroom for keys spreading unevenly) and keeps every other default. The embedded broker
+    """(c): 5,000/s x 2 s = 10,000 in flight: a user sizes 12 partitions x 2,048 (Little's law:
+    5,000/s x the 2 s plus the time to settle, with room for keys spreading unevenly and for a
+    slow spell; at 1,024 every run filled some partition's bound, and a slow start then held
+    fetched records back for seconds) and keeps every other default. The embedded broker
     holds each fetch for the full fetch_max_wait_ms where a real one answers once data arrives,
     so on it the wait is shortened to keep that out of latency."""
     wait = 10 if broker_kind == "embedded" else _TUNING.fetch_max_wait_ms
@@ -291,6 +293,8 @@ async def raw_slow_loop(  # noqa: PLR0917 - spawned processes get positional arg
         "failed": 0.0,
         "paused_share": 0.0,
         "most_paused": 0.0,
+        "full_share": 0.0,
+        "most_in_flight": 0,
         "started": None,
         "loop": None,
     }
@@ -443,6 +447,8 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
         fetched = _trace_fetches(svc) if work == "slow-traced" else None
         settled, progressed = 0.0, time.perf_counter()
         samples, paused_samples, most_paused = 0, 0, 0.0
+        full_samples, most_in_flight = 0, 0
+        partitions = svc._partitions  # the measured process's own, read for the bench
         # A run whose events stop settling (a broker refusing, results failing) ends after
         # STALL_S without progress, reporting how many settled, rather than hanging.
         give_up = time.perf_counter() + (deadline_s or float("inf"))
@@ -462,6 +468,11 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
                 samples += 1
                 paused_samples += now_paused > 0
                 most_paused = max(most_paused, now_paused)
+                # Records fetched but held for room (the bound full, no pause yet: a pause
+                # waits for a whole bound's backlog).
+                states = list(partitions.values())
+                full_samples += any(st.backlog and not st.has_room() for st in states)
+                most_in_flight = max([most_in_flight, *(st.in_flight for st in states)])
             if sum(_settled(svc)) > settled or started is None:
                 settled, progressed = sum(_settled(svc)), time.perf_counter()
         elapsed = time.perf_counter() - (started or 0.0)
@@ -482,6 +493,8 @@ async def runtime(  # noqa: PLR0917 - spawned processes get positional arguments
         "loop": watch.stop() if watch is not None else None,
         "paused_share": paused_samples / max(1, samples),
         "most_paused": most_paused,
+        "full_share": full_samples / max(1, samples),
+        "most_in_flight": most_in_flight,
     }
 
 
@@ -617,6 +630,8 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
         "max_rss_mb": measured["max_rss_mb"],
         "paused_share": measured["paused_share"],
         "most_paused": measured["most_paused"],
+        "full_share": measured["full_share"],
+        "most_in_flight": measured["most_in_flight"],
         "cpu_share": measured["cpu_share"],
         "cpu_us_per_event": measured["cpu_us_per_event"],
         "events_per_s": len(done) / ((max(done.values()) - first - 2000.0) / 1000),
@@ -937,7 +952,9 @@ def main(args: argparse.Namespace) -> None:
                     f"({busy['steal']:.0%} stolen by the hypervisor), consumer "
                     f"{busy['consumer_core_share']:.0%} of one core; some partition paused "
                     f"(in-flight bound full) {c['paused_share']:.0%} of the run, at most "
-                    f"{c['most_paused']:.0f} at once; consumer-side p50 by "
+                    f"{c['most_paused']:.0f} at once; records held for room (bound full) "
+                    f"{c['full_share']:.0%} of the run, at most {c['most_in_flight']:,} in "
+                    "flight on one partition; consumer-side p50 by "
                     f"second of the load (ms): {c['consumer_side_by_s']}"
                 )
                 if not c["loop"]:
