@@ -9,17 +9,9 @@ round, and a round takes everything that waited, whichever partition it came fro
 deliveries, pay the round trips and the bookkeeping, and under load rounds grow instead of
 their number, as a database's group commit does.
 
-Why a round gives its slot back before it ends: what must run one round at a time is only its
-first part (the claims, the handing of its messages to the producer); waiting for the broker's
-acknowledgement and writing the markers took most of a round, and a slot held through them
-kept every later delivery waiting for someone else's acknowledgement. The durable step calls
-`handed()` once its first part is done; the slot is free from then on, and the round's rest
-overlaps the next rounds (the publisher's lanes keep each partition's messages in order).
-
 Guarantees: a caller returns once the round holding its deliveries is over (each settled or
 handed back by the durable step itself, which keeps every guarantee it states, per owner: the
-partition whose hooks joined them); at most `rounds_in_flight` rounds are in their first part
-at once (a round that never calls `handed()` holds its slot to its end). A caller
+partition whose hooks joined them); at most `rounds_in_flight` rounds run at once. A caller
 cancelled before its round starts leaves it; one cancelled during its round cancels that round
 (undone: claims given back) when the round holds only its own partition's deliveries (the
 revocation deadline and stop() cancel every task of a partition at once), and otherwise lets
@@ -52,12 +44,12 @@ class _Entry(Generic[K]):
 
 
 class GroupCommit(Generic[K]):
-    """Runs `commit(entries, handed)` in rounds (see the module docstring); each entry is one
-    caller's (deliveries, owner), and `handed()` frees the round's slot."""
+    """Runs `commit(entries)` in rounds (see the module docstring); each entry is one caller's
+    (deliveries, owner)."""
 
     def __init__(
         self,
-        commit: Callable[[list[tuple[list[Delivery], K]], Callable[[], None]], Awaitable[None]],
+        commit: Callable[[list[tuple[list[Delivery], K]]], Awaitable[None]],
         *,
         rounds_in_flight: int = 2,
         on_round: Callable[[int], None] = lambda size: None,
@@ -67,8 +59,6 @@ class GroupCommit(Generic[K]):
         self._on_round = on_round
         self._queue: list[_Entry[K]] = []
         self._rounds: dict[asyncio.Task[None], list[_Entry[K]]] = {}
-        # The rounds still in their first part (holding a slot); the rest only await the end.
-        self._holding: set[asyncio.Task[None]] = set()
         self._starting = False  # a round task is created but has not taken the queue yet
 
     async def join(self, deliveries: list[Delivery], owner: K) -> None:
@@ -91,18 +81,11 @@ class GroupCommit(Generic[K]):
             raise
 
     def _start(self) -> None:
-        if self._queue and not self._starting and len(self._holding) < self._rounds_in_flight:
+        if self._queue and not self._starting and len(self._rounds) < self._rounds_in_flight:
             self._starting = True
             # The round takes the queue when it first runs: callers of this loop step join it.
             task = asyncio.create_task(self._round())
             self._rounds[task] = []
-            self._holding.add(task)
-
-    def _hand(self, task: asyncio.Task[None]) -> None:
-        """`task`'s round is past its first part: its slot is free (once; later calls no-ops)."""
-        if task in self._holding:
-            self._holding.discard(task)
-            self._start()
 
     async def _round(self) -> None:
         task = asyncio.current_task()
@@ -113,10 +96,7 @@ class GroupCommit(Generic[K]):
         try:
             if entries:
                 self._on_round(sum(len(entry.deliveries) for entry in entries))
-                await self._commit(
-                    [(entry.deliveries, entry.owner) for entry in entries],
-                    lambda: self._hand(task),
-                )
+                await self._commit([(entry.deliveries, entry.owner) for entry in entries])
         except BaseException as exc:
             _resolve(entries, exc)
             raise
@@ -124,7 +104,6 @@ class GroupCommit(Generic[K]):
             _resolve(entries, None)
         finally:
             del self._rounds[task]
-            self._holding.discard(task)
             self._start()
 
 

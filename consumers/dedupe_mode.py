@@ -32,7 +32,7 @@ look-up's scan bound. Results are keyed by the request id so readers can drop su
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import structlog
 
@@ -153,7 +153,7 @@ class DedupeDurability:
     # ------------------------------------------------------------------ steps 2 to 5
 
     async def make_durable(
-        self, deliveries: list[Delivery], hooks: Hooks, handed: Callable[[], None]
+        self, deliveries: list[Delivery], hooks: Hooks
     ) -> list[tuple[Delivery, Exception]]:
         failures: list[tuple[Delivery, Exception]] = []
         to_claim = [d for d in deliveries if d.event is not None and self._result_unsent(d)]
@@ -168,9 +168,7 @@ class DedupeDurability:
         for delivery in sending:
             delivery.attempted = True
         try:
-            # Once the messages are in their partitions' batches, the next round may claim
-            # and send while this one awaits the broker (`consumers._group_commit`).
-            errors = await self._publisher.deliver(messages, on_sent=handed)
+            errors = await self._publisher.deliver(messages)
         except BaseException as exc:
             # Cancelled (the revocation deadline) or the producer failed: let a redelivery
             # or the retry claim again.

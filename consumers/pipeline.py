@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -71,11 +71,10 @@ class Durability(Protocol):
         ...
 
     async def make_durable(
-        self, deliveries: list[Delivery], hooks: Hooks, handed: Callable[[], None]
+        self, deliveries: list[Delivery], hooks: Hooks
     ) -> list[tuple[Delivery, Exception]]:
         """Make each decided delivery's verdict durable and settle it; returns, with its error,
-        each one whose step failed and must run again. Calls `handed()` once the part that
-        must run one round at a time is done (`consumers._group_commit`), if it ends sooner."""
+        each one whose step failed and must run again."""
         ...
 
 
@@ -365,23 +364,17 @@ class Pipeline:
         """Step 5 for `deliveries`, in the next group-commit round."""
         await self._group_commit.join(deliveries, hooks)
 
-    async def _commit_round(
-        self, entries: list[tuple[list[Delivery], Hooks]], handed: Callable[[], None]
-    ) -> None:
+    async def _commit_round(self, entries: list[tuple[list[Delivery], Hooks]]) -> None:
         if len(entries) == 1:
             deliveries, hooks = entries[0]
-            await self._make_durable(deliveries, hooks, handed)
+            await self._make_durable(deliveries, hooks)
             return
         owners = _Owners(entries)
-        await self._make_durable(
-            [d for deliveries, _ in entries for d in deliveries], owners, handed
-        )
+        await self._make_durable([d for deliveries, _ in entries for d in deliveries], owners)
 
-    async def _make_durable(
-        self, deliveries: Sequence[Delivery], hooks: Hooks, handed: Callable[[], None]
-    ) -> None:
+    async def _make_durable(self, deliveries: Sequence[Delivery], hooks: Hooks) -> None:
         try:
-            failures = await self._durability.make_durable(list(deliveries), hooks, handed)
+            failures = await self._durability.make_durable(list(deliveries), hooks)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

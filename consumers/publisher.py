@@ -26,7 +26,7 @@ flows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -279,19 +279,12 @@ class EventPublisher:
             found.append(_translated(outcome) if isinstance(outcome, BaseException) else None)
         return found
 
-    async def deliver(
-        self, messages: Sequence[Message], *, on_sent: Callable[[], None] | None = None
-    ) -> list[BrokerError | None]:
+    async def deliver(self, messages: Sequence[Message]) -> list[BrokerError | None]:
         """Send `messages` and wait for the broker; per message, None once acknowledged, or
         the error that kept it out. Refused messages are sent again alone on a new producer,
-        and one refused alone is replaced by its `fallback` once (see the module docstring).
-        `on_sent` is called once every message is in its partition's batch, before the
-        broker is awaited."""
+        and one refused alone is replaced by its `fallback` once (see the module docstring)."""
         producer = self._started()
-        sent = await self.send_many(messages)
-        if on_sent is not None:
-            on_sent()
-        outcomes = await self.acknowledged(sent)
+        outcomes = await self.acknowledged(await self.send_many(messages))
         refused = [i for i, error in enumerate(outcomes) if _needs_new_producer(error)]
         if refused:
             await self.renew(refused_by=producer)

@@ -131,9 +131,8 @@ class TransactionalDurability:
         return [d for d in deliveries if d.outcome is None]
 
     async def make_durable(
-        self, deliveries: list[Delivery], hooks: Hooks, handed: Callable[[], None]
+        self, deliveries: list[Delivery], hooks: Hooks
     ) -> list[tuple[Delivery, Exception]]:
-        # Staging never awaits: the round ends at once, `handed` needs no call.
         # A group-commit round may hold several partitions' deliveries: each goes to its own.
         by_partition: dict[tuple[str, int], list[Delivery]] = {}
         for delivery in deliveries:

@@ -49,24 +49,17 @@ def deliveries(*offsets: int) -> list[Delivery]:
 
 class Rounds:
     """A commit step that records each round's (owner, offset) pairs and holds every round
-    until `gate` is set, or until its own gate in `gates` is; with `hand_at_once`, each round
-    frees its slot (`handed()`) as it starts, as the dedupe mode's does once its messages are
-    with the producer."""
+    until `gate` is set, or until its own gate in `gates` is."""
 
-    def __init__(self, *, hand_at_once: bool = False) -> None:
-        self.hand_at_once = hand_at_once
+    def __init__(self) -> None:
         self.rounds: list[list[tuple[str, int]]] = []
         self.started = asyncio.Event()
         self.gate = asyncio.Event()
         self.gates: list[asyncio.Event] = []
         self.cancelled = 0
 
-    async def commit(
-        self, entries: list[tuple[list[Delivery], str]], handed: Callable[[], None]
-    ) -> None:
+    async def commit(self, entries: list[tuple[list[Delivery], str]]) -> None:
         self.rounds.append([(owner, d.record.offset) for batch, owner in entries for d in batch])
-        if self.hand_at_once:
-            handed()
         own = asyncio.Event()
         self.gates.append(own)
         self.started.set()
@@ -96,27 +89,6 @@ async def test_deliveries_ready_while_a_round_runs_share_the_next_round() -> Non
     await asyncio.wait_for(asyncio.gather(first, *later), TIMEOUT_S)
 
     assert rounds.rounds == [[("p0", 0)], [("p0", i) for i in range(1, 6)]]
-
-
-async def test_a_round_past_its_first_part_frees_its_slot_for_the_next() -> None:
-    """A round that called `handed()` no longer holds the next one back, though it has not
-    ended: with one slot, a later caller's round runs beside it, and each caller still
-    returns only once its own round is over."""
-    rounds = Rounds(hand_at_once=True)
-    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1)
-    first = asyncio.create_task(group.join(deliveries(0), "p0"))
-    await asyncio.wait_for(rounds.started.wait(), TIMEOUT_S)
-    second = asyncio.create_task(group.join(deliveries(1), "p0"))
-    for _ in range(10):  # the round starts within a loop step or two, or never
-        await asyncio.sleep(0)
-
-    assert rounds.rounds == [[("p0", 0)], [("p0", 1)]]
-    assert not first.done() and not second.done()
-    rounds.gates[1].set()
-    await asyncio.wait_for(second, TIMEOUT_S)
-    assert not first.done()  # its round is still awaiting its end
-    rounds.gates[0].set()
-    await asyncio.wait_for(first, TIMEOUT_S)
 
 
 async def test_a_round_takes_every_partitions_waiting_deliveries() -> None:
