@@ -213,7 +213,7 @@ class DedupeDurability:
         if not deliveries:
             return []
         try:
-            granted = await self._store.claim_many_now([_id(d) for d in deliveries])
+            granted = await self._store.claim_many([_id(d) for d in deliveries])
         except DedupeStoreError as exc:
             _log.warning("consumer.dedupe_unavailable", error=type(exc).__name__, detail=str(exc))
             if exc.retriable:

@@ -2,12 +2,10 @@
 
 Why: every event claims its id before publishing and marks it published after, and hundreds
 of events are in flight at once. One Redis round trip per call made the store the runtime's
-bottleneck; calls made in the same event-loop tick (single ids, and the markers of every
-group-commit round) are instead sent as one pipeline / script per kind (claim,
-mark_published, is_published), with the same per-id semantics. A round's claims, a batch
-already and on the path to its results, go straight to the store (`claim_many_now`).
-Batches are capped in size, and at most `max_in_flight` of a kind run at once, within the
-store's connection pool.
+bottleneck; calls made in the same event-loop tick (single ids, and the batches of every
+partition's group commit) are instead sent as one pipeline / script per kind (claim,
+mark_published, is_published), with the same per-id semantics. Batches are capped in size,
+and at most `max_in_flight` of a kind run at once, within the store's connection pool.
 """
 
 from __future__ import annotations
@@ -130,22 +128,6 @@ class CoalescingDedupeStore:
 
     async def claim_many(self, event_ids: Sequence[str]) -> list[bool]:
         return [bool(found) for found in await self._chunked(self._claims, event_ids)]
-
-    async def claim_many_now(self, event_ids: Sequence[str]) -> list[bool]:
-        """`claim_many` for a caller that is a batch already (a group-commit round): sent at
-        once, in `max_batch` chunks, rather than in the next loop step's shared batch.
-
-        Why: the shared batch costs three loop steps more (the flush, its task, the gather
-        of the answers), and under load each step waits behind every handler's work ready
-        before it; the rounds, at most two at a time, gain nothing from sharing a trip.
-        """
-        size = self._max_batch
-        if len(event_ids) <= size:
-            return [bool(found) for found in await self._batch.claim_many(event_ids)]
-        chunks = [
-            self._batch.claim_many(event_ids[i : i + size]) for i in range(0, len(event_ids), size)
-        ]
-        return [bool(found) for chunk in await asyncio.gather(*chunks) for found in chunk]
 
     async def mark_published_many(self, event_ids: Sequence[str]) -> None:
         await self._chunked(self._marks, event_ids)

@@ -127,26 +127,6 @@ async def test_batches_are_capped_in_size() -> None:
     assert inner.claim_batches == [20, 20, 10]
 
 
-async def test_a_rounds_claims_go_to_the_store_at_once_in_capped_chunks() -> None:
-    """`claim_many_now` (a group-commit round's claims) reaches the store within the call, not
-    in a later loop step's shared batch, split at max_batch, each id answered in order."""
-    inner = _CountingStore()
-    store = CoalescingDedupeStore(inner, max_batch=20, max_in_flight=1)
-    await store.start()
-    assert await inner.claim_many(["e7"]) == [True]
-    inner.claim_batches.clear()
-
-    call = asyncio.ensure_future(store.claim_many_now([f"e{i}" for i in range(15)]))
-    await asyncio.sleep(0)  # one step: a shared batch would only be flushing now
-    assert inner.claim_batches == [15]
-    assert await call == [i != 7 for i in range(15)]
-
-    inner.claim_batches.clear()
-    answers = await store.claim_many_now([f"e{i}" for i in range(10, 55)])
-    assert inner.claim_batches == [20, 20, 5]
-    assert answers == [i >= 15 for i in range(10, 55)]
-
-
 async def test_a_failed_batch_fails_every_caller_in_it() -> None:
     """When the store refuses a batch, each coalesced call raises the store's error."""
     inner = RedisDedupeStore("redis://127.0.0.1:1/0")  # never started: it refuses calls
