@@ -600,20 +600,17 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
         both = [k for k in done if k in appended]
         consumer_side = {k: done[k] - appended[k] - 2000.0 for k in both}
         late = [k for k in slowest if k in appended]
-        began = measured["started"] or {}
-        traced = [k for k in both if k in began]
-        parts, parts_by_s = _consumer_parts(sent, done, appended, measured, traced, first)
-        # Consumer-side lag by second of the load: a steady deficit grows, a stall spikes.
-        by_second: dict[int, list[float]] = defaultdict(list)
-        for k, lag in consumer_side.items():
-            by_second[int((sent[k] - first) / 1000)].append(lag)
+        parts, parts_by_s = _consumer_parts(
+            sent, done, appended, measured["started"] or {}, measured.get("fetched") or {}, first
+        )
         sides = {
             "parts": {name: _percentiles(v) for name, v in parts.items() if v},
             "parts_by_s": parts_by_s,
             "busy": busy,
             "loop": measured["loop"],
+            # Consumer-side lag by second of the load: a steady deficit grows, a stall spikes.
             "consumer_side_by_s": [
-                round(statistics.median(v)) for _, v in sorted(by_second.items())
+                round(statistics.median(v)) for v in _by_second(consumer_side, sent, first)
             ],
             "load_side_ms": _percentiles(sorted(appended[k] - sent[k] for k in both)),
             "consumer_side_ms": _percentiles(sorted(consumer_side.values())),
@@ -646,26 +643,34 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     }
 
 
+def _by_second(values: dict[bytes, float], sent: dict[bytes, int], first: int) -> list[list[float]]:
+    """`values` grouped by the second of the load their request was sent in, in order."""
+    groups: dict[int, list[float]] = defaultdict(list)
+    for k, v in values.items():
+        groups[int((sent[k] - first) / 1000)].append(v)
+    return [v for _, v in sorted(groups.items())]
+
+
 def _consumer_parts(  # noqa: PLR0917 - the run's maps, by key
     sent: dict[bytes, int],
     done: dict[bytes, int],
     appended: dict[bytes, int],
-    measured: dict[str, Any],
-    traced: list[bytes],
+    began: dict[bytes, tuple[int, int]],
+    got: dict[bytes, int],
     first: int,
 ) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
     """The consumer side's parts per event (sorted), and each part's p90 by second of the
-    load."""
-    began = measured["started"] or {}
+    load. `began`: each call's start and its timer's lateness; `got`: when its fetch
+    returned (empty when not traced)."""
+    traced = [k for k in done if k in appended and k in began]
     # Where the consumer side goes: append to the handler's call (fetch, decode,
     # scheduling), the 2 s timer's lateness, and the call's end to the result's send (the
     # group commit's wait, claim and hand-over to the producer).
-    each = {
+    each: dict[str, dict[bytes, float]] = {
         "to_call": {k: began[k][0] - appended[k] for k in traced},
         "timer_late": {k: float(began[k][1]) for k in traced},
         "to_send": {k: done[k] - began[k][0] - 2000 - began[k][1] for k in traced},
     }
-    got = measured.get("fetched") or {}
     if got:
         fetched = [k for k in traced if k in got]
         each["to_fetch"] = {k: got[k] - appended[k] for k in fetched}
@@ -673,16 +678,11 @@ def _consumer_parts(  # noqa: PLR0917 - the run's maps, by key
     parts = {name: sorted(v.values()) for name, v in each.items()}
     # Each part's p90 by second of the load: a start-up transient and a steady cost look
     # different here, and the part that holds the transient shows.
-    parts_by_s: dict[str, list[int]] = {}
-    for name in ("to_fetch", "fetch_to_call", "to_send"):
-        if name not in each:
-            continue
-        per_second: dict[int, list[float]] = defaultdict(list)
-        for k, v in each[name].items():
-            per_second[int((sent[k] - first) / 1000)].append(v)
-        parts_by_s[name] = [
-            round(sorted(v)[int(len(v) * 0.9)]) for _, v in sorted(per_second.items())
-        ]
+    parts_by_s = {
+        name: [round(sorted(v)[int(len(v) * 0.9)]) for v in _by_second(each[name], sent, first)]
+        for name in ("to_fetch", "fetch_to_call", "to_send")
+        if name in each
+    }
     return parts, parts_by_s
 
 
