@@ -38,8 +38,13 @@ CODEC = kinds_codec([VIDEO_GENERATION])
 
 @pytest.fixture
 def fal(fal: FalHandle) -> FalHandle:
-    """The Fal emulator with a short queue wait and a clip made in about a second."""
-    fal.set_timings(queue_s=0.4, run_s=1.2)
+    """The Fal emulator with a short queue wait and a clip made in 3 s.
+
+    Why 3 s: the emulator logs its progress at each quarter of the run, and the rising percent
+    is seen only when two polls land in different quarters; a poll through the proxy can take
+    a large part of a second on a loaded machine, and 0.3 s quarters (a 1.2 s run) were once
+    all seen by a single poll."""
+    fal.set_timings(queue_s=0.4, run_s=3.0)
     return fal
 
 
