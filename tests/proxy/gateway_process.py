@@ -77,6 +77,16 @@ def free_port() -> int:
         return port
 
 
+class _PortTaken(Exception):
+    """The chosen port was bound by someone else between `free_port` and the child's bind."""
+
+
+# free_port() releases the port before the child binds it, so on a busy machine another
+# process (a test's broker, an outgoing connection) can take it in between. A fresh port is
+# tried then; a caller that needs one fixed port (a restart on the same URL) gets no retry.
+_PORT_TRIES = 3
+
+
 @contextmanager
 def gateway_up(
     config: Path,
@@ -92,37 +102,58 @@ def gateway_up(
     """
     environ = {k: v for k, v in os.environ.items() if k not in CLEARED}
     environ |= {"LITELLM_MASTER_KEY": master_key, "PYTHONPATH": str(ROOT), **(env or {})}
-    port = port if port is not None else free_port()
+    for attempt in range(1 if port is not None else _PORT_TRIES):
+        try:
+            started = _start(config, environ, port if port is not None else free_port())
+            break
+        except _PortTaken:
+            if attempt == _PORT_TRIES - 1:
+                raise
+    process, running = started
+    try:
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    if exit_zero:
+        assert code == 0, running.log.read_text()[-3000:]
+
+
+def _start(
+    config: Path, environ: Mapping[str, str], port: int
+) -> tuple[subprocess.Popen[str], GatewayProcess]:
+    """The child on `port`, once it printed its ready line; _PortTaken when the port was gone."""
     log = config.parent / f"stderr-{time.monotonic_ns()}.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
             [str(GATEWAY), "up", "--no-kafka", "--port", str(port), "--config", str(config)],
             cwd=ROOT,
-            env=environ,
+            env=dict(environ),
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
         )
-        lines: queue.Queue[str | None] = queue.Queue()
+    lines: queue.Queue[str | None] = queue.Queue()
 
-        def pump() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line.rstrip("\n"))
-            lines.put(None)
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
 
-        threading.Thread(target=pump, daemon=True).start()
-        printed: list[str] = []
-        try:
-            while (line := lines.get(timeout=_READY_TIMEOUT_S)) is not None:
-                printed.append(line)
-                if line.startswith("gateway: ready"):
-                    break
-            else:
-                raise RuntimeError(f"gateway exited before ready: {printed}\n{log.read_text()}")
-            yield GatewayProcess(f"http://127.0.0.1:{port}", printed, log)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            code = process.wait(timeout=30)
-    if exit_zero:
-        assert code == 0, log.read_text()[-3000:]
+    threading.Thread(target=pump, daemon=True).start()
+    printed: list[str] = []
+    try:
+        while (line := lines.get(timeout=_READY_TIMEOUT_S)) is not None:
+            printed.append(line)
+            if line.startswith("gateway: ready"):
+                return process, GatewayProcess(f"http://127.0.0.1:{port}", printed, log)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=30)
+        raise
+    process.wait(timeout=30)
+    errors = log.read_text()
+    if f"address ('127.0.0.1', {port}): address already in use" in errors:
+        raise _PortTaken(port)
+    raise RuntimeError(f"gateway exited before ready: {printed}\n{errors}")
