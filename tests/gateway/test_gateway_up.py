@@ -39,8 +39,18 @@ class Gateway:
     """A `gateway up` child process and the lines it printed up to "gateway: ready"."""
 
     def __init__(self, args: list[str], env: dict[str, str], stderr_path: Path) -> None:
-        self.port = free_port()
-        self._stderr = stderr_path.open("wb")
+        self.stderr_path = stderr_path
+        # free_port() releases the port before the child binds it, and on a loaded machine
+        # another process can take it in between: then a fresh port, at most 3 tries.
+        for _ in range(3):
+            self.port = free_port()
+            if self._start(args, env):
+                return
+        raise RuntimeError(f"no free port held until the gateway bound it: {self.lines}")
+
+    def _start(self, args: list[str], env: dict[str, str]) -> bool:
+        """True once the child printed its ready line; False when its port was taken."""
+        self._stderr = self.stderr_path.open("wb")
         self.process = subprocess.Popen(
             [str(GATEWAY), "up", "--port", str(self.port), *args],
             cwd=ROOT,
@@ -49,16 +59,18 @@ class Gateway:
             stderr=self._stderr,
             text=True,
         )
-        self.stderr_path = stderr_path
         self.lines: list[str] = []
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
         while (line := lines.get(timeout=60)) is not None:
             self.lines.append(line)
             if line.startswith("gateway: ready"):
-                break
-        else:
-            raise RuntimeError(f"gateway exited before ready: {self.lines}")
+                return True
+        self.process.wait(timeout=30)
+        self._stderr.close()
+        if f"{self.port}): address already in use" in self.stderr_path.read_text():
+            return False
+        raise RuntimeError(f"gateway exited before ready: {self.lines}")
 
     def _pump(self, lines: queue.Queue[str | None]) -> None:
         assert self.process.stdout is not None
