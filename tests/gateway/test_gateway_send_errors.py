@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_support import free_port, run_gateway
+from child_process import free_port
+from gateway_support import run_gateway
 
 from gateway.cli import main
 from gateway.send import BROKER_UNREACHABLE

@@ -6,12 +6,9 @@ and SIGTERM stops everything, the JVM included."""
 from __future__ import annotations
 
 import json
-import queue
 import re
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from gateway_support import GATEWAY, ROOT, base_env, child_pids, free_port, send_to
+from child_process import Ready, free_port, on_a_free_port, start_until_ready, stock_litellm
+from gateway_support import GATEWAY, ROOT, base_env, child_pids, send_to
 from provider_setup import FAKE_KEYS, emulator_env, write_config
 
 from emulators.testing import EmulatorHandle
@@ -40,43 +38,22 @@ class Gateway:
 
     def __init__(self, args: list[str], env: dict[str, str], stderr_path: Path) -> None:
         self.stderr_path = stderr_path
-        # free_port() releases the port before the child binds it, and on a loaded machine
-        # another process can take it in between: then a fresh port, at most 3 tries.
-        for _ in range(3):
-            self.port = free_port()
-            if self._start(args, env):
-                return
-        raise RuntimeError(f"no free port held until the gateway bound it: {self.lines}")
 
-    def _start(self, args: list[str], env: dict[str, str]) -> bool:
-        """True once the child printed its ready line; False when its port was taken."""
-        self._stderr = self.stderr_path.open("wb")
-        self.process = subprocess.Popen(
-            [str(GATEWAY), "up", "--port", str(self.port), *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-        )
-        self.lines: list[str] = []
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
-        while (line := lines.get(timeout=60)) is not None:
-            self.lines.append(line)
-            if line.startswith("gateway: ready"):
-                return True
-        self.process.wait(timeout=30)
-        self._stderr.close()
-        if f"{self.port}): address already in use" in self.stderr_path.read_text():
-            return False
-        raise RuntimeError(f"gateway exited before ready: {self.lines}")
+        def start(port: int) -> tuple[int, Ready]:
+            argv = [str(GATEWAY), "up", "--port", str(port), *args]
+            ready = start_until_ready(
+                argv,
+                port=port,
+                env=env,
+                cwd=ROOT,
+                stderr=stderr_path,
+                ready="gateway: ready",
+                timeout_s=60,
+            )
+            return port, ready
 
-    def _pump(self, lines: queue.Queue[str | None]) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
+        self.port, ready = on_a_free_port(start)
+        self.process, self.lines = ready.process, ready.lines
 
     @property
     def url(self) -> str:
@@ -93,9 +70,7 @@ class Gateway:
 
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self._stderr.close()
-        return code
+        return self.process.wait(timeout=30)
 
 
 def _unreachable_redis() -> str:
@@ -338,7 +313,6 @@ def test_stock_litellm_serves_the_same_config(
     tmp_path: Path, emulators: dict[str, EmulatorHandle]
 ) -> None:
     """Stock `litellm --config` reads litellm_config.yaml too, with the master key enforced."""
-    port = free_port()
     env = {
         **base_env(),
         **emulator_env(emulators["anthropic"], emulators["openai"], emulators["gemini"]),
@@ -346,40 +320,15 @@ def test_stock_litellm_serves_the_same_config(
         "PYTHONPATH": str(ROOT),
     }
     config = write_config(tmp_path / "litellm_config.yaml")
-    with (tmp_path / "stock.log").open("wb") as log:
-        process = subprocess.Popen(
-            [str(GATEWAY.parent / "litellm"), "--config", str(config), "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
+    with stock_litellm(config, env, tmp_path / "stock.log") as url:
+        body = {"model": "styling", "messages": [{"role": "user", "content": "hi"}]}
+        denied = httpx.post(f"{url}/v1/chat/completions", json=body)
+        served = httpx.post(
+            f"{url}/v1/chat/completions",
+            json=body,
+            headers={"authorization": "Bearer sk-stock-litellm-test-key"},
+            timeout=30,
         )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_ready(f"{url}/health/liveliness", process)
-            body = {"model": "styling", "messages": [{"role": "user", "content": "hi"}]}
-            denied = httpx.post(f"{url}/v1/chat/completions", json=body)
-            served = httpx.post(
-                f"{url}/v1/chat/completions",
-                json=body,
-                headers={"authorization": "Bearer sk-stock-litellm-test-key"},
-                timeout=30,
-            )
-        finally:
-            process.terminate()
-            process.wait(30)
     assert denied.status_code == 401
     assert served.status_code == 200
     assert "[gemini-emulator" in served.json()["choices"][0]["message"]["content"]
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)  # polling a server we do not control; it offers no readiness event
-    raise AssertionError(f"{url} not ready (exit code {process.poll()})")

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from gateway_support import GATEWAY, ROOT, base_env, child_pids, free_port, run_gateway
+from child_process import free_port
+from gateway_support import GATEWAY, ROOT, base_env, child_pids, run_gateway
 from provider_setup import write_config
 
 MASTER_KEY = "sk-gw-workers-test-master-key"

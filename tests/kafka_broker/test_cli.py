@@ -8,18 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from child_process import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_cli_prints_the_bootstrap_address_and_exits_cleanly_on_sigterm() -> None:
     """The CLI prints KAFKA_BOOTSTRAP_SERVERS for the requested port and exits 0 on SIGTERM."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "emulators.kafka", "--port", str(port), "--topic", "orders:3"],
         cwd=ROOT,

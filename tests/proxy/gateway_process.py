@@ -8,20 +8,19 @@ environment they clear, the start-up lines they read and the SIGTERM that ends t
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CLEARED", "GatewayProcess", "free_port", "gateway_up"]
+from child_process import on_a_free_port, start_until_ready
+
+__all__ = ["CLEARED", "GatewayProcess", "gateway_up"]
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = Path(sys.executable).parent / "gateway"
@@ -70,23 +69,6 @@ class GatewayProcess:
         return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class _PortTaken(Exception):
-    """The chosen port was bound by someone else between `free_port` and the child's bind."""
-
-
-# free_port() releases the port before the child binds it, so on a busy machine another
-# process (a test's broker, an outgoing connection) can take it in between. A fresh port is
-# tried then; a caller that needs one fixed port (a restart on the same URL) gets no retry.
-_PORT_TRIES = 3
-
-
 @contextmanager
 def gateway_up(
     config: Path,
@@ -99,17 +81,27 @@ def gateway_up(
     """`gateway up --no-kafka --config config` until the block ends, then SIGTERM.
 
     `env` is added to the cleared environment; `exit_zero` asserts a clean exit on SIGTERM.
+    Without `port` it runs on a free one (another if that was taken before the child bound it);
+    a caller that names one (a restart on the same URL) gets that port or an error.
     """
     environ = {k: v for k, v in os.environ.items() if k not in CLEARED}
     environ |= {"LITELLM_MASTER_KEY": master_key, "PYTHONPATH": str(ROOT), **(env or {})}
-    for attempt in range(1 if port is not None else _PORT_TRIES):
-        try:
-            started = _start(config, environ, port if port is not None else free_port())
-            break
-        except _PortTaken:
-            if attempt == _PORT_TRIES - 1:
-                raise
-    process, running = started
+
+    def start(chosen: int) -> tuple[subprocess.Popen[str], GatewayProcess]:
+        log = config.parent / f"stderr-{time.monotonic_ns()}.log"
+        argv = [str(GATEWAY), "up", "--no-kafka", "--port", str(chosen), "--config", str(config)]
+        ready = start_until_ready(
+            argv,
+            port=chosen,
+            env=environ,
+            cwd=ROOT,
+            stderr=log,
+            ready="gateway: ready",
+            timeout_s=_READY_TIMEOUT_S,
+        )
+        return ready.process, GatewayProcess(f"http://127.0.0.1:{chosen}", ready.lines, log)
+
+    process, running = start(port) if port is not None else on_a_free_port(start)
     try:
         yield running
     finally:
@@ -117,43 +109,3 @@ def gateway_up(
         code = process.wait(timeout=30)
     if exit_zero:
         assert code == 0, running.log.read_text()[-3000:]
-
-
-def _start(
-    config: Path, environ: Mapping[str, str], port: int
-) -> tuple[subprocess.Popen[str], GatewayProcess]:
-    """The child on `port`, once it printed its ready line; _PortTaken when the port was gone."""
-    log = config.parent / f"stderr-{time.monotonic_ns()}.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(GATEWAY), "up", "--no-kafka", "--port", str(port), "--config", str(config)],
-            cwd=ROOT,
-            env=dict(environ),
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    printed: list[str] = []
-    try:
-        while (line := lines.get(timeout=_READY_TIMEOUT_S)) is not None:
-            printed.append(line)
-            if line.startswith("gateway: ready"):
-                return process, GatewayProcess(f"http://127.0.0.1:{port}", printed, log)
-    except BaseException:
-        process.kill()
-        process.wait(timeout=30)
-        raise
-    process.wait(timeout=30)
-    errors = log.read_text()
-    if f"address ('127.0.0.1', {port}): address already in use" in errors:
-        raise _PortTaken(port)
-    raise RuntimeError(f"gateway exited before ready: {printed}\n{errors}")

@@ -8,16 +8,12 @@ import contextlib
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
-import pytest
+from child_process import stock_litellm
 from gateway_process import CLEARED
 from PIL import Image
 from provider_setup import write_config
@@ -28,47 +24,19 @@ ROOT = Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-stock-images-test-key"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def _stock_litellm(tmp_path: Path, env: dict[str, str]) -> Iterator[openai.OpenAI]:
     """Stock `litellm --config` on the repository's config, and an openai SDK client of it."""
-    port = _free_port()
     # In-process proxies of other tests leave CONFIG_FILE_PATH (which LiteLLM prefers to
     # --config) and provider variables in this process's environment: none may leak in.
     inherited = {k: v for k, v in os.environ.items() if k not in CLEARED}
     env = {**inherited, "LITELLM_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT), **env}
     config = write_config(tmp_path / "litellm_config.yaml")
-    litellm = Path(sys.executable).parent / "litellm"
-    with (tmp_path / "stock.log").open("wb") as log:
-        process = subprocess.Popen(
-            [str(litellm), "--config", str(config), "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(600):  # LiteLLM's start-up takes seconds
-                if process.poll() is not None:
-                    pytest.fail((tmp_path / "stock.log").read_text()[-3000:])
-                try:
-                    if httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-            with openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0) as sdk:
-                yield sdk
-        finally:
-            process.terminate()
-            process.wait(30)
+    with (
+        stock_litellm(config, env, tmp_path / "stock.log") as url,
+        openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER_KEY, max_retries=0) as sdk,
+    ):
+        yield sdk
 
 
 def test_stock_litellm_generates_an_image_through_the_plugin(

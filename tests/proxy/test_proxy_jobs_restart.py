@@ -13,7 +13,8 @@ from pathlib import Path
 
 import av
 import openai
-from gateway_process import free_port, gateway_up
+from child_process import free_port
+from gateway_process import gateway_up
 from PIL import Image
 from provider_setup import write_config
 
