@@ -9,6 +9,10 @@ on shared cores hits both alike) and the verdict is the median ratio.
 (a) in-process, one model per variant, 32 concurrent callers each sending one item at a time:
     batched (max_batch 32, max_wait 2 ms) vs one at a time (max_batch 1); MiniLM on short
     sentences, BlazeFace on a real group photo (preprocessing included in both).
+(c) face detection from the JPEG bytes a request carries, decoded then detected (batched, at
+    concurrency 32), the whole JPEG decoded against one decoded at reduced scale for the 192 px
+    model (`plugins.onnx.images.decode_reduced`), on the group photo (1280x886) and on the same
+    photo at 12 MP (4256x2946, a product photo's size), alternating over `--rounds`.
 (b) HTTP: `gateway up --no-kafka` as its own process and a load process with the official
     openai SDK (AsyncOpenAI) as a real client uses it: lists of 64 sentences per request at
     concurrency 4, and single-sentence requests at concurrency 32. The ratio is against (a)'s
@@ -16,7 +20,8 @@ on shared cores hits both alike) and the verdict is the median ratio.
     comes from /proc/<pid>/stat.
 
     python bench/onnx_bench.py [--rounds 3] [--sentences 1500] [--images 192]
-                               [--http-sentences 6000] [--skip-http] [--model NAME]
+                               [--http-sentences 6000] [--skip-http] [--skip-decode]
+                               [--model NAME]
 
 (a) runs the model the config's `embeddings` task names (`--model minilm-l6-v2` for fp32);
 (b) serves whatever the config names.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import itertools
 import os
 import statistics
@@ -132,6 +138,55 @@ def part_a(args: argparse.Namespace, models_dir: Path) -> float:
     return best_batched
 
 
+async def decode_and_detect(data: bytes, total: int, models_dir: Path, *, reduced: bool) -> float:
+    """Images/s of BlazeFace (batched) on `data` decoded per call, as the route decodes it."""
+    from plugins.onnx.images import decode_image  # noqa: PLC0415 - only this part needs it
+
+    batching = BatchSettings(max_batch=32, max_wait_ms=2, max_queue=4096)
+    models = OnnxModels(OnnxSettings(batching=batching), models_dir)
+    try:
+        detector = await models.image_model("blazeface-full-range", "face-detection")
+        side = detector.input_side if reduced else None
+
+        async def call(_: int) -> Any:
+            decoded = await asyncio.to_thread(decode_image, data, at_least=side)
+            return await detector.infer(decoded.image, decoded.size)
+
+        await call(0)  # warm-up: first runs allocate
+        return await _drive(call, total, 32)
+    finally:
+        await models.stop()
+
+
+def part_c(args: argparse.Namespace, models_dir: Path) -> None:
+    from onnx_vision_data import group_photo, group_photo_jpeg  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    large = io.BytesIO()
+    photo = group_photo().convert("RGB")
+    photo.resize((4256, 2946), Image.Resampling.LANCZOS).save(large, format="JPEG", quality=90)
+    for label, data, total in (
+        ("1280x886 JPEG", group_photo_jpeg(), args.images),
+        ("4256x2946 JPEG", large.getvalue(), max(32, args.images // 4)),
+    ):
+        ratios = []
+        for rnd in range(args.rounds):
+            rates = {}
+            for reduced in (False, True):
+                cpu = time.process_time()
+                rate = asyncio.run(decode_and_detect(data, total, models_dir, reduced=reduced))
+                rates[reduced] = (rate, (time.process_time() - cpu) / (total + 1) * 1000)
+            ratios.append(rates[True][0] / rates[False][0])
+            print(
+                f"  faces from a {label:<14} round {rnd + 1}: whole decode "
+                f"{rates[False][0]:6.1f}/s ({rates[False][1]:5.1f} ms CPU each)   reduced "
+                f"{rates[True][0]:6.1f}/s ({rates[True][1]:5.1f} ms)   ratio {ratios[-1]:.2f}"
+            )
+        print(
+            f"faces from a {label}: median ratio reduced / whole = {statistics.median(ratios):.2f}"
+        )
+
+
 async def _load(url: str, mode: str, total: int) -> float:
     import openai  # noqa: PLC0415 - only the load process needs it
 
@@ -219,6 +274,7 @@ def main() -> int:
     parser.add_argument("--http-sentences", type=int, default=6000)
     parser.add_argument("--load", nargs=3, metavar=("URL", "MODE", "N"))
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-decode", action="store_true")
     parser.add_argument(
         "--model",
         default=None,
@@ -231,6 +287,8 @@ def main() -> int:
     args.model = args.model or configured_model()
     print(f"cores usable: {len(os.sched_getaffinity(0))}; embeddings model: {args.model}")
     ceiling = part_a(args, MODELS)
+    if not args.skip_decode:
+        part_c(args, MODELS)
     if not args.skip_http:
         part_b(args, ceiling, MODELS)
     return 0

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from pipelines._errors import AnswerInvalid, ImageTooLarge, ImageUndecodable, InputRefused
 from pipelines._vision_schemas import Face, Landmark, Region
 from plugins.onnx.faces import KEYPOINTS
+from plugins.onnx.images import DecodedImage, decode_reduced
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -43,9 +44,12 @@ DEFAULT_MAX_PIXELS = 40_000_000
 _FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP"})
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """`data` decoded (its pixels loaded), or ImageUndecodable / ImageTooLarge / InputRefused
-    (another format) saying why."""
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, at_least: int | None = None
+) -> DecodedImage:
+    """`data` decoded (its pixels loaded; a JPEG at reduced scale when a model reading
+    `at_least` pixels per side is all that needs it: `decode_reduced`), with its original size,
+    or ImageUndecodable / ImageTooLarge / InputRefused (another format) saying why."""
     try:
         with warnings.catch_warnings():
             # Pillow warns (and past 2x raises) on large images; `max_pixels` decides here.
@@ -63,6 +67,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             if image.format not in _FORMATS:
                 # A GIF or TIFF named .png: what the file is decides, not what it is called.
                 raise InputRefused(f"the image is {image.format}; PNG, JPEG or WebP expected")
+            size = decode_reduced(image, at_least)
             image.load()
     except Image.DecompressionBombError as exc:
         # Pillow refuses headers past twice its own limit before our check sees them.
@@ -71,7 +76,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         raise ImageUndecodable("the image is not a PNG, JPEG or WebP Pillow can read") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageUndecodable(f"the image is truncated or corrupt: {exc}"[:300]) from exc
-    return image
+    return DecodedImage(image, size)
 
 
 def _xywh(box: Sequence[float], width: int, height: int) -> list[int] | None:

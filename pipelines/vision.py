@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 import msgspec
-from PIL import Image
 
 from consumers.handler_config import HandlerResources
 from consumers.handlers import HandlerContext
@@ -70,6 +69,7 @@ from pipelines._vision_schemas import (
     SegmentationSucceeded,
 )
 from plugins.onnx.errors import OnnxError, OnnxOverloaded, OnnxStopped
+from plugins.onnx.images import DecodedImage
 from plugins.onnx.provider import OnnxModels
 from plugins.onnx.vision import ImageModel
 from schemas import Request, Usage
@@ -181,22 +181,25 @@ class _VisionHandler(MediaHandler):
             await self._models.stop()
         await super().stop()
 
-    async def _input(self, ref: MediaRef, ctx: HandlerContext) -> tuple[bytes, str, Image.Image]:
+    async def _input(self, ref: MediaRef, ctx: HandlerContext) -> tuple[bytes, str, DecodedImage]:
         await ctx.report_progress("resolving", 0.0, "locating the image")
         media = await self._artifacts.resolver.resolve(ref, accept=IMAGE_TYPES, noun="image")
-        image = await asyncio.to_thread(
-            decode_image, media.data, max_pixels=self._vision.max_pixels
+        # Only the local model reads the pixels (a provider gets the bytes): it decides how
+        # few a JPEG may be decoded to.
+        at_least = self._runner.input_side if self._runner is not None else None
+        decoded = await asyncio.to_thread(
+            decode_image, media.data, max_pixels=self._vision.max_pixels, at_least=at_least
         )
-        return media.data, media.content_type.split(";", 1)[0].strip(), image
+        return media.data, media.content_type.split(";", 1)[0].strip(), decoded
 
     def _local_served(self) -> Served:
         assert self._vision.local is not None
         return Served(provider="onnx", model=self._vision.local.model, images=1, cost_usd=0.0)
 
-    async def _infer(self, image: Image.Image) -> Any:
+    async def _infer(self, decoded: DecodedImage) -> Any:
         assert self._runner is not None and self._vision.local is not None
         with _local_errors(self._vision.local.model):
-            return await self._runner.infer(image)
+            return await self._runner.infer(decoded.image, decoded.size)
 
     async def _ask(
         self, event: Request, ctx: HandlerContext, prompt: str, data: bytes, content_type: str
@@ -237,11 +240,11 @@ class FaceDetection(_VisionHandler):
     _local_kind = "face-detection"
 
     async def handle(self, event: FacesRequested, ctx: HandlerContext) -> Faces:
-        data, content_type, image = await self._input(event.image, ctx)
-        width, height = image.size
+        data, content_type, decoded = await self._input(event.image, ctx)
+        width, height = decoded.size
         await ctx.report_progress("detecting", 0.2, f"{width}x{height} image, {self.provider}")
         if self._runner is not None:
-            found = faces_from_local(await self._infer(image), width, height)
+            found = faces_from_local(await self._infer(decoded), width, height)
             served = self._local_served()
         else:
             content, served = await self._ask(event, ctx, "face", data, content_type)
@@ -262,11 +265,11 @@ class Segmenter(_VisionHandler):
                 f"the local model segments people only; {event.prompt[:60]!r} needs the "
                 "proxy's segmentation task"
             )
-        data, content_type, image = await self._input(event.image, ctx)
-        width, height = image.size
+        data, content_type, decoded = await self._input(event.image, ctx)
+        width, height = decoded.size
         await ctx.report_progress("segmenting", 0.2, f"{width}x{height} image, {self.provider}")
         if self._runner is not None:
-            result = await self._infer(image)
+            result = await self._infer(decoded)
             mask = result.mask
             regions = region_of_mask(mask, result.score)
             served = self._local_served()

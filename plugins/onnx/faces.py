@@ -22,6 +22,7 @@ from plugins.onnx.errors import OnnxInferenceError
 
 __all__ = [
     "FULL_RANGE",
+    "INPUT_SIZE",
     "KEYPOINTS",
     "SHORT_RANGE",
     "AnchorOptions",
@@ -61,6 +62,8 @@ FULL_RANGE = AnchorOptions(input_size=192, strides=(4,), interpolated_scale_aspe
 SHORT_RANGE = AnchorOptions(
     input_size=128, strides=(8, 16, 16, 16), interpolated_scale_aspect_ratio=1.0
 )
+
+INPUT_SIZE = FULL_RANGE.input_size  # what `preprocess` letterboxes into by default
 
 _BY_INPUT_SIZE = {options.input_size: options for options in (FULL_RANGE, SHORT_RANGE)}
 
@@ -112,11 +115,19 @@ class Face:
 
 
 def preprocess(
-    image: Image.Image, *, size: int = FULL_RANGE.input_size, max_pixels: int = MAX_PIXELS
+    image: Image.Image,
+    original: tuple[int, int] | None = None,
+    *,
+    size: int = INPUT_SIZE,
+    max_pixels: int = MAX_PIXELS,
 ) -> tuple[np.ndarray, Letterbox]:
-    """`image` letterboxed into [1, size, size, 3] float32 in [-1, 1] (black padding)."""
+    """`image` letterboxed into [1, size, size, 3] float32 in [-1, 1] (black padding).
+
+    `original`: the size of the picture `image` was decoded from at reduced scale; the
+    letterbox (and so every box postprocess finds) is in its pixels. `image.size` by default.
+    """
     rgb = rgb_image(image, max_pixels=max_pixels)
-    width, height = rgb.size
+    width, height = original or rgb.size
     scale = size / max(width, height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     canvas = Image.new("RGB", (size, size))

@@ -2,7 +2,9 @@
 
 Why it exists: every image model refuses the same bad inputs the same way (not an image, zero
 pixels, a decompression bomb, a mode no model reads) with a 400 naming the field, before any
-model time is spent, so one bad image fails its own request and nothing else.
+model time is spent, so one bad image fails its own request and nothing else. A model that
+reads a few hundred pixels per side gets a JPEG decoded at reduced scale (`decode_reduced`):
+a 24 MP photo then costs a few MB and a fraction of the decoding time instead of 72 MB.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import binascii
 import io
 import warnings
+from dataclasses import dataclass
 
 import httpx
 from PIL import Image, UnidentifiedImageError
@@ -18,14 +21,45 @@ from PIL import Image, UnidentifiedImageError
 from plugins.onnx._pixels import MAX_PIXELS, rgb_image
 from plugins.onnx.errors import OnnxBadInput
 
-__all__ = ["MAX_IMAGE_BYTES", "MAX_PIXELS", "decode_image", "fetch_image"]
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "MAX_PIXELS",
+    "DecodedImage",
+    "decode_image",
+    "decode_reduced",
+    "fetch_image",
+]
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 _FETCH_TIMEOUT_S = 15.0
 
 
-def decode_image(data: bytes, *, param: str = "image") -> Image.Image:
-    """`data` as an RGB image, or OnnxBadInput naming `param`."""
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    """An RGB image, and the size of the picture it was decoded from: the two differ when a
+    JPEG was decoded at reduced scale, and answers (boxes, masks) are in the original's
+    pixels."""
+
+    image: Image.Image
+    size: tuple[int, int]
+
+
+def decode_reduced(image: Image.Image, at_least: int | None) -> tuple[int, int]:
+    """The size of `image` (opened, not loaded), after asking its decoder to produce no more
+    pixels than a model reading `at_least` pixels per side needs.
+
+    JPEG decoders scale in the DCT domain by 1/2, 1/4 or 1/8, keeping both sides >= at_least,
+    so a model that resizes down afterwards sees the same picture; other formats decode whole.
+    """
+    size: tuple[int, int] = image.size
+    if at_least is not None and at_least > 0:
+        image.draft("RGB", (at_least, at_least))
+    return size
+
+
+def decode_image(data: bytes, *, param: str = "image", at_least: int | None = None) -> DecodedImage:
+    """`data` as an RGB image (see `decode_reduced` for `at_least`), or OnnxBadInput naming
+    `param`."""
     if not data:
         raise OnnxBadInput("the image is empty", param=param)
     try:
@@ -35,12 +69,13 @@ def decode_image(data: bytes, *, param: str = "image") -> Image.Image:
             image = Image.open(io.BytesIO(data))
             # Size and mode from the header, before any pixel is decoded (a bomb never is).
             rgb_image(image, max_pixels=MAX_PIXELS, param=param)
+            size = decode_reduced(image, at_least)
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise OnnxBadInput("the data is not an image PIL can read", param=param) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise OnnxBadInput(f"the image is truncated or corrupt: {exc}", param=param) from exc
-    return rgb_image(image, max_pixels=MAX_PIXELS, param=param)
+    return DecodedImage(rgb_image(image, max_pixels=MAX_PIXELS, param=param), size)
 
 
 def _data_url(url: str, param: str) -> bytes:

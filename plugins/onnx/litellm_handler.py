@@ -118,10 +118,12 @@ class OnnxLiteLLM(CustomLLM):
         _, url = last_user_image(messages)
         kind = _kind(models.task_of(name), name)
         data = await fetch_image(url)
-        image = await asyncio.to_thread(decode_image, data, param="messages")
         runner = await models.image_model(name, kind)
-        result = await runner.infer(image)
-        width, height = image.size
+        decoded = await asyncio.to_thread(
+            decode_image, data, param="messages", at_least=runner.input_side
+        )
+        result = await runner.infer(decoded.image, decoded.size)
+        width, height = decoded.size
         if kind == "face-detection":
             return faces_answer(result, width, height)
         return masks_answer(result, width, height)

@@ -52,14 +52,20 @@ class Mask:
 
 
 def preprocess(
-    image: Image.Image, *, size: int = INPUT_SIZE, max_pixels: int = MAX_PIXELS
+    image: Image.Image,
+    original: tuple[int, int] | None = None,
+    *,
+    size: int = INPUT_SIZE,
+    max_pixels: int = MAX_PIXELS,
 ) -> tuple[np.ndarray, Size]:
-    """`image` stretched to [1, size, size, 3] float32 in [0, 1], with its original size."""
+    """`image` stretched to [1, size, size, 3] float32 in [0, 1], with the size the mask is
+    brought back to: `original` (the picture `image` was decoded from at reduced scale), else
+    `image.size`."""
     rgb = rgb_image(image, max_pixels=max_pixels)
     # reducing_gap: an integer box reduction first (see faces.preprocess), then bilinear.
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     tensor = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
-    return tensor[np.newaxis], Size(*rgb.size)
+    return tensor[np.newaxis], Size(*(original or rgb.size))
 
 
 def _probabilities(output: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:

@@ -26,7 +26,7 @@ __all__ = ["ShotDetector", "image_embedder"]
 _WINDOWS_PER_RUN = 8
 
 
-def _embed_pre(image: Image.Image) -> tuple[np.ndarray, Any]:
+def _embed_pre(image: Image.Image, _size: tuple[int, int]) -> tuple[np.ndarray, Any]:
     return image_embeddings.preprocess(image), None
 
 

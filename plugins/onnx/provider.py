@@ -118,6 +118,7 @@ class OnnxModels:
                 postprocess=module.postprocess,
                 batching=self.settings.batching_of(name),
                 options=self._options(),
+                input_side=module.INPUT_SIZE,
             )
 
         runner = await self._runner(name, build, kind)

@@ -27,8 +27,9 @@ from plugins.onnx.settings import BatchSettings
 __all__ = ["ImageModel", "Postprocess", "Preprocess", "faces_answer", "masks_answer"]
 
 ResultT = TypeVar("ResultT")
-# image -> (input tensor with a leading batch axis of 1, what postprocess needs to map back)
-Preprocess = Callable[[Image.Image], tuple[np.ndarray, Any]]
+# (image, the size of the original it was decoded from) -> (input tensor with a leading batch
+# axis of 1, what postprocess needs to map back to the original's pixels)
+Preprocess = Callable[[Image.Image, tuple[int, int]], tuple[np.ndarray, Any]]
 # (this item's outputs, each with a batch axis of 1; the preprocess context) -> result
 Postprocess = Callable[[Sequence[np.ndarray], Any], ResultT]
 
@@ -51,8 +52,12 @@ class ImageModel(Generic[ResultT]):
         postprocess: Postprocess[ResultT],
         batching: BatchSettings,
         options: SessionOptions | None = None,
+        input_side: int | None = None,
     ) -> None:
         self.name = name
+        # The pixels per side the model reads: what a JPEG may be decoded down to
+        # (plugins.onnx.images.decode_reduced); None for a model that wants every pixel.
+        self.input_side = input_side
         self._session = ModelSession(name, folder, options)
         self._pre = preprocess
         self._post = postprocess
@@ -77,10 +82,11 @@ class ImageModel(Generic[ResultT]):
         await self._batcher.stop()
         self._session.close()
 
-    async def infer(self, image: Image.Image) -> ResultT:
-        """The postprocessed result for one decoded RGB image."""
+    async def infer(self, image: Image.Image, size: tuple[int, int] | None = None) -> ResultT:
+        """The postprocessed result for one decoded RGB image, in pixels of `size` (the
+        original's, when `image` was decoded at reduced scale; `image.size` by default)."""
         # Resizing a photo takes milliseconds: off the event loop.
-        tensor, context = await asyncio.to_thread(self._pre, image)
+        tensor, context = await asyncio.to_thread(self._pre, image, size or image.size)
         return await self._batcher.submit(_Item(tensor, context))
 
     async def _outputs(self, batch: Sequence[_Item]) -> list[list[np.ndarray]]:

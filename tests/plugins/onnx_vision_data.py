@@ -46,7 +46,13 @@ def _checked(data: bytes, source: SourceFile) -> Image.Image:
 
 
 def group_photo() -> Image.Image:
-    """The six-person group photo from insightface's sdist (downloaded once, no build)."""
+    """The six-person group photo from insightface's sdist, decoded."""
+    return _checked(group_photo_jpeg(), GROUP_PHOTO)
+
+
+def group_photo_jpeg() -> bytes:
+    """The six-person group photo's JPEG file (1280x886) from insightface's sdist (downloaded
+    once, no build), as a user would send it."""
     sdist = WHEELS_DIR / f"insightface-{GROUP_PHOTO.version}.tar.gz"
     if not sdist.exists():
         WHEELS_DIR.mkdir(parents=True, exist_ok=True)
@@ -58,7 +64,7 @@ def group_photo() -> Image.Image:
     with tarfile.open(sdist) as archive:
         member = archive.extractfile(GROUP_PHOTO.member)
         assert member is not None, f"{sdist.name} has no {GROUP_PHOTO.member}"
-        return _checked(member.read(), GROUP_PHOTO)
+        return member.read()
 
 
 def portrait() -> Image.Image:

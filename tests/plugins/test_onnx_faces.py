@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
-from onnx_vision_data import GROUP_FACES, group_photo
+from onnx_vision_data import GROUP_FACES, group_photo, group_photo_jpeg
 from PIL import Image
 
 from plugins.onnx import faces
 from plugins.onnx.errors import OnnxBadInput, OnnxInferenceError
 from plugins.onnx.export.blazeface import SPEC as BLAZEFACE
+from plugins.onnx.images import decode_image
 
-Detect = Callable[[Image.Image], list[faces.Face]]
+Detect = Callable[..., list[faces.Face]]  # (image, original size or None)
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +25,8 @@ def detect(onnx_models: Path) -> Detect:
         str(onnx_models / BLAZEFACE.name / "model.onnx"), providers=["CPUExecutionProvider"]
     )
 
-    def run(image: Image.Image) -> list[faces.Face]:
-        tensor, letterbox = faces.preprocess(image)
+    def run(image: Image.Image, original: tuple[int, int] | None = None) -> list[faces.Face]:
+        tensor, letterbox = faces.preprocess(image, original)
         return faces.postprocess(session.run(None, {"image": tensor}), letterbox)
 
     return run
@@ -75,6 +76,20 @@ def test_faces_are_found_at_the_same_place_in_a_padded_copy(detect: Detect) -> N
     assert len(shifted) == len(original) == GROUP_FACES
     for a, b in zip(original, shifted, strict=True):
         assert _iou(a, (b[0], b[1] - offset, b[2], b[3] - offset)) > 0.8
+
+
+def test_a_jpeg_decoded_at_reduced_scale_gives_the_same_faces_in_its_own_pixels(
+    detect: Detect,
+) -> None:
+    """The group photo's JPEG decoded for the 192 px model (a quarter of its size) gives the
+    same six boxes as the whole photo, in the 1280x886 photo's pixels."""
+    decoded = decode_image(group_photo_jpeg(), at_least=faces.INPUT_SIZE)
+    assert decoded.size == (1280, 886) and decoded.image.size == (320, 222)
+    whole = sorted(f.box for f in detect(group_photo()))
+    reduced = sorted(f.box for f in detect(decoded.image, decoded.size))
+    assert len(reduced) == len(whole) == GROUP_FACES
+    for a, b in zip(whole, reduced, strict=True):
+        assert _iou(a, b) > 0.85
 
 
 def test_a_blank_image_has_no_face(detect: Detect) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import litellm
 import pytest
-from onnx_vision_data import GROUP_FACES, group_photo
+from onnx_vision_data import GROUP_FACES, group_photo, group_photo_jpeg
 
 from plugins.fal.vision import FACES_SCHEMA
 from plugins.onnx.litellm_handler import OnnxLiteLLM
@@ -56,6 +56,31 @@ async def test_a_face_detection_chat_answers_the_faces_json(handler: OnnxLiteLLM
     answer = json.loads(response.choices[0].message.content)
     jsonschema.validate(answer, FACES_SCHEMA)
     assert len(answer["faces"]) == GROUP_FACES
+
+
+async def test_a_jpeg_photo_is_answered_in_its_own_pixels(handler: OnnxLiteLLM) -> None:
+    """The photo's JPEG as sent (decoded at reduced scale for the 192 px model) answers six
+    faces in the 1280x886 photo's pixels, spread across it."""
+    url = "data:image/jpeg;base64," + base64.b64encode(group_photo_jpeg()).decode()
+    response = await litellm.acompletion(
+        model="onnx/blazeface-full-range",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "face"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+        api_key="unused",
+    )
+    answer = json.loads(response.choices[0].message.content)
+    jsonschema.validate(answer, FACES_SCHEMA)
+    assert (answer["width"], answer["height"]) == (1280, 886)
+    assert len(answer["faces"]) == GROUP_FACES
+    # Boxes in the reduced decode's pixels (320x222) would all lie in the top-left quarter.
+    assert max(face["box"][2] for face in answer["faces"]) > 640
 
 
 async def test_a_chat_without_an_image_is_a_400(handler: OnnxLiteLLM) -> None:

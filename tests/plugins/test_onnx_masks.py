@@ -16,8 +16,9 @@ from plugins.onnx import faces, masks
 from plugins.onnx.errors import OnnxBadInput, OnnxInferenceError
 from plugins.onnx.export.blazeface import SPEC as BLAZEFACE
 from plugins.onnx.export.selfie import SPEC as SELFIE
+from plugins.onnx.images import decode_image
 
-Segment = Callable[[Image.Image], masks.Mask]
+Segment = Callable[..., masks.Mask]  # (image, original size or None)
 
 
 def _session(models: Path, name: str) -> onnxruntime.InferenceSession:
@@ -29,8 +30,8 @@ def _session(models: Path, name: str) -> onnxruntime.InferenceSession:
 def segment(onnx_models: Path) -> Segment:
     session = _session(onnx_models, SELFIE.name)
 
-    def run(image: Image.Image) -> masks.Mask:
-        tensor, size = masks.preprocess(image)
+    def run(image: Image.Image, original: tuple[int, int] | None = None) -> masks.Mask:
+        tensor, size = masks.preprocess(image, original)
         return masks.postprocess(session.run(None, {"image": tensor}), size)
 
     return run
@@ -68,6 +69,24 @@ def test_mask_png_is_the_mask_at_the_image_size(portrait_mask: masks.Mask) -> No
     decoded = np.asarray(Image.open(io.BytesIO(portrait_mask.to_png())))
     assert decoded.shape == portrait_mask.mask.shape
     np.testing.assert_array_equal(decoded == 255, portrait_mask.mask)
+
+
+def test_a_jpeg_decoded_at_reduced_scale_gives_the_same_mask_at_its_own_size(
+    segment: Segment, portrait_mask: masks.Mask
+) -> None:
+    """The portrait as a 1024x1024 JPEG, decoded for the 256 px model (a quarter of its size),
+    is masked at 1024x1024 where the whole portrait's mask, brought to that size, is."""
+    out = io.BytesIO()
+    portrait().convert("RGB").resize((1024, 1024), Image.Resampling.LANCZOS).save(
+        out, format="JPEG", quality=95
+    )
+    decoded = decode_image(out.getvalue(), at_least=masks.INPUT_SIZE)
+    assert decoded.size == (1024, 1024) and decoded.image.size == (256, 256)
+    reduced = segment(decoded.image, decoded.size)
+    assert reduced.mask.shape == (1024, 1024)
+    whole = np.asarray(Image.fromarray(portrait_mask.mask).resize((1024, 1024)), dtype=bool)
+    iou = (reduced.mask & whole).sum() / (reduced.mask | whole).sum()
+    assert iou > 0.95
 
 
 def test_an_empty_scene_has_little_foreground(segment: Segment) -> None:

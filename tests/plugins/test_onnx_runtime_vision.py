@@ -31,9 +31,9 @@ def _png(size: tuple[int, int], mode: str = "RGB", colour: Any = 128) -> bytes:
     return out.getvalue()
 
 
-def _preprocess(image: Image.Image) -> tuple[np.ndarray, Any]:
+def _preprocess(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, Any]:
     small = np.asarray(image.resize((4, 4)), dtype=np.float32) / 255
-    return small[None], image.size
+    return small[None], size
 
 
 def _postprocess(outputs: Sequence[np.ndarray], size: Any) -> tuple[float, Any]:
@@ -80,8 +80,38 @@ def test_an_image_of_an_unusual_channel_count_is_refused() -> None:
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
 def test_grey_alpha_and_palette_images_become_rgb(mode: str) -> None:
     """Greyscale, RGBA and palette images are read as RGB of the same size."""
-    image = decode_image(_png((7, 5), mode, 100 if mode != "RGBA" else (1, 2, 3, 4)))
-    assert image.mode == "RGB" and image.size == (7, 5)
+    decoded = decode_image(_png((7, 5), mode, 100 if mode != "RGBA" else (1, 2, 3, 4)))
+    assert decoded.image.mode == "RGB" and decoded.image.size == decoded.size == (7, 5)
+
+
+def _jpeg(size: tuple[int, int]) -> bytes:
+    """A JPEG of a smooth gradient (what DCT scaling keeps: no detail finer than 8 px)."""
+    xs, ys = np.meshgrid(np.linspace(0, 255, size[0]), np.linspace(0, 255, size[1]))
+    pixels = np.stack([xs, (xs + ys) / 2, ys], axis=-1)
+    out = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(out, format="JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_a_jpeg_is_decoded_at_reduced_scale_for_a_model_that_reads_few_pixels() -> None:
+    """A 2000x1500 JPEG for a 192 px model is decoded at a quarter of its size (both sides
+    still >= 192), its original size kept, and the picture is the same once resized."""
+    data = _jpeg((2000, 1500))
+    reduced = decode_image(data, at_least=192)
+    full = decode_image(data)
+    assert reduced.size == full.size == full.image.size == (2000, 1500)
+    assert reduced.image.size == (500, 375)
+    small = [np.asarray(d.image.resize((192, 144), Image.Resampling.BILINEAR, reducing_gap=2.0),
+                        dtype=np.float32) for d in (reduced, full)]  # fmt: skip
+    assert np.abs(small[0] - small[1]).mean() < 2.0  # of 255: the same picture
+
+
+def test_a_small_jpeg_or_another_format_is_decoded_whole() -> None:
+    """No reduction below the model's side, and none for a PNG, whatever its size."""
+    small = decode_image(_jpeg((300, 200)), at_least=192)
+    assert small.image.size == small.size == (300, 200)  # 200 // 192 = 1: no room to scale
+    png = decode_image(_png((1000, 800)), at_least=192)
+    assert png.image.size == png.size == (1000, 800)
 
 
 async def test_data_urls_decode_and_bad_schemes_are_refused() -> None:
