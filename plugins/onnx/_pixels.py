@@ -11,7 +11,7 @@ from PIL import Image
 
 from plugins.onnx.errors import OnnxBadInput
 
-__all__ = ["MAX_PIXELS", "rgb_image"]
+__all__ = ["MAX_PIXELS", "check_image", "rgb_image"]
 
 MAX_PIXELS = 40_000_000  # the same default as the decoder's: 40 MP, far below a bomb
 # Modes whose conversion to RGB invents nothing: bilevel, grey, palette, alpha (dropped),
@@ -23,6 +23,14 @@ _CONVERTIBLE = frozenset(
 
 def rgb_image(image: Image.Image, *, max_pixels: int, param: str = "image") -> Image.Image:
     """`image` as RGB, or OnnxBadInput naming `param` if no model should read it."""
+    check_image(image, max_pixels=max_pixels, param=param)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def check_image(image: Image.Image, *, max_pixels: int, param: str = "image") -> None:
+    """OnnxBadInput naming `param` if no model should read `image`; reads only its size and
+    mode, so an image opened but not decoded stays so (its header is checked before a pixel
+    is decoded)."""
     width, height = image.size
     if width < 1 or height < 1:
         raise OnnxBadInput(f"the image has no pixels ({width}x{height})", param=param)
@@ -37,4 +45,3 @@ def rgb_image(image: Image.Image, *, max_pixels: int, param: str = "image") -> I
             "send RGB, RGBA or greyscale",
             param=param,
         )
-    return image if image.mode == "RGB" else image.convert("RGB")

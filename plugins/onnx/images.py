@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from plugins.onnx._pixels import MAX_PIXELS, rgb_image
+from plugins.onnx._pixels import MAX_PIXELS, check_image, rgb_image
 from plugins.onnx.errors import OnnxBadInput
 
 __all__ = [
@@ -68,7 +68,7 @@ def decode_image(data: bytes, *, param: str = "image", at_least: int | None = No
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             # Size and mode from the header, before any pixel is decoded (a bomb never is).
-            rgb_image(image, max_pixels=MAX_PIXELS, param=param)
+            check_image(image, max_pixels=MAX_PIXELS, param=param)
             size = decode_reduced(image, at_least)
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:

@@ -84,23 +84,26 @@ def test_grey_alpha_and_palette_images_become_rgb(mode: str) -> None:
     assert decoded.image.mode == "RGB" and decoded.image.size == decoded.size == (7, 5)
 
 
-def _jpeg(size: tuple[int, int]) -> bytes:
+def _jpeg(size: tuple[int, int], mode: str = "RGB") -> bytes:
     """A JPEG of a smooth gradient (what DCT scaling keeps: no detail finer than 8 px)."""
     xs, ys = np.meshgrid(np.linspace(0, 255, size[0]), np.linspace(0, 255, size[1]))
     pixels = np.stack([xs, (xs + ys) / 2, ys], axis=-1)
     out = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(out, format="JPEG", quality=95)
+    picture = Image.fromarray(pixels.astype(np.uint8)).convert(mode)
+    picture.save(out, format="JPEG", quality=95)
     return out.getvalue()
 
 
-def test_a_jpeg_is_decoded_at_reduced_scale_for_a_model_that_reads_few_pixels() -> None:
-    """A 2000x1500 JPEG for a 192 px model is decoded at a quarter of its size (both sides
-    still >= 192), its original size kept, and the picture is the same once resized."""
-    data = _jpeg((2000, 1500))
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_a_jpeg_is_decoded_at_reduced_scale_for_a_model_that_reads_few_pixels(mode: str) -> None:
+    """A 2000x1500 JPEG (colour, grey or CMYK) for a 192 px model is decoded at a quarter of
+    its size (both sides still >= 192), as RGB, its original size kept, and the picture is the
+    same once resized."""
+    data = _jpeg((2000, 1500), mode)
     reduced = decode_image(data, at_least=192)
     full = decode_image(data)
     assert reduced.size == full.size == full.image.size == (2000, 1500)
-    assert reduced.image.size == (500, 375)
+    assert reduced.image.size == (500, 375) and reduced.image.mode == "RGB"
     small = [np.asarray(d.image.resize((192, 144), Image.Resampling.BILINEAR, reducing_gap=2.0),
                         dtype=np.float32) for d in (reduced, full)]  # fmt: skip
     assert np.abs(small[0] - small[1]).mean() < 2.0  # of 255: the same picture
