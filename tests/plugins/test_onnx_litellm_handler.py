@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import litellm
@@ -38,30 +39,9 @@ def _photo() -> str:
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-async def test_a_face_detection_chat_answers_the_faces_json(handler: OnnxLiteLLM) -> None:
-    """litellm.acompletion on onnx/blazeface-full-range answers FACES_SCHEMA with six faces."""
-    response = await litellm.acompletion(
-        model="onnx/blazeface-full-range",
-        messages=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "face"},
-                    {"type": "image_url", "image_url": {"url": _photo()}},
-                ],
-            }
-        ],
-        api_key="unused",
-    )
-    answer = json.loads(response.choices[0].message.content)
-    jsonschema.validate(answer, FACES_SCHEMA)
-    assert len(answer["faces"]) == GROUP_FACES
-
-
-async def test_a_jpeg_photo_is_answered_in_its_own_pixels(handler: OnnxLiteLLM) -> None:
-    """The photo's JPEG as sent (decoded at reduced scale for the 192 px model) answers six
-    faces in the 1280x886 photo's pixels, spread across it."""
-    url = "data:image/jpeg;base64," + base64.b64encode(group_photo_jpeg()).decode()
+async def _faces(url: str) -> dict[str, Any]:
+    """litellm.acompletion on onnx/blazeface-full-range for the image at `url`, its JSON
+    answer checked against FACES_SCHEMA."""
     response = await litellm.acompletion(
         model="onnx/blazeface-full-range",
         messages=[
@@ -75,8 +55,21 @@ async def test_a_jpeg_photo_is_answered_in_its_own_pixels(handler: OnnxLiteLLM) 
         ],
         api_key="unused",
     )
-    answer = json.loads(response.choices[0].message.content)
+    answer: dict[str, Any] = json.loads(response.choices[0].message.content)
     jsonschema.validate(answer, FACES_SCHEMA)
+    return answer
+
+
+async def test_a_face_detection_chat_answers_the_faces_json(handler: OnnxLiteLLM) -> None:
+    """litellm.acompletion on onnx/blazeface-full-range answers FACES_SCHEMA with six faces."""
+    answer = await _faces(_photo())
+    assert len(answer["faces"]) == GROUP_FACES
+
+
+async def test_a_jpeg_photo_is_answered_in_its_own_pixels(handler: OnnxLiteLLM) -> None:
+    """The photo's JPEG as sent (decoded at reduced scale for the 192 px model) answers six
+    faces in the 1280x886 photo's pixels, spread across it."""
+    answer = await _faces("data:image/jpeg;base64," + base64.b64encode(group_photo_jpeg()).decode())
     assert (answer["width"], answer["height"]) == (1280, 886)
     assert len(answer["faces"]) == GROUP_FACES
     # Boxes in the reduced decode's pixels (320x222) would all lie in the top-left quarter.
