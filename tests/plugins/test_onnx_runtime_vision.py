@@ -129,18 +129,24 @@ async def test_data_urls_decode_and_bad_schemes_are_refused() -> None:
             assert refused.value.param == "messages"
 
 
+def _tiny_runner(folder: Path, *, max_batch: int, batch: int | str = "batch") -> ImageModel[Any]:
+    """The tiny mean/max model built in `folder` (its batch axis fixed when `batch` is a
+    number) behind an ImageModel whose batches wait for `max_batch` items."""
+    image_model(folder, batch=batch)
+    return ImageModel(
+        folder.name,
+        folder,
+        preprocess=_preprocess,
+        postprocess=_postprocess,
+        batching=BatchSettings(max_batch=max_batch, max_wait_ms=60_000),
+    )
+
+
 async def test_concurrent_images_run_as_one_batch_and_get_their_own_results(
     tmp_path: Path,
 ) -> None:
     """Eight images submitted together are stacked into one run; each gets its own output."""
-    image_model(tmp_path / "tiny")
-    runner = ImageModel(
-        "tiny",
-        tmp_path / "tiny",
-        preprocess=_preprocess,
-        postprocess=_postprocess,
-        batching=BatchSettings(max_batch=8, max_wait_ms=60_000),
-    )
+    runner = _tiny_runner(tmp_path / "tiny", max_batch=8)
     await runner.start()
     try:
         images = [Image.new("RGB", (10 + i, 10), (i * 20,) * 3) for i in range(8)]
@@ -155,14 +161,7 @@ async def test_concurrent_images_run_as_one_batch_and_get_their_own_results(
 
 async def test_an_image_the_postprocess_refuses_fails_alone(tmp_path: Path) -> None:
     """A white image refused by postprocess fails; the others of its batch are answered."""
-    image_model(tmp_path / "tiny")
-    runner = ImageModel(
-        "tiny",
-        tmp_path / "tiny",
-        preprocess=_preprocess,
-        postprocess=_postprocess,
-        batching=BatchSettings(max_batch=3, max_wait_ms=60_000),
-    )
+    runner = _tiny_runner(tmp_path / "tiny", max_batch=3)
     await runner.start()
     try:
         colours = [(10, 10, 10), (255, 255, 255), (30, 30, 30)]
@@ -177,14 +176,7 @@ async def test_an_image_the_postprocess_refuses_fails_alone(tmp_path: Path) -> N
 
 async def test_a_model_with_a_fixed_batch_of_one_runs_image_by_image(tmp_path: Path) -> None:
     """A model exported with batch 1 still serves a batch of three, one run per image."""
-    image_model(tmp_path / "fixed", batch=1)
-    runner = ImageModel(
-        "fixed",
-        tmp_path / "fixed",
-        preprocess=_preprocess,
-        postprocess=_postprocess,
-        batching=BatchSettings(max_batch=3, max_wait_ms=60_000),
-    )
+    runner = _tiny_runner(tmp_path / "fixed", max_batch=3, batch=1)
     await runner.start()
     try:
         results = await asyncio.gather(
