@@ -2,7 +2,10 @@
 
 Why it exists: every image model refuses the same bad inputs the same way (not an image, zero
 pixels, a decompression bomb, a mode no model reads) with a 400 naming the field, before any
-model time is spent, so one bad image fails its own request and nothing else. A model that
+model time is spent, so one bad image fails its own request and nothing else. An http(s) URL
+goes through the artifacts package's guarded fetcher: a request to the gateway must not make
+it reach inside its network (no private, loopback or metadata addresses unless allow-listed in
+`gateway_settings.onnx.fetch_allow`), and the body is capped. A model that
 reads a few hundred pixels per side gets a JPEG decoded at reduced scale (`decode_reduced`):
 a 24 MP photo then costs a few MB and a fraction of the decoding time instead of 72 MB.
 """
@@ -13,11 +16,13 @@ import base64
 import binascii
 import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import httpx
 from PIL import Image, UnidentifiedImageError
 
+from artifacts import GuardedFetcher
+from artifacts.errors import FetchFailed, FetchRefused, FetchRejected
 from plugins.onnx._pixels import MAX_PIXELS, check_image, rgb_image
 from plugins.onnx.errors import OnnxBadInput
 
@@ -28,10 +33,14 @@ __all__ = [
     "decode_image",
     "decode_reduced",
     "fetch_image",
+    "image_fetcher",
 ]
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 _FETCH_TIMEOUT_S = 15.0
+# What an image server may answer; octet-stream too, as object stores often serve images so
+# (the decoder decides what the bytes are).
+_FETCHED_TYPES = ("image/*", "application/octet-stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,38 +101,25 @@ def _data_url(url: str, param: str) -> bytes:
 
 
 async def fetch_image(
-    url: str, client: httpx.AsyncClient | None = None, *, param: str = "messages"
+    url: str, fetcher: GuardedFetcher | None = None, *, param: str = "messages"
 ) -> bytes:
-    """The bytes of the image at `url`: a data URL, or http(s) fetched with `client` (one of
-    its own, with a 15 s timeout, when none is given)."""
+    """The bytes of the image at `url`: a data URL, or http(s) through `fetcher` (one with no
+    allow-list, a 15 s timeout and the image cap when none is given)."""
     if url.startswith("data:"):
         return _data_url(url, param)
     if not url.startswith(("http://", "https://")):
         raise OnnxBadInput("the image URL must be a data: or http(s): URL", param=param)
-    if client is None:
-        async with httpx.AsyncClient(timeout=_FETCH_TIMEOUT_S) as own:
-            return await _download(url, own, param)
-    return await _download(url, client, param)
-
-
-async def _download(url: str, client: httpx.AsyncClient, param: str) -> bytes:
     try:
-        async with client.stream("GET", url) as response:
-            if response.status_code != 200:
-                raise OnnxBadInput(
-                    f"fetching the image answered HTTP {response.status_code}", param=param
-                )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_IMAGE_BYTES:
-                    raise OnnxBadInput(
-                        f"the image is larger than {MAX_IMAGE_BYTES} bytes", param=param
-                    )
-                chunks.append(chunk)
-    except httpx.HTTPError as exc:
-        raise OnnxBadInput(
-            f"the image URL could not be fetched: {type(exc).__name__}", param=param
-        ) from exc
-    return b"".join(chunks)
+        data, _ = await (fetcher or image_fetcher()).fetch(url, accept=_FETCHED_TYPES)
+    except FetchRefused as exc:
+        raise OnnxBadInput(f"the image URL is refused: {exc}", param=param) from exc
+    except (FetchRejected, FetchFailed) as exc:
+        # The fetcher's messages never quote a URL's userinfo or query (signed-link tokens).
+        raise OnnxBadInput(f"the image URL could not be fetched: {exc}", param=param) from exc
+    return data
+
+
+def image_fetcher(allow: Sequence[str] = ()) -> GuardedFetcher:
+    """The guarded fetcher for image URLs: `allow` lists the hosts or networks it may reach
+    despite the private-address rules."""
+    return GuardedFetcher(allow, max_bytes=MAX_IMAGE_BYTES, timeout_s=_FETCH_TIMEOUT_S)

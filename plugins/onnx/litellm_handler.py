@@ -25,8 +25,9 @@ from typing import Any, Literal
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 from litellm.types.utils import Choices, EmbeddingResponse, Message, ModelResponse, Usage
 
+from artifacts import GuardedFetcher
 from plugins.onnx.errors import OnnxBadInput, OnnxError
-from plugins.onnx.images import decode_image, fetch_image
+from plugins.onnx.images import decode_image, fetch_image, image_fetcher
 from plugins.onnx.provider import OnnxModels, model_name
 from plugins.onnx.settings import DEFAULT_MODELS_DIR, OnnxSettings
 from plugins.onnx.vision import faces_answer, masks_answer
@@ -62,6 +63,8 @@ class OnnxLiteLLM(CustomLLM):
         self._given = models
         self._models: OnnxModels | None = models
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Built for the settings of the models it was made with (a config reload makes both).
+        self._fetcher: tuple[OnnxModels, GuardedFetcher] | None = None
 
     def _current(self) -> OnnxModels:
         loop = asyncio.get_running_loop()
@@ -76,6 +79,11 @@ class OnnxLiteLLM(CustomLLM):
             )
             self._loop = loop
         return self._models
+
+    def _fetcher_of(self, models: OnnxModels) -> GuardedFetcher:
+        if self._fetcher is None or self._fetcher[0] is not models:
+            self._fetcher = (models, image_fetcher(models.settings.fetch_allow))
+        return self._fetcher[1]
 
     async def acompletion(  # noqa: PLR0917 - LiteLLM calls it with this signature
         self,
@@ -117,7 +125,7 @@ class OnnxLiteLLM(CustomLLM):
         name = model_name(model)
         _, url = last_user_image(messages)
         kind = _kind(models.task_of(name), name)
-        data = await fetch_image(url)
+        data = await fetch_image(url, self._fetcher_of(models))
         runner = await models.image_model(name, kind)
         decoded = await asyncio.to_thread(
             decode_image, data, param="messages", at_least=runner.input_side

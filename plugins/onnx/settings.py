@@ -47,6 +47,9 @@ class OnnxSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     batching: BatchSettings = msgspec.field(default_factory=BatchSettings)
     # Per model name, overrides of `batching` (e.g. a smaller batch for a large image model).
     models: dict[str, BatchSettings] = msgspec.field(default_factory=dict)
+    # Hosts, addresses or networks (CIDR) an image URL of a vision request may reach despite
+    # the guarded fetcher's private-address rules (an image server inside the network).
+    fetch_allow: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0:

@@ -8,12 +8,14 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import litellm
 import pytest
+from image_server import serving
 from onnx_vision_data import GROUP_FACES, group_photo, group_photo_jpeg
 
 from plugins.fal.vision import FACES_SCHEMA
@@ -22,15 +24,24 @@ from plugins.onnx.provider import OnnxModels
 from plugins.onnx.settings import OnnxSettings
 
 
-@pytest.fixture
-def handler(onnx_models: Path) -> Iterator[OnnxLiteLLM]:
-    """The handler registered as LiteLLM's `onnx` provider, on the built models."""
-    handler = OnnxLiteLLM(OnnxModels(OnnxSettings(), onnx_models))
+@contextmanager
+def _registered(handler: OnnxLiteLLM) -> Iterator[OnnxLiteLLM]:
+    """`handler` as LiteLLM's `onnx` provider until the block ends."""
     saved = list(litellm.custom_provider_map)
     litellm.custom_provider_map = [{"provider": "onnx", "custom_handler": handler}]
     litellm.utils.custom_llm_setup()
-    yield handler
-    litellm.custom_provider_map = saved
+    try:
+        yield handler
+    finally:
+        litellm.custom_provider_map = saved
+        litellm.utils.custom_llm_setup()
+
+
+@pytest.fixture
+def handler(onnx_models: Path) -> Iterator[OnnxLiteLLM]:
+    """The handler registered as LiteLLM's `onnx` provider, on the built models."""
+    with _registered(OnnxLiteLLM(OnnxModels(OnnxSettings(), onnx_models))) as handler:
+        yield handler
 
 
 def _photo() -> str:
@@ -74,6 +85,22 @@ async def test_a_jpeg_photo_is_answered_in_its_own_pixels(handler: OnnxLiteLLM) 
     assert len(answer["faces"]) == GROUP_FACES
     # Boxes in the reduced decode's pixels (320x222) would all lie in the top-left quarter.
     assert max(face["box"][2] for face in answer["faces"]) > 640
+
+
+async def test_an_image_url_is_fetched_only_from_an_allow_listed_server(
+    onnx_models: Path,
+) -> None:
+    """An http URL on this machine is LiteLLM's 400 saying it is refused (the gateway must not
+    reach inside its network for a client); with `fetch_allow` naming it, it is answered."""
+    with serving({"/group.jpg": (group_photo_jpeg(), "image/jpeg")}) as base:
+        url = f"{base}/group.jpg"
+        refusing = OnnxLiteLLM(OnnxModels(OnnxSettings(), onnx_models))
+        with _registered(refusing), pytest.raises(litellm.BadRequestError, match="refused"):
+            await _faces(url)
+        allowing = OnnxSettings(fetch_allow=("127.0.0.1",))
+        with _registered(OnnxLiteLLM(OnnxModels(allowing, onnx_models))):
+            answer = await _faces(url)
+    assert len(answer["faces"]) == GROUP_FACES
 
 
 async def test_a_chat_without_an_image_is_a_400(handler: OnnxLiteLLM) -> None:

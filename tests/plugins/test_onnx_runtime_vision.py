@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import numpy as np
 import pytest
+from image_server import serving
 from onnx_tiny import image_model
 from PIL import Image
 
 from plugins.fal.vision import FACES_SCHEMA, MASKS_SCHEMA
 from plugins.onnx.errors import OnnxBadInput
-from plugins.onnx.images import MAX_PIXELS, decode_image, fetch_image
+from plugins.onnx.images import MAX_PIXELS, decode_image, fetch_image, image_fetcher
 from plugins.onnx.settings import BatchSettings
 from plugins.onnx.vision import ImageModel, faces_answer, masks_answer
 
@@ -120,13 +120,33 @@ def test_a_small_jpeg_or_another_format_is_decoded_whole() -> None:
 async def test_data_urls_decode_and_bad_schemes_are_refused() -> None:
     """A base64 data URL yields its bytes; a file: URL or bad base64 is a 400 on `messages`."""
     png = _png((3, 3))
-    async with httpx.AsyncClient() as client:
-        url = "data:image/png;base64," + base64.b64encode(png).decode()
-        assert await fetch_image(url, client) == png
-        for bad in ("file:///etc/passwd", "data:image/png;base64,@@@", "data:image/png,raw"):
-            with pytest.raises(OnnxBadInput) as refused:
-                await fetch_image(bad, client)
-            assert refused.value.param == "messages"
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert await fetch_image(url) == png
+    for bad in ("file:///etc/passwd", "data:image/png;base64,@@@", "data:image/png,raw"):
+        with pytest.raises(OnnxBadInput) as refused:
+            await fetch_image(bad)
+        assert refused.value.param == "messages"
+
+
+async def test_an_image_url_inside_the_network_is_refused_unless_allow_listed() -> None:
+    """An http URL on a loopback address is a 400 naming why, before any byte is fetched
+    from it; with the address allow-listed the same URL is fetched."""
+    png = _png((3, 3))
+    with serving({"/photo.png": (png, "image/png")}) as base:
+        with pytest.raises(OnnxBadInput, match=r"refused.*loopback") as refused:
+            await fetch_image(f"{base}/photo.png")
+        assert refused.value.param == "messages"
+        assert await fetch_image(f"{base}/photo.png", image_fetcher(["127.0.0.1"])) == png
+
+
+async def test_an_allow_listed_server_that_answers_no_image_is_a_400_naming_it() -> None:
+    """A 404 or a page that is not an image is a 400 saying what the server answered."""
+    with serving({"/page": (b"<html></html>", "text/html")}) as base:
+        fetcher = image_fetcher(["127.0.0.1"])
+        with pytest.raises(OnnxBadInput, match="404"):
+            await fetch_image(f"{base}/missing.png", fetcher)
+        with pytest.raises(OnnxBadInput, match="text/html"):
+            await fetch_image(f"{base}/page", fetcher)
 
 
 def _tiny_runner(folder: Path, *, max_batch: int, batch: int | str = "batch") -> ImageModel[Any]:

@@ -1,0 +1,47 @@
+"""A plain HTTP server on 127.0.0.1 serving fixed images, for the tests of image URLs.
+
+Why it exists: the image-URL path goes through the guarded fetcher, which makes its own
+connections, so only a real server shows what it refuses (a loopback address) and what an
+allow-list lets through.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["serving"]
+
+
+@contextmanager
+def serving(files: Mapping[str, tuple[bytes, str]]) -> Iterator[str]:
+    """`files` (path -> (body, content type)) served until the block ends; yields the base
+    URL (`http://127.0.0.1:PORT`). Any other path is a 404."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = files.get(self.path)
+            if found is None:
+                self.send_error(404)
+                return
+            body, content_type = found
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass  # the tests read their own assertions, not an access log
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
