@@ -22,6 +22,8 @@ import httpx
 import msgspec
 from PIL import Image
 
+from artifacts import GuardedFetcher
+from artifacts.errors import FetchFailed, FetchRefused, FetchRejected
 from plugins.fal.edits import parse_edit_request
 from plugins.fal.errors import FalInvalidRequest, FalJobFailed, error_from_response, fal_errors
 from plugins.fal.training import TrainingRequest, lora_of, parse_training, training_input
@@ -53,6 +55,9 @@ from plugins.fal.webhooks import Callback, verify_callback
 __all__ = ["FalImages", "FalJob"]
 
 _CANCEL_TIMEOUT_S = 5.0
+# A vision request's image is read only for its size; the cap stops a huge body on the way.
+_MAX_VISION_BYTES = 32 * 1024 * 1024
+_IMAGE_TYPES = ("image/*", "application/octet-stream")
 
 
 @dataclass(slots=True)
@@ -70,9 +75,18 @@ class FalImages:
 
     name = "fal"
 
-    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        fetcher: GuardedFetcher | None = None,
+    ) -> None:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        # A vision request's image URL is the client's, not Fal's: it is read (for the image's
+        # size) only through the guarded fetcher, so no client makes the gateway reach inside
+        # its network. Fal fetches the same URL from outside, so no allow-list applies.
+        self._fetcher = fetcher or GuardedFetcher(max_bytes=_MAX_VISION_BYTES, timeout_s=15.0)
 
     async def start(self) -> None:
         # Reads are unbounded here: the caller's deadline (asyncio) bounds every attempt, and a
@@ -288,9 +302,16 @@ class FalImages:
         if inline is not None:
             data = base64.b64decode(inline)
         else:
-            response = await self._http.get(url)
-            _raise_for(response)
-            data = response.content
+            try:
+                data, _ = await self._fetcher.fetch(url, accept=_IMAGE_TYPES)
+            except FetchRefused as exc:
+                raise FalInvalidRequest(
+                    f"the image URL is refused: {exc}", param="messages"
+                ) from exc
+            except (FetchRejected, FetchFailed) as exc:
+                raise FalInvalidRequest(
+                    f"the image URL could not be fetched: {exc}", param="messages"
+                ) from exc
         try:
             with Image.open(io.BytesIO(data)) as image:
                 return image.size

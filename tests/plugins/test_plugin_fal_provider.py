@@ -8,10 +8,12 @@ import io
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from image_server import serving
 from PIL import Image
 
 from emulators.testing import FalHandle
-from plugins.fal import FalImages, FalServerError, parse_image_request
+from plugins.fal import FalImages, FalInvalidRequest, FalServerError, parse_image_request
+from plugins.fal.vision import parse_vision_chat
 
 MODEL = "fal/fal-ai/flux-lora"
 KEY = "fal-plugin-test-key"
@@ -79,3 +81,36 @@ async def test_cancel_stops_a_job_still_queued(fal: FalHandle, provider: FalImag
     await asyncio.gather(task, return_exceptions=True)
     await provider.cancel(job)
     assert fal.queue_stats()["cancels"] == 1
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 180, 160)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _faces_chat(url: str) -> list[dict[str, object]]:
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "face"},
+                {"type": "image_url", "image_url": {"url": url}},
+            ],
+        }
+    ]
+
+
+async def test_a_vision_image_url_inside_the_network_is_refused_before_fal_is_called(
+    fal: FalHandle, provider: FalImages
+) -> None:
+    """The image URL is the client's: one on a loopback address is a 400 naming the refusal
+    on `messages`, and no job reaches Fal."""
+    with serving({"/photo.png": (_png((40, 30)), "image/png")}) as base:
+        request = parse_vision_chat(_faces_chat(f"{base}/photo.png"), "detect")
+        with pytest.raises(FalInvalidRequest, match=r"refused.*loopback") as refused:
+            await provider.analyse(
+                request, model="fal-ai/moondream3-preview/detect", api_base=fal.url, key=KEY
+            )
+    assert refused.value.param == "messages"
+    assert fal.queue_stats()["jobs"] == 0
