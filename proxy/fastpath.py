@@ -17,6 +17,7 @@ through the process's redactor.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -43,7 +44,8 @@ from proxy.chat_answer import LOGGER, ChatCalls, complete, loop_time
 from proxy.chat_params import client_params
 from proxy.chat_stream import stream
 from proxy.contract import RequestContract
-from proxy.errors import ExternalServiceError, InvalidRequestError
+from proxy.errors import DeadlineExceededError, ExternalServiceError, InvalidRequestError
+from proxy.image_urls import ImageUrls
 from proxy.limits import Limits
 from proxy.resilience import Resilience
 from proxy.routing import RoutingTable, TaskRoute
@@ -75,8 +77,11 @@ class GatewayApp:
         transport: Transport | None = None,
         prices: PriceBook | None = None,
         chat_tasks: frozenset[str] | None = None,
+        image_urls: ImageUrls | None = None,
     ) -> None:
         self._inner = inner
+        # A request's http(s) images, fetched once through the guarded fetcher before any call.
+        self._image_urls = image_urls if image_urls is not None else ImageUrls()
         # The tasks whose every provider can answer a chat completion; None: all of them. An
         # image-only task asked for chat is the caller's mistake, refused before any call.
         self._chat_tasks = chat_tasks
@@ -153,6 +158,17 @@ class GatewayApp:
             return
         await self._serve(scope, receive, send, route, request, user_id=user_id)
 
+    async def _inline(
+        self, route: TaskRoute, params: dict[str, Any], deadline: float | None
+    ) -> list[Any] | None:
+        """The messages with their http(s) images fetched (None: they name none), within the
+        caller's deadline."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._image_urls.inline(params.get("messages"))
+        except TimeoutError:
+            raise DeadlineExceededError(route.task, ()) from None
+
     async def _serve(
         self,
         scope: Scope,
@@ -180,6 +196,11 @@ class GatewayApp:
         try:
             # Before any provider call: only the deployments able to take the request serve it.
             narrowed = self._limits.narrow(route, params)
+            # Counted and refused by the limits above before any is fetched; once fetched, the
+            # images' own sizes are checked as a data URL's would be.
+            if (inlined := await self._inline(route, params, deadline)) is not None:
+                params = {**params, "messages": inlined}
+                narrowed = self._limits.narrow(route, params)
             # What each attempt asks of its provider's budget (tokens, priority).
             demand = demand_of(header(scope, _PRIORITY_HEADER), params)
         except ExternalServiceError as error:

@@ -127,6 +127,7 @@ class ProxyServer:
         GracefulShutdownManager.reset()
 
         from proxy.fastpath import GatewayApp  # noqa: PLC0415 - imports litellm
+        from proxy.image_urls import ImageUrls  # noqa: PLC0415
 
         # The gateway database (identities, provider keys) and what is built over it.
         await self._keys.start()
@@ -226,6 +227,7 @@ class ProxyServer:
             contract=contract,
             max_body_bytes=limits.max_body_bytes,
             prices=prices,
+            image_urls=ImageUrls(self._settings.image_urls),
         )
         # Signed artifact links need no gateway key: ahead of the key routes and the fast path.
         # The process sweeping media jobs also collects artifacts past retention.

@@ -18,6 +18,7 @@ from budgets import Limit
 from core.config import GATEWAY_SECTION, ConfigError, load_section, read_config_file
 from core.redact import Redactor
 from proxy.accounting import SEED_PRICES, TokenPrice
+from proxy.image_urls import ImageUrlSettings
 from proxy.keys import ENV_FALLBACKS
 from proxy.routing import RoutingTable
 
@@ -176,6 +177,8 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     prices: Mapping[str, TokenPrice] = msgspec.field(default_factory=lambda: dict(SEED_PRICES))
     # gateway_settings.artifacts, secrets resolved: the store the signed links are served from.
     artifacts: ArtifactSettings = msgspec.field(default_factory=ArtifactSettings)
+    # gateway_settings.image_urls: how chat requests' http(s) images are fetched.
+    image_urls: ImageUrlSettings = msgspec.field(default_factory=ImageUrlSettings)
 
 
 def build_settings(
@@ -200,6 +203,7 @@ def build_settings(
         budgets = load_section(data, "budgets", BudgetSettings)
         metrics = load_section(data, "metrics", MetricsSettings)
         tracing = load_section(data, "tracing", TracingSettings)
+        image_urls = load_section(data, "image_urls", ImageUrlSettings)
         prices = _prices(data)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -229,6 +233,7 @@ def build_settings(
         tracing=_tracing(tracing, config_path),
         prices=prices,
         artifacts=artifacts,
+        image_urls=image_urls,
     )
 
 

@@ -92,8 +92,8 @@ async def test_an_image_url_is_fetched_only_from_an_allow_listed_server(
 ) -> None:
     """An http URL on this machine is LiteLLM's 400 saying it is refused (the gateway must not
     reach inside its network for a client); with `fetch_allow` naming it, it is answered."""
-    with serving({"/group.jpg": (group_photo_jpeg(), "image/jpeg")}) as base:
-        url = f"{base}/group.jpg"
+    with serving({"/group.jpg": (group_photo_jpeg(), "image/jpeg")}) as server:
+        url = f"{server.url}/group.jpg"
         refusing = OnnxLiteLLM(OnnxModels(OnnxSettings(), onnx_models))
         with _registered(refusing), pytest.raises(litellm.BadRequestError, match="refused"):
             await _faces(url)

@@ -132,21 +132,21 @@ async def test_an_image_url_inside_the_network_is_refused_unless_allow_listed() 
     """An http URL on a loopback address is a 400 naming why, before any byte is fetched
     from it; with the address allow-listed the same URL is fetched."""
     png = _png((3, 3))
-    with serving({"/photo.png": (png, "image/png")}) as base:
+    with serving({"/photo.png": (png, "image/png")}) as server:
         with pytest.raises(OnnxBadInput, match=r"refused.*loopback") as refused:
-            await fetch_image(f"{base}/photo.png")
+            await fetch_image(f"{server.url}/photo.png")
         assert refused.value.param == "messages"
-        assert await fetch_image(f"{base}/photo.png", image_fetcher(["127.0.0.1"])) == png
+        assert await fetch_image(f"{server.url}/photo.png", image_fetcher(["127.0.0.1"])) == png
 
 
 async def test_an_allow_listed_server_that_answers_no_image_is_a_400_naming_it() -> None:
     """A 404 or a page that is not an image is a 400 saying what the server answered."""
-    with serving({"/page": (b"<html></html>", "text/html")}) as base:
+    with serving({"/page": (b"<html></html>", "text/html")}) as server:
         fetcher = image_fetcher(["127.0.0.1"])
         with pytest.raises(OnnxBadInput, match="404"):
-            await fetch_image(f"{base}/missing.png", fetcher)
+            await fetch_image(f"{server.url}/missing.png", fetcher)
         with pytest.raises(OnnxBadInput, match="text/html"):
-            await fetch_image(f"{base}/page", fetcher)
+            await fetch_image(f"{server.url}/page", fetcher)
 
 
 def _tiny_runner(folder: Path, *, max_batch: int, batch: int | str = "batch") -> ImageModel[Any]:

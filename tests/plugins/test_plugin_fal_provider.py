@@ -106,8 +106,8 @@ async def test_a_vision_image_url_inside_the_network_is_refused_before_fal_is_ca
 ) -> None:
     """The image URL is the client's: one on a loopback address is a 400 naming the refusal
     on `messages`, and no job reaches Fal."""
-    with serving({"/photo.png": (_png((40, 30)), "image/png")}) as base:
-        request = parse_vision_chat(_faces_chat(f"{base}/photo.png"), "detect")
+    with serving({"/photo.png": (_png((40, 30)), "image/png")}) as server:
+        request = parse_vision_chat(_faces_chat(f"{server.url}/photo.png"), "detect")
         with pytest.raises(FalInvalidRequest, match=r"refused.*loopback") as refused:
             await provider.analyse(
                 request, model="fal-ai/moondream3-preview/detect", api_base=fal.url, key=KEY

@@ -19,6 +19,7 @@ import uvicorn
 from core.redact import Redactor
 from proxy.auth import Authenticator
 from proxy.fastpath import GatewayApp
+from proxy.image_urls import ImageUrls
 from proxy.keys import KeyResolver
 from proxy.resilience import Resilience
 from proxy.routing import RoutingTable
@@ -121,6 +122,7 @@ async def local_gateway(
     *,
     redactor: Redactor | None = None,
     resilience: ResilienceSettings | None = None,
+    image_urls: ImageUrls | None = None,
 ) -> AsyncIterator[str]:
     """Serves task `local` (OpenAI's protocol at `upstream_url`, key PROVIDER_KEY) behind the
     fast path on a free port; yields the gateway's base URL."""
@@ -150,6 +152,7 @@ async def local_gateway(
         resilience=Resilience(settings, keys, redactor=redactor),
         request_timeout_s=settings.request_timeout_s,
         redactor=redactor,
+        image_urls=image_urls,
     )
     server = _Server(
         uvicorn.Config(

@@ -1,27 +1,39 @@
 """A plain HTTP server on 127.0.0.1 serving fixed images, for the tests of image URLs.
 
-Why it exists: the image-URL path goes through the guarded fetcher, which makes its own
-connections, so only a real server shows what it refuses (a loopback address) and what an
-allow-list lets through.
+Why it exists: image URLs go through the guarded fetcher, which makes its own connections, so
+only a real server shows what it refuses (a loopback address), what an allow-list lets
+through, and how often an image was fetched.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["serving"]
+__all__ = ["ImageServer", "serving"]
+
+
+@dataclass
+class ImageServer:
+    """The running server: its base URL (`http://127.0.0.1:PORT`) and the GETs per path."""
+
+    url: str = ""
+    hits: Counter[str] = field(default_factory=Counter)
 
 
 @contextmanager
-def serving(files: Mapping[str, tuple[bytes, str]]) -> Iterator[str]:
-    """`files` (path -> (body, content type)) served until the block ends; yields the base
-    URL (`http://127.0.0.1:PORT`). Any other path is a 404."""
+def serving(files: Mapping[str, tuple[bytes, str]]) -> Iterator[ImageServer]:
+    """`files` (path -> (body, content type)) served until the block ends; any other path is
+    a 404."""
+    running = ImageServer()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            running.hits[self.path] += 1
             found = files.get(self.path)
             if found is None:
                 self.send_error(404)
@@ -39,8 +51,9 @@ def serving(files: Mapping[str, tuple[bytes, str]]) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    running.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield running
     finally:
         server.shutdown()
         server.server_close()
