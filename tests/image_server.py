@@ -32,7 +32,7 @@ def serving(files: Mapping[str, tuple[bytes, str]]) -> Iterator[ImageServer]:
     running = ImageServer()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        def do_GET(self) -> None:  # the name http.server calls
             running.hits[self.path] += 1
             found = files.get(self.path)
             if found is None:
