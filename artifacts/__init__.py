@@ -26,12 +26,20 @@ from artifacts.errors import (
     StoreRejected,
     StoreUnavailable,
 )
-from artifacts.fetch import DEFAULT_MAX_BYTES, GuardedFetcher, Resolver, resolve_host
+from artifacts.fetch import (
+    DEFAULT_MAX_BYTES,
+    FETCH_ERRORS,
+    GuardedFetcher,
+    Resolver,
+    resolve_host,
+    unusable_url,
+)
 from artifacts.signing import sign, verify
 from artifacts.store import ArtifactRef, ArtifactStore, LocalArtifactStore, artifact_id_of
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "FETCH_ERRORS",
     "AddressPolicy",
     "ArtifactError",
     "ArtifactNotFound",
@@ -53,5 +61,6 @@ __all__ = [
     "artifact_id_of",
     "resolve_host",
     "sign",
+    "unusable_url",
     "verify",
 ]

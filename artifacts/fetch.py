@@ -34,9 +34,18 @@ import httpx
 from artifacts.addresses import AddressPolicy, IPAddress
 from artifacts.errors import FetchFailed, FetchRefused, FetchRejected
 
-__all__ = ["DEFAULT_MAX_BYTES", "GuardedFetcher", "Resolver", "resolve_host"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FETCH_ERRORS",
+    "GuardedFetcher",
+    "Resolver",
+    "resolve_host",
+    "unusable_url",
+]
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+# What `GuardedFetcher.fetch` raises when the URL cannot be used; `unusable_url` says why.
+FETCH_ERRORS = (FetchRefused, FetchRejected, FetchFailed)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRIABLE_STATUS = frozenset({408, 425, 429})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -253,3 +262,12 @@ class GuardedFetcher:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def unusable_url(error: FetchRefused | FetchRejected | FetchFailed, noun: str) -> str:
+    """What a caller is told when its URL for `noun` (e.g. "image") could not be used: refused
+    by the address rules, or not fetched (an error answer, no such host, too slow). The
+    fetcher's reasons never quote a URL's userinfo or query, where tokens travel."""
+    if isinstance(error, FetchRefused):
+        return f"the {noun} URL is refused: {error}"
+    return f"the {noun} URL could not be fetched: {error}"

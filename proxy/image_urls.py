@@ -18,8 +18,7 @@ from typing import Any
 
 import msgspec
 
-from artifacts import GuardedFetcher
-from artifacts.errors import FetchFailed, FetchRefused, FetchRejected
+from artifacts import FETCH_ERRORS, GuardedFetcher, unusable_url
 from proxy.errors import InvalidRequestError
 
 __all__ = ["ImageUrlSettings", "ImageUrls"]
@@ -81,13 +80,8 @@ class ImageUrls:
         param = f"messages[{i}].content[{j}].image_url.url"
         try:
             data, content_type = await self._fetcher.fetch(url, accept=("image/*",))
-        except FetchRefused as exc:
-            raise InvalidRequestError(f"the image URL is refused: {exc}", param=param) from exc
-        except (FetchRejected, FetchFailed) as exc:
-            # The fetcher's messages never quote a URL's userinfo or query (signed links).
-            raise InvalidRequestError(
-                f"the image URL could not be fetched: {exc}", param=param
-            ) from exc
+        except FETCH_ERRORS as exc:
+            raise InvalidRequestError(unusable_url(exc, "image"), param=param) from exc
         media_type = content_type.split(";", 1)[0].strip().lower()
         return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 

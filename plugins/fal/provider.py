@@ -22,8 +22,7 @@ import httpx
 import msgspec
 from PIL import Image
 
-from artifacts import GuardedFetcher
-from artifacts.errors import FetchFailed, FetchRefused, FetchRejected
+from artifacts import FETCH_ERRORS, GuardedFetcher, unusable_url
 from plugins.fal.edits import parse_edit_request
 from plugins.fal.errors import FalInvalidRequest, FalJobFailed, error_from_response, fal_errors
 from plugins.fal.training import TrainingRequest, lora_of, parse_training, training_input
@@ -304,14 +303,8 @@ class FalImages:
         else:
             try:
                 data, _ = await self._fetcher.fetch(url, accept=_IMAGE_TYPES)
-            except FetchRefused as exc:
-                raise FalInvalidRequest(
-                    f"the image URL is refused: {exc}", param="messages"
-                ) from exc
-            except (FetchRejected, FetchFailed) as exc:
-                raise FalInvalidRequest(
-                    f"the image URL could not be fetched: {exc}", param="messages"
-                ) from exc
+            except FETCH_ERRORS as exc:
+                raise FalInvalidRequest(unusable_url(exc, "image"), param="messages") from exc
         try:
             with Image.open(io.BytesIO(data)) as image:
                 return image.size

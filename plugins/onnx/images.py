@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from artifacts import GuardedFetcher
-from artifacts.errors import FetchFailed, FetchRefused, FetchRejected
+from artifacts import FETCH_ERRORS, GuardedFetcher, unusable_url
 from plugins.onnx._pixels import MAX_PIXELS, check_image, rgb_image
 from plugins.onnx.errors import OnnxBadInput
 
@@ -111,11 +110,8 @@ async def fetch_image(
         raise OnnxBadInput("the image URL must be a data: or http(s): URL", param=param)
     try:
         data, _ = await (fetcher or image_fetcher()).fetch(url, accept=_FETCHED_TYPES)
-    except FetchRefused as exc:
-        raise OnnxBadInput(f"the image URL is refused: {exc}", param=param) from exc
-    except (FetchRejected, FetchFailed) as exc:
-        # The fetcher's messages never quote a URL's userinfo or query (signed-link tokens).
-        raise OnnxBadInput(f"the image URL could not be fetched: {exc}", param=param) from exc
+    except FETCH_ERRORS as exc:
+        raise OnnxBadInput(unusable_url(exc, "image"), param=param) from exc
     return data
 
 
