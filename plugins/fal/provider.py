@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import json
 import time
@@ -59,6 +60,13 @@ _MAX_VISION_BYTES = 32 * 1024 * 1024
 _IMAGE_TYPES = ("image/*", "application/octet-stream")
 
 
+@functools.cache
+def _vision_fetcher() -> GuardedFetcher:
+    # One per process, built on first use: a FalImages is made per LiteLLM call, and the
+    # fetcher's TLS context (the CA bundle) takes ~20 ms to load.
+    return GuardedFetcher(max_bytes=_MAX_VISION_BYTES, timeout_s=15.0)
+
+
 @dataclass(slots=True)
 class FalJob:
     """One request's Fal job across attempts: submitted once, then only looked up."""
@@ -85,7 +93,7 @@ class FalImages:
         # A vision request's image URL is the client's, not Fal's: it is read (for the image's
         # size) only through the guarded fetcher, so no client makes the gateway reach inside
         # its network. Fal fetches the same URL from outside, so no allow-list applies.
-        self._fetcher = fetcher or GuardedFetcher(max_bytes=_MAX_VISION_BYTES, timeout_s=15.0)
+        self._fetcher = fetcher
 
     async def start(self) -> None:
         # Reads are unbounded here: the caller's deadline (asyncio) bounds every attempt, and a
@@ -302,7 +310,8 @@ class FalImages:
             data = base64.b64decode(inline)
         else:
             try:
-                data, _ = await self._fetcher.fetch(url, accept=_IMAGE_TYPES)
+                fetcher = self._fetcher or _vision_fetcher()
+                data, _ = await fetcher.fetch(url, accept=_IMAGE_TYPES)
             except FETCH_ERRORS as exc:
                 raise FalInvalidRequest(unusable_url(exc, "image"), param="messages") from exc
         try:

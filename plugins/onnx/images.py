@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import warnings
 from collections.abc import Sequence
@@ -109,7 +110,7 @@ async def fetch_image(
     if not url.startswith(("http://", "https://")):
         raise OnnxBadInput("the image URL must be a data: or http(s): URL", param=param)
     try:
-        data, _ = await (fetcher or image_fetcher()).fetch(url, accept=_FETCHED_TYPES)
+        data, _ = await (fetcher or _default_fetcher()).fetch(url, accept=_FETCHED_TYPES)
     except FETCH_ERRORS as exc:
         raise OnnxBadInput(unusable_url(exc, "image"), param=param) from exc
     return data
@@ -119,3 +120,9 @@ def image_fetcher(allow: Sequence[str] = ()) -> GuardedFetcher:
     """The guarded fetcher for image URLs: `allow` lists the hosts or networks it may reach
     despite the private-address rules."""
     return GuardedFetcher(allow, max_bytes=MAX_IMAGE_BYTES, timeout_s=_FETCH_TIMEOUT_S)
+
+
+@functools.cache
+def _default_fetcher() -> GuardedFetcher:
+    # One per process, built on first use: its TLS context (the CA bundle) takes ~20 ms.
+    return image_fetcher()
