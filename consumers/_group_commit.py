@@ -11,11 +11,22 @@ their number, as a database's group commit does.
 
 Guarantees: a caller returns once the round holding its deliveries is over (each settled or
 handed back by the durable step itself, which keeps every guarantee it states, per owner: the
-partition whose hooks joined them); at most `rounds_in_flight` rounds run at once. A caller
+partition whose hooks joined them); at most `rounds_in_flight` rounds run at once, not counting
+rounds overdue (running longer than `patience_s`), and never more than `max_rounds`. A caller
 cancelled before its round starts leaves it; one cancelled during its round cancels that round
 (undone: claims given back) when the round holds only its own partition's deliveries (the
 revocation deadline and stop() cancel every task of a partition at once), and otherwise lets
 the round finish for the other partitions and returns after it.
+
+Why overdue rounds give up their slot: a round holds its slot until the broker acknowledged
+its results and the store took its markers, a few milliseconds on a healthy broker. When the
+broker stalls (measured on one-node Kafka at the start of a load: an acknowledgement took
+~480 ms), every delivery that became ready meanwhile waited for a slot instead of being handed
+to the producer, and the round that took them all afterwards (5,000 deliveries) was itself
+slow, so results came out up to a second late. A round overdue lets the next one claim and
+hand its results over (they join the producer's open batches). Rounds that end within the
+patience (50 ms; a healthy round takes a few) coalesce exactly as before, and `max_rounds`
+bounds the rounds a long stall can gather, with their claims held and results unacknowledged.
 """
 
 from __future__ import annotations
@@ -52,13 +63,18 @@ class GroupCommit(Generic[K]):
         commit: Callable[[list[tuple[list[Delivery], K]]], Awaitable[None]],
         *,
         rounds_in_flight: int = 2,
+        patience_s: float = 0.05,
+        max_rounds: int = 16,
         on_round: Callable[[int], None] = lambda size: None,
     ) -> None:
         self._commit = commit
         self._rounds_in_flight = rounds_in_flight
+        self._patience_s = patience_s
+        self._max_rounds = max(max_rounds, rounds_in_flight)
         self._on_round = on_round
         self._queue: list[_Entry[K]] = []
         self._rounds: dict[asyncio.Task[None], list[_Entry[K]]] = {}
+        self._overdue: set[asyncio.Task[None]] = set()
         self._starting = False  # a round task is created but has not taken the queue yet
 
     async def join(self, deliveries: list[Delivery], owner: K) -> None:
@@ -81,7 +97,13 @@ class GroupCommit(Generic[K]):
             raise
 
     def _start(self) -> None:
-        if self._queue and not self._starting and len(self._rounds) < self._rounds_in_flight:
+        running = len(self._rounds)
+        if (
+            self._queue
+            and not self._starting
+            and running - len(self._overdue) < self._rounds_in_flight
+            and running < self._max_rounds
+        ):
             self._starting = True
             # The round takes the queue when it first runs: callers of this loop step join it.
             task = asyncio.create_task(self._round())
@@ -93,6 +115,7 @@ class GroupCommit(Generic[K]):
         self._starting = False
         entries = self._rounds[task] = self._queue
         self._queue = []
+        overdue = asyncio.get_running_loop().call_later(self._patience_s, self._overdue_round, task)
         try:
             if entries:
                 self._on_round(sum(len(entry.deliveries) for entry in entries))
@@ -103,7 +126,15 @@ class GroupCommit(Generic[K]):
         else:
             _resolve(entries, None)
         finally:
+            overdue.cancel()
             del self._rounds[task]
+            self._overdue.discard(task)
+            self._start()
+
+    def _overdue_round(self, task: asyncio.Task[None]) -> None:
+        """`task`'s round ran past the patience: its slot goes to the next round."""
+        if task in self._rounds:
+            self._overdue.add(task)
             self._start()
 
 

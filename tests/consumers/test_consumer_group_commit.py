@@ -29,6 +29,8 @@ from schemas import CompletionSucceeded, EventCodec
 
 CODEC = EventCodec()
 TIMEOUT_S = 10.0
+# A patience no round of these tests reaches: a held round keeps its slot.
+HELD_S = 3600.0
 
 
 class Record(NamedTuple):
@@ -78,7 +80,7 @@ class Rounds:
 async def test_deliveries_ready_while_a_round_runs_share_the_next_round() -> None:
     """Callers that join while the rounds in flight run wait for one, then go in one round."""
     rounds = Rounds()
-    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1)
+    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1, patience_s=HELD_S)
     first = asyncio.create_task(group.join(deliveries(0), "p0"))
     await asyncio.wait_for(rounds.started.wait(), TIMEOUT_S)
     later = [asyncio.create_task(group.join(deliveries(i), "p0")) for i in range(1, 6)]
@@ -94,7 +96,7 @@ async def test_deliveries_ready_while_a_round_runs_share_the_next_round() -> Non
 async def test_a_round_takes_every_partitions_waiting_deliveries() -> None:
     """Deliveries of several partitions that wait at once share a round, each with its owner."""
     rounds = Rounds()
-    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1)
+    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1, patience_s=HELD_S)
     first = asyncio.create_task(group.join(deliveries(0), "p0"))
     await asyncio.wait_for(rounds.started.wait(), TIMEOUT_S)
     others = [
@@ -112,7 +114,7 @@ async def test_a_round_takes_every_partitions_waiting_deliveries() -> None:
 async def test_a_caller_cancelled_before_its_round_is_left_out_of_it() -> None:
     """Cancelled while it waits for the next round, a caller's deliveries are not committed."""
     rounds = Rounds()
-    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1)
+    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1, patience_s=HELD_S)
     first = asyncio.create_task(group.join(deliveries(0), "p0"))
     await asyncio.wait_for(rounds.started.wait(), TIMEOUT_S)
     gone = asyncio.create_task(group.join(deliveries(1), "p0"))
@@ -132,7 +134,7 @@ async def test_a_caller_cancelled_during_its_own_round_returns_once_it_is_undone
     """Cancelling a caller mid-round cancels a round of its partition alone, and the caller
     returns after it."""
     rounds = Rounds()
-    group: GroupCommit[str] = GroupCommit(rounds.commit)
+    group: GroupCommit[str] = GroupCommit(rounds.commit, patience_s=HELD_S)
     caller = asyncio.create_task(group.join(deliveries(0, 1), "p0"))
     await asyncio.wait_for(rounds.started.wait(), TIMEOUT_S)
 
@@ -150,7 +152,7 @@ async def test_a_caller_cancelled_during_a_shared_round_lets_it_finish_for_the_o
     """A round holding another partition's deliveries is not cancelled with one caller: it
     finishes, and the cancelled caller returns after it."""
     rounds = Rounds()
-    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1)
+    group: GroupCommit[str] = GroupCommit(rounds.commit, rounds_in_flight=1, patience_s=HELD_S)
     first = asyncio.create_task(group.join(deliveries(0), "p0"))
     await asyncio.wait_for(rounds.started.wait(), TIMEOUT_S)
     revoked = asyncio.create_task(group.join(deliveries(1), "p0"))
@@ -171,6 +173,36 @@ async def test_a_caller_cancelled_during_a_shared_round_lets_it_finish_for_the_o
 
     assert rounds.cancelled == 0
     assert rounds.rounds == [[("p0", 0)], [("p0", 1), ("p1", 7)]]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():  # noqa: ASYNC110 - rounds start on the group's own timer
+        await asyncio.sleep(0.001)
+
+
+async def test_a_round_past_its_patience_gives_its_slot_to_the_next() -> None:
+    """A round held longer than the patience (a stalled broker) no longer keeps the next
+    deliveries waiting: another round starts beside it, up to `max_rounds` in all."""
+    rounds = Rounds()
+    group: GroupCommit[str] = GroupCommit(
+        rounds.commit, rounds_in_flight=1, patience_s=0.01, max_rounds=2
+    )
+    first = asyncio.create_task(group.join(deliveries(0), "p0"))
+    await asyncio.wait_for(rounds.started.wait(), TIMEOUT_S)
+    second = asyncio.create_task(group.join(deliveries(1), "p0"))
+    await asyncio.wait_for(until(lambda: len(rounds.rounds) == 2), TIMEOUT_S)
+    assert not first.done()  # the first round still runs beside the second
+
+    third = asyncio.create_task(group.join(deliveries(2), "p0"))
+    await asyncio.sleep(0.05)  # both rounds overdue now
+    assert len(rounds.rounds) == 2  # max_rounds
+    rounds.gates[0].set()
+    await asyncio.wait_for(first, TIMEOUT_S)
+    await asyncio.wait_for(until(lambda: len(rounds.rounds) == 3), TIMEOUT_S)
+    rounds.gate.set()
+    await asyncio.wait_for(asyncio.gather(second, third), TIMEOUT_S)
+
+    assert rounds.rounds == [[("p0", 0)], [("p0", 1)], [("p0", 2)]]
 
 
 class _CountingStore(MemoryDedupeStore):
