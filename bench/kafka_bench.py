@@ -6,7 +6,7 @@
                                 [--dedupe redis|memory|both]
                                 [--exactly-once dedupe|transactions|both] [--profile PREFIX]
                                 [--split-latency] [--gc-thresholds G0,G1,G2]
-                                [--slow-in-flight 2048] [--slow-raw]
+                                [--slow-in-flight 2048] [--slow-raw] [--slow-warmup-s 2]
 
 Every measured part runs in its own process, started fresh, holding only what it measures:
 the broker is a `python -m emulators.kafka` child (`--broker embedded`, the default) or a
@@ -33,7 +33,10 @@ broker, in the same rounds, as what it is compared with.
 (c)  a handler that awaits 2 s (a slow provider) at 5,000 events/s offered by a separate
      producer process (10,000 in flight): the offered rate the load achieved, the sustained
      rate, added latency (result timestamp minus request timestamp minus 2 s) and the consumer
-     process's peak RSS. Targets: >= 4,500/s, p99 <= 100 ms, <= 1 GB.
+     process's peak RSS. Targets: >= 4,500/s, p99 <= 100 ms, <= 1 GB. The load runs
+     `--slow-warmup-s` (2 s) first, on the same schedule and in the same stream, and those
+     events are not measured: they take a fresh topic's first appends and every process's
+     first steps, which a running system has long paid (0 measures from the first event).
      `--split-latency` (Kafka) has the broker stamp requests as it appends them and splits the
      added latency into the load's side and the consumer's, the consumer's into append to
      fetch (when `getmany` returned each record), fetch to call, the 2 s timer's lateness and
@@ -538,8 +541,11 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     redis_url: str,
     consumer_nice: int = 0,
     split: bool = False,
+    warmup_s: float = 0.0,
 ) -> dict[str, Any]:
-    """(c): the 2 s handler at `rate`/s offered by a separate load process. `consumer_nice`
+    """(c): the 2 s handler at `rate`/s offered by a separate load process, for `warmup_s`
+    (not measured: a fresh topic's first appends, the processes' first steps) and then for
+    `n` measured events, in one stream. `consumer_nice`
     < 0 raises the consumer's scheduling priority above every other process's (the broker,
     Redis, the load): the nearest a shared machine comes to a core of the consumer's own.
     `split` (Kafka only) has the broker stamp each request when it appends it
@@ -547,6 +553,8 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     load's producer and the broker's ingest) and the consumer's (append to result, less 2 s:
     its fetch, processing and publish)."""
     tag = uuid.uuid4().hex[:6]
+    warmup = int(rate * warmup_s)
+    total = n + warmup
     shape = slow_shape(broker_kind)
     topics = _topics(tag, shape.partitions)
     names = [t.name for t in topics.all()]
@@ -565,28 +573,28 @@ def slow_run(  # noqa: PLR0917 - one call per measured variant
     ready = multiprocessing.get_context("spawn").Event()
     if variant == "raw":
         consumer, queue = start_process(
-            raw_slow_loop, servers, topics.requests.name, topics.results.name, n, ready,
-            n / rate + 40,
+            raw_slow_loop, servers, topics.requests.name, topics.results.name, total, ready,
+            total / rate + 40,
         )  # fmt: skip
     else:
         consumer, queue = start_process(
-            runtime, servers, tag, n, variant, redis_url, shape,
-            "slow-traced" if split else "slow", ready, None, n / rate + 40,
+            runtime, servers, tag, total, variant, redis_url, shape,
+            "slow-traced" if split else "slow", ready, None, total / rate + 40,
         )  # fmt: skip
     if consumer_nice:
         os.setpriority(os.PRIO_PROCESS, consumer.pid, consumer_nice)
     ready.wait(timeout=60)  # the load starts once the consumer owns its partitions
     machine = _MachineSampler(consumer.pid) if split else None
-    offered = in_process(paced_load, servers, topics.requests.name, n, rate)
+    offered = in_process(paced_load, servers, topics.requests.name, total, rate, warmup)
     busy = machine.stop() if machine is not None else None
     sent = offered.pop("sent_at")
     measured = queue.get()
     consumer.join()
     # Read once the run is over: a reader running alongside would compete with the measured
     # process for the 2 cores.
-    done = in_process(result_times, servers, topics.results.name, n)
+    done = in_process(result_times, servers, topics.results.name, total)
     done = {k: ts for k, ts in done.items() if k in sent}
-    appended = in_process(result_times, servers, topics.requests.name, n) if split else {}
+    appended = in_process(result_times, servers, topics.requests.name, total) if split else {}
     run(drop_dedupe_keys, redis_url, tag)
     added = sorted(done[k] - sent[k] - 2000.0 for k in done)
     p50, p99, most = _percentiles(added)
@@ -924,9 +932,11 @@ def main(args: argparse.Namespace) -> None:
                 redis_url,
                 args.consumer_nice,
                 args.split_latency,
+                args.slow_warmup_s,
             )
             print(
-                f"(c) 2 s handler, {VARIANT_NAMES[variant]}, {c['shape']}: offered "
+                f"(c) 2 s handler, {VARIANT_NAMES[variant]}, {c['shape']}, measured after "
+                f"{args.slow_warmup_s:g} s of warm-up: offered "
                 f"{c['offered_per_s']:,.0f}/s of {args.rate:,}/s (at worst "
                 f"{c['behind_max_ms']:.0f} ms behind schedule); {c['results']:,} results "
                 f"({c['failed']:.0f} failed), {c['events_per_s']:,.0f} events/s sustained, "
@@ -1001,6 +1011,13 @@ if __name__ == "__main__":
         default=0,
         help="(c): the consumer's niceness (e.g. -10: scheduled before the broker, Redis and "
         "the load, as on a core of its own; needs the privilege to raise priority)",
+    )
+    parser.add_argument(
+        "--slow-warmup-s",
+        type=float,
+        default=2.0,
+        help="(c): seconds of load offered first and not measured (0: measure from the "
+        "first event)",
     )
     parser.add_argument(
         "--slow-raw",

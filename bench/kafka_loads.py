@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -137,8 +138,11 @@ async def consume_only(servers: str, topic: str, n: int) -> float:
     return n / elapsed
 
 
-async def paced_load(servers: str, topic: str, n: int, rate: int) -> dict[str, Any]:
-    """Offer `rate` requests per second; returns the rate achieved and each key's send time.
+async def paced_load(
+    servers: str, topic: str, n: int, rate: int, warmup: int = 0
+) -> dict[str, Any]:
+    """Offer `rate` requests per second; returns the rate achieved and each key's send time,
+    both for the records after the first `warmup` (sent on the same schedule, not measured).
 
     Paced in 5 ms ticks rather than one wake-up per record, so the load process takes as little
     of the 2 cores from the measured one as it can. Each record's CreateTime is set here, and the
@@ -147,19 +151,33 @@ async def paced_load(servers: str, topic: str, n: int, rate: int) -> dict[str, A
     """
     producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=1)
     await producer.start()
+    # The topic's metadata before the clock starts: the first send() would otherwise wait for
+    # it with the first records already stamped, then send the backlog at once, a start-up
+    # stall and burst of the load's own that no running producer makes.
+    await producer.partitions_for(topic)
     records = _requests(n)
+    # No collection while the load runs: the records, their send futures and stamps are all
+    # kept to the end, so each collection would walk more of them and stall the sends (the
+    # load then bursts to catch up); what this short-lived process allocates is freed at exit.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     sent_at: dict[bytes, int] = {}
     started = time.perf_counter()
+    measured_from = started + warmup / rate
     futures = []
     sent = 0
-    behind_s = 0.0  # how far the sends fell behind the schedule, at worst
+    behind_s = 0.0  # how far the measured sends fell behind the schedule, at worst
     while sent < n:
         now = time.perf_counter()
         due = min(n, int((now - started) * rate) + 1)
-        behind_s = max(behind_s, (now - started) - sent / rate)
-        for key, value, headers in records[sent:due]:
+        if sent >= warmup:
+            behind_s = max(behind_s, (now - started) - sent / rate)
+        for index in range(sent, due):
+            key, value, headers = records[index]
             stamp = int(time.time() * 1000)
-            sent_at[key] = stamp
+            if index >= warmup:
+                sent_at[key] = stamp
             futures.append(
                 await producer.send(topic, value, key=key, headers=headers, timestamp_ms=stamp)
             )
@@ -167,9 +185,10 @@ async def paced_load(servers: str, topic: str, n: int, rate: int) -> dict[str, A
         await asyncio.sleep(0.005)
     last_send = time.perf_counter()
     await asyncio.gather(*futures)
+    gc.enable()
     await producer.stop()
     return {
-        "offered_per_s": (n - 1) / (last_send - started) if n > 1 else 0.0,
+        "offered_per_s": (n - warmup - 1) / (last_send - measured_from) if n - warmup > 1 else 0.0,
         "behind_max_ms": behind_s * 1000,
         "sent_at": sent_at,
     }
